@@ -1,0 +1,3 @@
+from passhouse.cli import main
+
+main()

@@ -1,0 +1,21 @@
+"""The `passhouse` command: one door into the same use cases as the admin API."""
+
+from __future__ import annotations
+
+import click
+
+from passhouse import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="passhouse")
+def main() -> None:
+    """Issue Apple Wallet passes and keep every installed copy up to date."""
+
+
+def _register_commands() -> None:
+    # Each area adds its commands in its own module; imported here so `main` sees them all.
+    from passhouse.cli import pkpass as _pkpass  # noqa: F401
+
+
+_register_commands()

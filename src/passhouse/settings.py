@@ -1,0 +1,68 @@
+"""One Settings object (env prefix PASSHOUSE_, also read from .env), built at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PASSHOUSE_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    database_url: str = "sqlite:///passhouse.db"
+    # Externally visible base URL; a pass's webServiceURL is f"{public_url}/passkit".
+    public_url: str = "http://localhost:8000"
+    # Bootstrap admin API key (accepted in addition to keys made with `api-key create`).
+    admin_token: SecretStr | None = None
+    # Encrypts private keys at rest. Dev mode generates one into data_dir on first start.
+    secret_key: SecretStr | None = None
+    # Where dev mode keeps its generated secret key, admin token and throwaway certificates.
+    data_dir: Path = Path(".passhouse")
+    # With no pass type configured, create a local CA and pass certificate on start.
+    dev_mode: bool = True
+
+    apns_url: str = "https://api.push.apple.com"
+    # Extra trusted roots for the APNs connection (a test server, an intercepting proxy).
+    apns_ca_file: Path | None = None
+    # Seconds a push stays valid at APNs for an offline device (apns-expiration).
+    apns_expiration_seconds: int = Field(default=86_400, ge=0)
+    apns_connections_per_pass_type: int = Field(default=2, ge=1, le=64)
+    apns_streams_per_connection: int = Field(default=200, ge=1, le=1000)
+    # Attempts per push before it is recorded as failed; a 410 is never retried.
+    push_max_attempts: int = Field(default=8, ge=1)
+    push_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    push_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    # Each push makes a device call back at least twice, so fan-out is paced to what the
+    # web tier can answer. 0 means unlimited.
+    push_rate_per_second: float = Field(default=5_000.0, ge=0)
+    push_rate_per_pass_type: float = Field(default=0.0, ge=0)
+    push_batch_size: int = Field(default=500, ge=1, le=10_000)
+    push_poll_interval_seconds: float = Field(default=0.5, gt=0)
+
+    # Bounds for POST /v1/log: bytes per request, messages kept, requests per minute per IP.
+    device_log_max_bytes: int = 64 * 1024
+    device_log_keep: int = 10_000
+    device_log_rate_per_minute: int = 120
+    max_request_bytes: int = 16 * 1024 * 1024
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @property
+    def web_service_url(self) -> str:
+        return f"{self.public_url}/passkit"

@@ -1,0 +1,1 @@
+"""Tables, engine and queries. Nothing here commits: the caller owns the transaction."""
