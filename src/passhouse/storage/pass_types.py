@@ -1,0 +1,80 @@
+"""Pass types: the issuer's Pass Type ID certificate, its sealed key, and the change counter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from passhouse.storage.tables import pass_types, passes, templates
+
+
+async def get_pass_type(conn: AsyncConnection, pass_type_id: str) -> sa.Row[Any] | None:
+    result = await conn.execute(
+        sa.select(pass_types).where(pass_types.c.pass_type_id == pass_type_id)
+    )
+    return result.first()
+
+
+async def list_pass_types(conn: AsyncConnection) -> list[sa.Row[Any]]:
+    result = await conn.execute(sa.select(pass_types).order_by(pass_types.c.pass_type_id))
+    return list(result.all())
+
+
+async def count_pass_types(conn: AsyncConnection) -> int:
+    return int(await conn.scalar(sa.select(sa.func.count()).select_from(pass_types)) or 0)
+
+
+async def save_pass_type(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert, or replace the credentials of an existing pass type; True when it is new.
+
+    Replacing keeps `last_version` (devices hold tags from it) and clears any APNs error,
+    since a new certificate is the fix for a 403.
+    """
+    pass_type_id = values["pass_type_id"]
+    existing = await conn.scalar(
+        sa.select(pass_types.c.pass_type_id).where(pass_types.c.pass_type_id == pass_type_id)
+    )
+    if existing is None:
+        await conn.execute(pass_types.insert().values(**values))
+        return True
+    changes = {k: v for k, v in values.items() if k not in ("pass_type_id", "created_at")}
+    await conn.execute(
+        pass_types.update()
+        .where(pass_types.c.pass_type_id == pass_type_id)
+        .values(**changes, apns_error=None, apns_error_at=None)
+    )
+    return False
+
+
+async def delete_pass_type(conn: AsyncConnection, pass_type_id: str) -> None:
+    await conn.execute(pass_types.delete().where(pass_types.c.pass_type_id == pass_type_id))
+
+
+async def is_in_use(conn: AsyncConnection, pass_type_id: str) -> bool:
+    used_by_template = await conn.scalar(
+        sa.select(templates.c.id).where(templates.c.pass_type_id == pass_type_id).limit(1)
+    )
+    used_by_pass = await conn.scalar(
+        sa.select(passes.c.id).where(passes.c.pass_type_id == pass_type_id).limit(1)
+    )
+    return used_by_template is not None or used_by_pass is not None
+
+
+async def next_version(conn: AsyncConnection, pass_type_id: str) -> int:
+    """Take the next change number of a pass type.
+
+    The UPDATE holds the counter row's lock until the transaction commits, so versions of
+    one pass type commit in the order they were taken: a device that has seen version N
+    can never later find an uncommitted N-1 appear (see architecture.md).
+    """
+    version = await conn.scalar(
+        pass_types.update()
+        .where(pass_types.c.pass_type_id == pass_type_id)
+        .values(last_version=pass_types.c.last_version + 1)
+        .returning(pass_types.c.last_version)
+    )
+    if version is None:
+        raise LookupError(pass_type_id)
+    return int(version)

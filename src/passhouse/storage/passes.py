@@ -1,0 +1,149 @@
+"""Issued passes, their versions, and the cache of their signed bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from passhouse.storage.tables import passes, pkpass_cache
+
+
+# Last-Modified strictly increases per pass, in whole seconds: max(now, previous + 1).
+def _next_modified_at(now: int) -> sa.ColumnElement[int]:
+    return sa.case(
+        (passes.c.modified_at + 1 > now, passes.c.modified_at + 1),
+        else_=sa.literal(now, sa.BigInteger),
+    )
+
+
+async def get_pass(
+    conn: AsyncConnection, pass_type_id: str, serial_number: str
+) -> sa.Row[Any] | None:
+    result = await conn.execute(
+        sa.select(passes).where(
+            passes.c.pass_type_id == pass_type_id, passes.c.serial_number == serial_number
+        )
+    )
+    return result.first()
+
+
+async def get_pass_by_id(conn: AsyncConnection, pass_id: int) -> sa.Row[Any] | None:
+    result = await conn.execute(sa.select(passes).where(passes.c.id == pass_id))
+    return result.first()
+
+
+async def get_pass_by_share_id(conn: AsyncConnection, share_id: str) -> sa.Row[Any] | None:
+    result = await conn.execute(sa.select(passes).where(passes.c.share_id == share_id))
+    return result.first()
+
+
+# The device hot path reads only what it needs, with a statement compiled once.
+_AUTH_COLUMNS = sa.select(
+    passes.c.id,
+    passes.c.authentication_token,
+    passes.c.version,
+    passes.c.modified_at,
+).where(
+    passes.c.pass_type_id == sa.bindparam("pass_type_id"),
+    passes.c.serial_number == sa.bindparam("serial_number"),
+)
+
+
+async def get_pass_for_device(
+    conn: AsyncConnection, pass_type_id: str, serial_number: str
+) -> sa.Row[int, str, int, int] | None:
+    """(id, authentication_token, version, modified_at) of a pass, for device requests."""
+    result = await conn.execute(
+        _AUTH_COLUMNS, {"pass_type_id": pass_type_id, "serial_number": serial_number}
+    )
+    return result.first()
+
+
+async def serial_exists(conn: AsyncConnection, pass_type_id: str, serial_number: str) -> bool:
+    found = await conn.scalar(
+        sa.select(passes.c.id).where(
+            passes.c.pass_type_id == pass_type_id, passes.c.serial_number == serial_number
+        )
+    )
+    return found is not None
+
+
+async def insert_pass(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    pass_id = await conn.scalar(passes.insert().values(**values).returning(passes.c.id))
+    assert pass_id is not None
+    return int(pass_id)
+
+
+async def save_new_version(
+    conn: AsyncConnection,
+    pass_id: int,
+    *,
+    version: int,
+    now: int,
+    data: Mapping[str, Any] | None = None,
+    voided: bool | None = None,
+    personalization: Mapping[str, Any] | None = None,
+) -> sa.Row[Any]:
+    """Give a pass a new version (and optionally new data); returns the updated row."""
+    values: dict[str, Any] = {"version": version, "modified_at": _next_modified_at(now)}
+    if data is not None:
+        values["data"] = dict(data)
+    if voided is not None:
+        values["voided"] = voided
+    if personalization is not None:
+        values["personalization"] = dict(personalization)
+    result = await conn.execute(
+        passes.update().where(passes.c.id == pass_id).values(**values).returning(*passes.c)
+    )
+    return result.one()
+
+
+async def bump_template_passes(
+    conn: AsyncConnection, template_id: int, *, version: int, now: int
+) -> int:
+    """Give every pass of a template a new version in one statement; returns how many."""
+    result = await conn.execute(
+        passes.update()
+        .where(passes.c.template_id == template_id)
+        .values(version=version, modified_at=_next_modified_at(now))
+    )
+    return int(result.rowcount)
+
+
+async def list_passes(
+    conn: AsyncConnection, *, template_id: int | None, after_id: int | None, limit: int
+) -> list[sa.Row[Any]]:
+    query = sa.select(passes).order_by(passes.c.id).limit(limit)
+    if template_id is not None:
+        query = query.where(passes.c.template_id == template_id)
+    if after_id is not None:
+        query = query.where(passes.c.id > after_id)
+    result = await conn.execute(query)
+    return list(result.all())
+
+
+async def get_cached_pkpass(conn: AsyncConnection, pass_id: int, version: int) -> bytes | None:
+    data = await conn.scalar(
+        sa.select(pkpass_cache.c.data).where(
+            pkpass_cache.c.pass_id == pass_id, pkpass_cache.c.version == version
+        )
+    )
+    return None if data is None else bytes(data)
+
+
+async def store_pkpass(conn: AsyncConnection, pass_id: int, version: int, data: bytes) -> None:
+    """Keep the signed bytes of a pass's version; an older version's bytes are replaced."""
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+        pkpass_cache
+    ).values(pass_id=pass_id, version=version, data=data)
+    await conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=[pkpass_cache.c.pass_id],
+            set_={"version": insert.excluded.version, "data": insert.excluded.data},
+            where=pkpass_cache.c.version < insert.excluded.version,
+        )
+    )

@@ -1,0 +1,127 @@
+"""Templates: a pass.json skeleton with placeholders, plus its images and localizations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from passhouse.storage.tables import passes, template_assets, templates
+
+
+async def get_template(conn: AsyncConnection, ref: str | int) -> sa.Row[Any] | None:
+    """Find a template by id (int or digits) or by name."""
+    if isinstance(ref, int) or ref.isdigit():
+        result = await conn.execute(sa.select(templates).where(templates.c.id == int(ref)))
+        row = result.first()
+        if row is not None or isinstance(ref, int):
+            return row
+    result = await conn.execute(sa.select(templates).where(templates.c.name == ref))
+    return result.first()
+
+
+async def get_template_by_id(conn: AsyncConnection, template_id: int) -> sa.Row[Any] | None:
+    result = await conn.execute(sa.select(templates).where(templates.c.id == template_id))
+    return result.first()
+
+
+async def list_templates(conn: AsyncConnection) -> list[sa.Row[Any]]:
+    result = await conn.execute(sa.select(templates).order_by(templates.c.id))
+    return list(result.all())
+
+
+async def name_taken(conn: AsyncConnection, name: str, *, except_id: int | None = None) -> bool:
+    query = sa.select(templates.c.id).where(templates.c.name == name)
+    if except_id is not None:
+        query = query.where(templates.c.id != except_id)
+    return await conn.scalar(query) is not None
+
+
+async def get_assets(conn: AsyncConnection, template_id: int) -> dict[str, bytes]:
+    result = await conn.execute(
+        sa.select(template_assets.c.name, template_assets.c.data).where(
+            template_assets.c.template_id == template_id
+        )
+    )
+    return {name: bytes(data) for name, data in result.all()}
+
+
+async def asset_names(conn: AsyncConnection, template_id: int) -> list[str]:
+    result = await conn.execute(
+        sa.select(template_assets.c.name)
+        .where(template_assets.c.template_id == template_id)
+        .order_by(template_assets.c.name)
+    )
+    return list(result.scalars())
+
+
+async def create_template(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    pass_type_id: str,
+    pass_json: Mapping[str, Any],
+    assets: Mapping[str, bytes],
+    now: int,
+) -> int:
+    template_id = await conn.scalar(
+        templates.insert()
+        .values(
+            name=name,
+            pass_type_id=pass_type_id,
+            pass_json=dict(pass_json),
+            revision=1,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(templates.c.id)
+    )
+    assert template_id is not None
+    await _insert_assets(conn, int(template_id), assets)
+    return int(template_id)
+
+
+async def replace_template(
+    conn: AsyncConnection,
+    template_id: int,
+    *,
+    name: str,
+    pass_json: Mapping[str, Any],
+    assets: Mapping[str, bytes],
+    now: int,
+) -> None:
+    await conn.execute(
+        templates.update()
+        .where(templates.c.id == template_id)
+        .values(
+            name=name,
+            pass_json=dict(pass_json),
+            revision=templates.c.revision + 1,
+            updated_at=now,
+        )
+    )
+    await conn.execute(template_assets.delete().where(template_assets.c.template_id == template_id))
+    await _insert_assets(conn, template_id, assets)
+
+
+async def _insert_assets(
+    conn: AsyncConnection, template_id: int, assets: Mapping[str, bytes]
+) -> None:
+    if assets:
+        await conn.execute(
+            template_assets.insert(),
+            [{"template_id": template_id, "name": n, "data": d} for n, d in assets.items()],
+        )
+
+
+async def delete_template(conn: AsyncConnection, template_id: int) -> None:
+    await conn.execute(templates.delete().where(templates.c.id == template_id))
+
+
+async def count_passes(conn: AsyncConnection, template_id: int) -> int:
+    count = await conn.scalar(
+        sa.select(sa.func.count()).select_from(passes).where(passes.c.template_id == template_id)
+    )
+    return int(count or 0)
