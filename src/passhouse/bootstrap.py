@@ -50,4 +50,6 @@ def open_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
         database = Database(settings.database_url, pool_size=pool_size)
     except ValueError as error:
         raise ConfigurationError(f"PASSHOUSE_DATABASE_URL is not usable: {error}.") from None
-    return Runtime(settings=settings, database=database, sealer=Sealer(resolve_secret_key(settings)))
+    return Runtime(
+        settings=settings, database=database, sealer=Sealer(resolve_secret_key(settings))
+    )
