@@ -1,0 +1,291 @@
+"""Templates: pass.json with {{placeholders}}, images, localizations, personalization.json."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from passhouse.pkpass.errors import TemplateError
+from passhouse.pkpass.images import check_images
+from passhouse.pkpass.pass_json import STYLE_KEYS, validate_personalization
+from passhouse.pkpass.report import Report
+from passhouse.pkpass.strings import StringsError, encode_strings, is_utf16, parse_strings
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
+# Files that belong to a signed pass, never to a template; and OS litter that Apple rejects.
+_GENERATED = {"manifest.json", "signature"}
+_MAX_TEMPLATE_BYTES = 20 * 1024 * 1024
+# Top-level keys the server owns; a template cannot set them to something else.
+OVERRIDE_KEYS = frozenset(
+    {
+        "serialNumber",
+        "authenticationToken",
+        "webServiceURL",
+        "passTypeIdentifier",
+        "teamIdentifier",
+        "voided",
+    }
+)
+
+
+class Template:
+    """A pass design. `render()` fills it with one pass's data; the result goes to build_pkpass."""
+
+    def __init__(
+        self, pass_json: dict[str, Any], assets: dict[str, bytes], name: str = "template"
+    ) -> None:
+        self.pass_json = pass_json
+        self.assets = assets
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Template({self.name!r}, assets={sorted(self.assets)})"
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], name: str = "template") -> Template:
+        """From relative POSIX paths to bytes, as found in a folder or zip."""
+        kept: dict[str, bytes] = {}
+        for path, data in files.items():
+            parts = PurePosixPath(path).parts
+            if any(part.startswith(".") or part == "__MACOSX" for part in parts):
+                continue  # .DS_Store, .git, macOS zip resource forks
+            if path in _GENERATED:
+                continue
+            if path.startswith("/") or ".." in parts or "\\" in path:
+                raise TemplateError(f'Template "{name}" contains an unsafe file name: {path}')
+            if len(parts) > 2 or (len(parts) == 2 and not parts[0].endswith(".lproj")):
+                raise TemplateError(
+                    f'Template "{name}": {path} is not allowed; only files at the top level '
+                    "and in <language>.lproj/ folders are part of a pass"
+                )
+            kept[path] = data
+        raw = kept.pop("pass.json", None)
+        if raw is None:
+            raise TemplateError(f'Template "{name}" has no pass.json at its top level.')
+        return cls(_load_json(raw, "pass.json", name), kept, name)
+
+    @classmethod
+    def from_directory(cls, path: str | Path) -> Template:
+        root = Path(path)
+        if not root.is_dir():
+            raise TemplateError(f'Template folder "{root}" does not exist.')
+        files = {
+            file.relative_to(root).as_posix(): file.read_bytes()
+            for file in sorted(root.rglob("*"))
+            if file.is_file()
+        }
+        return cls.from_files(files, name=root.name)
+
+    @classmethod
+    def from_zip(cls, data: bytes, name: str = "template") -> Template:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                entries = [info for info in archive.infolist() if not info.is_dir()]
+                if sum(info.file_size for info in entries) > _MAX_TEMPLATE_BYTES:
+                    raise TemplateError(f'Template "{name}" is larger than 20 MB unpacked.')
+                files = {info.filename: archive.read(info) for info in entries}
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
+            if isinstance(error, TemplateError):
+                raise
+            raise TemplateError(f'Template "{name}" is not a valid zip file.') from None
+        # A zipped folder holds "folder/pass.json": unwrap that one level.
+        if "pass.json" not in files:
+            tops = {path.split("/", 1)[0] for path in files if "/" in path}
+            wrapped = [top for top in tops if f"{top}/pass.json" in files]
+            if len(wrapped) == 1:
+                prefix = wrapped[0] + "/"
+                files = {
+                    path[len(prefix) :]: data
+                    for path, data in files.items()
+                    if path.startswith(prefix)
+                }
+        return cls.from_files(files, name=name)
+
+    def placeholders(self) -> set[str]:
+        names: set[str] = set()
+        for text in self._texts():
+            names.update(_PLACEHOLDER.findall(text))
+        return names
+
+    @property
+    def style(self) -> str | None:
+        styles = [key for key in STYLE_KEYS if key in self.pass_json]
+        return styles[0] if len(styles) == 1 else None
+
+    def check(self) -> Report:
+        """Template-level problems: icon, PNGs, localizations, personalization.json."""
+        report = check_images(self.assets, self.style)
+        report.extend(check_localizations(self.assets))
+        if "personalization.json" in self.assets:
+            try:
+                data = json.loads(self.assets["personalization.json"])
+            except ValueError as error:
+                report.errors.append(f"personalization.json: not valid JSON ({error})")
+            else:
+                report.errors.extend(validate_personalization(data))
+        if self.style is None:
+            report.errors.append(
+                "pass.json: exactly one style key is required (boardingPass, coupon, "
+                "eventTicket, generic or storeCard)"
+            )
+        return report
+
+    def render(
+        self,
+        data: Mapping[str, Any],
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        personalized: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """pass.json and assets with every {{name}} replaced by data.
+
+        A placeholder that is the whole value keeps the data's JSON type; inside a longer
+        string it is formatted with str(). `overrides` replace top-level keys (None removes).
+        """
+        missing: set[str] = set()
+        pass_json = _substitute(self.pass_json, data, missing)
+        assets = dict(self.assets)
+        for path, raw in self.assets.items():
+            if path.endswith(".lproj/pass.strings"):
+                assets[path] = _render_strings(raw, data, missing, path, self.name)
+        if missing:
+            names = ", ".join("{{" + name + "}}" for name in sorted(missing))
+            raise TemplateError(
+                f'Template "{self.name}" needs a value for {names}: add it to the pass data.'
+            )
+        for key, value in (overrides or {}).items():
+            if value is None:
+                pass_json.pop(key, None)
+            else:
+                pass_json[key] = value
+        if personalized:
+            assets.pop("personalization.json", None)
+        return pass_json, assets
+
+    def _texts(self) -> Iterator[str]:
+        yield from _strings_in(self.pass_json)
+        for path, raw in self.assets.items():
+            if path.endswith(".strings"):
+                try:
+                    yield from parse_strings(raw).values()
+                except StringsError:
+                    continue
+            elif path == "personalization.json":
+                yield raw.decode(errors="replace")
+
+
+def check_localizations(files: Mapping[str, bytes]) -> Report:
+    """pass.strings must parse, should be UTF-16, and every .lproj must have the same keys."""
+    report = Report()
+    keys: dict[str, set[str]] = {}
+    folders = {path.split("/", 1)[0] for path in files if ".lproj/" in path}
+    for folder in sorted(folders):
+        path = f"{folder}/pass.strings"
+        raw = files.get(path)
+        if raw is None:
+            keys[folder] = set()
+            continue
+        try:
+            keys[folder] = set(parse_strings(raw))
+        except StringsError as error:
+            report.errors.append(f"{path}: {error}")
+            continue
+        if not is_utf16(raw):
+            report.warnings.append(
+                f"{path}: Apple asks for UTF-16; passhouse re-encodes it when it builds passes"
+            )
+    every = set().union(*keys.values()) if keys else set()
+    for folder, present in sorted(keys.items()):
+        absent = every - present
+        if absent:
+            listed = ", ".join(f'"{key}"' for key in sorted(absent)[:5])
+            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+            report.errors.append(
+                f"{folder}/pass.strings: missing {listed}{more}; every .lproj needs the same keys"
+            )
+    return report
+
+
+def _load_json(raw: bytes, path: str, template: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise TemplateError(f'Template "{template}": {path} is not UTF-8 text.') from None
+    except json.JSONDecodeError as error:
+        raise TemplateError(
+            f'Template "{template}": {path} is not valid JSON (line {error.lineno}, '
+            f"column {error.colno}: {error.msg})."
+        ) from None
+    if not isinstance(value, dict):
+        raise TemplateError(f'Template "{template}": {path} must be a JSON object.')
+    return value
+
+
+def _lookup(data: Mapping[str, Any], name: str) -> tuple[bool, Any]:
+    if name in data:
+        return True, data[name]
+    current: Any = data
+    for part in name.split("."):
+        if isinstance(current, Mapping) and part in current:
+            current = current[part]
+        else:
+            return False, None
+    return True, current
+
+
+def _fill(text: str, data: Mapping[str, Any], missing: set[str]) -> Any:
+    whole = _PLACEHOLDER.fullmatch(text)
+    if whole is not None:
+        found, value = _lookup(data, whole.group(1))
+        if not found:
+            missing.add(whole.group(1))
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        found, value = _lookup(data, match.group(1))
+        if not found:
+            missing.add(match.group(1))
+            return ""
+        return str(value)
+
+    return _PLACEHOLDER.sub(replace, text)
+
+
+def _substitute(value: Any, data: Mapping[str, Any], missing: set[str]) -> Any:
+    if isinstance(value, str):
+        return _fill(value, data, missing) if "{{" in value else value
+    if isinstance(value, dict):
+        return {key: _substitute(item, data, missing) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, data, missing) for item in value]
+    return value
+
+
+def _strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings_in(item)
+
+
+def _render_strings(
+    raw: bytes, data: Mapping[str, Any], missing: set[str], path: str, template: str
+) -> bytes:
+    try:
+        entries = parse_strings(raw)
+    except StringsError as error:
+        raise TemplateError(f'Template "{template}": {path}: {error}.') from None
+    rendered = {
+        key: str(_fill(text, data, missing)) if "{{" in text else text
+        for key, text in entries.items()
+    }
+    return encode_strings(rendered)
