@@ -1,0 +1,623 @@
+"""Use cases: the one place that combines pass files, storage and the push queue.
+
+Every function runs inside the caller's transaction and never commits: a change, its new
+version and its queued pushes are saved together or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import secrets
+import time
+import zipfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from passhouse.errors import Conflict, InvalidInput, NotFound
+from passhouse.pkpass.bundle import build_pkpass
+from passhouse.pkpass.certs import inspect_certificate, load_certificate, load_p12, load_private_key
+from passhouse.pkpass.errors import PkpassError
+from passhouse.pkpass.pass_json import validate_pass_json
+from passhouse.pkpass.signing import PassSigner
+from passhouse.pkpass.template import Template
+from passhouse.storage import pass_types, passes, push_jobs, registrations, templates
+from passhouse.storage.database import Database
+from passhouse.storage.sealing import Sealer
+
+# Keys the server owns in every pass.json: identity and the web service pair.
+SERVER_KEYS = (
+    "passTypeIdentifier",
+    "teamIdentifier",
+    "serialNumber",
+    "authenticationToken",
+    "webServiceURL",
+)
+MAX_SERIAL_LENGTH = 128
+
+
+def now_seconds() -> int:
+    return int(time.time())
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# --- pass types -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What an issuer uploads for a pass type, in one of its two forms."""
+
+    certificate_pem: bytes | None = None
+    private_key_pem: bytes | None = None
+    private_key_password: bytes | None = None
+    wwdr_pem: bytes | None = None
+    p12: bytes | None = None
+    p12_password: bytes | None = None
+    apns_key_p8: bytes | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+
+
+async def save_pass_type(
+    conn: AsyncConnection, sealer: Sealer, credentials: Credentials, *, dev_mode: bool = False
+) -> tuple[str, bool, list[str]]:
+    """Check and store a pass type's credentials; (pass_type_id, created, warnings).
+
+    The pass type id and team id are read from the certificate, never taken on trust.
+    """
+    cert_pem, key_pem, wwdr_pem = _unpack_credentials(credentials)
+    signer = _checked_signer(cert_pem, key_pem, wwdr_pem)
+    warnings = []
+    if not signer.wwdr:
+        warnings.append(
+            "No WWDR intermediate certificate was given: Wallet rejects passes whose "
+            "signature lacks it. Upload wwdr_pem (Apple's WWDR G4)."
+        )
+    apns_values = _apns_token_values(credentials, sealer)
+    info = inspect_certificate(cert_pem)
+    created = await pass_types.save_pass_type(
+        conn,
+        {
+            "pass_type_id": signer.pass_type_id,
+            "team_id": signer.team_id,
+            "certificate_pem": cert_pem.decode(),
+            "private_key_encrypted": sealer.seal(key_pem),
+            "wwdr_pem": wwdr_pem.decode() if wwdr_pem else None,
+            "not_after": int(info.not_after.timestamp()),
+            "dev_mode": dev_mode,
+            "created_at": now_seconds(),
+            **apns_values,
+        },
+    )
+    if not created:
+        # Passes signed with the old certificate must be rebuilt with the new one.
+        await pass_types.clear_pkpass_cache(conn, signer.pass_type_id)
+    return signer.pass_type_id, created, warnings
+
+
+def _unpack_credentials(credentials: Credentials) -> tuple[bytes, bytes, bytes | None]:
+    """(certificate PEM, unencrypted PKCS#8 key PEM, WWDR PEM or None)."""
+    if credentials.p12 is not None:
+        cert_pem, key_pem, chain_pem = load_p12(credentials.p12, credentials.p12_password)
+        return cert_pem, key_pem, credentials.wwdr_pem or chain_pem
+    if credentials.certificate_pem is None or credentials.private_key_pem is None:
+        raise InvalidInput(
+            "Give either p12_base64 (with p12_password) or certificate_pem and private_key_pem."
+        )
+    key = load_private_key(credentials.private_key_pem, credentials.private_key_password)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return credentials.certificate_pem, key_pem, credentials.wwdr_pem
+
+
+def _checked_signer(cert_pem: bytes, key_pem: bytes, wwdr_pem: bytes | None) -> PassSigner:
+    signer = PassSigner.from_pem(cert_pem, key_pem, wwdr_pem)
+    # Signing once proves the key and certificate work together before anything is stored.
+    signer.sign(b"passhouse credentials check")
+    return signer
+
+
+def _apns_token_values(credentials: Credentials, sealer: Sealer) -> dict[str, Any]:
+    given = [credentials.apns_key_p8, credentials.apns_key_id, credentials.apns_team_id]
+    if all(value is None for value in given):
+        return {"apns_key_id": None, "apns_team_id": None, "apns_key_encrypted": None}
+    if any(value is None for value in given):
+        raise InvalidInput(
+            "APNs token authentication needs all three of apns_key_p8, apns_key_id and "
+            "apns_team_id."
+        )
+    assert credentials.apns_key_p8 is not None
+    try:
+        serialization.load_pem_private_key(credentials.apns_key_p8, password=None)
+    except (ValueError, TypeError):
+        raise InvalidInput(
+            "apns_key_p8 is not a readable .p8 key: paste the whole file, BEGIN/END lines included."
+        ) from None
+    return {
+        "apns_key_id": credentials.apns_key_id,
+        "apns_team_id": credentials.apns_team_id,
+        "apns_key_encrypted": sealer.seal(credentials.apns_key_p8),
+    }
+
+
+async def delete_pass_type(conn: AsyncConnection, pass_type_id: str) -> None:
+    if await pass_types.get_pass_type(conn, pass_type_id) is None:
+        raise NotFound(f"No pass type {pass_type_id!r}.")
+    if await pass_types.is_in_use(conn, pass_type_id):
+        raise Conflict(
+            f"Pass type {pass_type_id!r} still has templates or passes; delete those first."
+        )
+    await pass_types.delete_pass_type(conn, pass_type_id)
+
+
+def certificate_summary(certificate_pem: str) -> dict[str, Any]:
+    cert = load_certificate(certificate_pem.encode())
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "sha256": hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest(),
+    }
+
+
+# --- templates --------------------------------------------------------------------------
+
+
+def decode_assets(encoded: Mapping[str, str]) -> dict[str, bytes]:
+    assets = {}
+    for name, value in encoded.items():
+        try:
+            assets[name] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"assets[{name!r}] is not valid base64.") from None
+    return assets
+
+
+def checked_template(
+    name: str, pass_json: Mapping[str, Any], assets: Mapping[str, bytes]
+) -> Template:
+    if not name.strip():
+        raise InvalidInput("A template needs a non-empty name.")
+    for asset_name in assets:
+        parts = asset_name.split("/")
+        if asset_name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise InvalidInput(f"Asset name {asset_name!r} is not a plain relative path.")
+        if asset_name in ("pass.json", "manifest.json", "signature"):
+            raise InvalidInput(f"Asset name {asset_name!r} is reserved for the pass itself.")
+    template = Template(dict(pass_json), dict(assets), name=name)
+    report = template.check()
+    if report.errors:
+        raise InvalidInput("The template has problems: " + "; ".join(report.errors))
+    return template
+
+
+async def create_template(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    pass_type_id: str,
+    pass_json: Mapping[str, Any],
+    assets: Mapping[str, bytes],
+) -> int:
+    if await pass_types.get_pass_type(conn, pass_type_id) is None:
+        raise NotFound(f"No pass type {pass_type_id!r}: add its certificate first.")
+    if await templates.name_taken(conn, name):
+        raise Conflict(f"A template named {name!r} already exists.")
+    checked_template(name, pass_json, assets)
+    return await templates.create_template(
+        conn,
+        name=name,
+        pass_type_id=pass_type_id,
+        pass_json=pass_json,
+        assets=assets,
+        now=now_seconds(),
+    )
+
+
+async def replace_template(
+    conn: AsyncConnection,
+    ref: str,
+    *,
+    name: str | None,
+    pass_json: Mapping[str, Any],
+    assets: Mapping[str, bytes],
+) -> tuple[int, int]:
+    """Replace a template; every pass made from it gets a new version and a push.
+
+    Returns (template id, number of passes changed). Set-based: one UPDATE for the
+    passes and one INSERT ... SELECT for the pushes, whatever their number.
+    """
+    row = await _template_or_404(conn, ref)
+    new_name = name or row.name
+    if await templates.name_taken(conn, new_name, except_id=row.id):
+        raise Conflict(f"A template named {new_name!r} already exists.")
+    checked_template(new_name, pass_json, assets)
+    now = now_seconds()
+    await templates.replace_template(
+        conn, row.id, name=new_name, pass_json=pass_json, assets=assets, now=now
+    )
+    if await templates.count_passes(conn, row.id) == 0:
+        return row.id, 0
+    version = await pass_types.next_version(conn, row.pass_type_id)
+    changed = await passes.bump_template_passes(conn, row.id, version=version, now=now)
+    await push_jobs.enqueue_for_template(conn, row.id, now_ms=now_ms())
+    return row.id, changed
+
+
+async def delete_template(conn: AsyncConnection, ref: str) -> None:
+    row = await _template_or_404(conn, ref)
+    count = await templates.count_passes(conn, row.id)
+    if count:
+        raise Conflict(f"Template {row.name!r} is used by {count} passes; it cannot be deleted.")
+    await templates.delete_template(conn, row.id)
+
+
+async def _template_or_404(conn: AsyncConnection, ref: str | int) -> sa.Row[Any]:
+    row = await templates.get_template(conn, ref)
+    if row is None:
+        raise NotFound(f"No template {ref!r}.")
+    return row
+
+
+# --- passes -----------------------------------------------------------------------------
+
+
+def _check_serial(serial_number: str) -> None:
+    if not serial_number or len(serial_number) > MAX_SERIAL_LENGTH:
+        raise InvalidInput(f"serial_number must be 1 to {MAX_SERIAL_LENGTH} characters.")
+    if not all(c.isalnum() or c in "-_.~" for c in serial_number):
+        # Serials travel in URL paths; Apple asks for short, URL-safe values.
+        raise InvalidInput("serial_number may hold only letters, digits and - _ . ~")
+
+
+async def issue_pass(
+    conn: AsyncConnection,
+    builder: PassBuilder,
+    *,
+    template_ref: str,
+    data: Mapping[str, Any],
+    serial_number: str | None = None,
+) -> sa.Row[Any]:
+    template_row = await _template_or_404(conn, template_ref)
+    serial_number = serial_number or secrets.token_hex(8)
+    _check_serial(serial_number)
+    pass_type_id = template_row.pass_type_id
+    if await passes.serial_exists(conn, pass_type_id, serial_number):
+        raise Conflict(f"Pass {serial_number!r} of {pass_type_id!r} already exists.")
+    token = secrets.token_urlsafe(24)  # 192 bits; Apple asks for at least 16 characters
+    await builder.check_renders(
+        conn, template_row, serial_number=serial_number, token=token, data=data
+    )
+    version = await pass_types.next_version(conn, pass_type_id)
+    now = now_seconds()
+    pass_id = await passes.insert_pass(
+        conn,
+        {
+            "pass_type_id": pass_type_id,
+            "serial_number": serial_number,
+            "template_id": template_row.id,
+            "authentication_token": token,
+            "share_id": secrets.token_urlsafe(16),
+            "data": dict(data),
+            "voided": False,
+            "version": version,
+            "modified_at": now,
+            "created_at": now,
+        },
+    )
+    row = await passes.get_pass_by_id(conn, pass_id)
+    assert row is not None
+    return row
+
+
+async def get_pass_or_404(conn: AsyncConnection, pass_type_id: str, serial: str) -> sa.Row[Any]:
+    row = await passes.get_pass(conn, pass_type_id, serial)
+    if row is None:
+        raise NotFound(f"No pass {serial!r} of {pass_type_id!r}.")
+    return row
+
+
+async def change_pass_data(
+    conn: AsyncConnection,
+    builder: PassBuilder,
+    pass_type_id: str,
+    serial_number: str,
+    data: Mapping[str, Any],
+    *,
+    merge: bool,
+) -> tuple[sa.Row[Any], bool]:
+    """PATCH (merge) or PUT (replace) a pass's data; (row, changed).
+
+    A request that changes nothing makes no version and wakes no device: Apple asks to
+    push only when a pass really changed.
+    """
+    row = await get_pass_or_404(conn, pass_type_id, serial_number)
+    if row.voided:
+        raise Conflict(f"Pass {serial_number!r} is voided; it can no longer change.")
+    new_data = {**row.data, **data} if merge else dict(data)
+    if new_data == row.data:
+        return row, False
+    template_row = await _template_or_404(conn, row.template_id)
+    await builder.check_renders(
+        conn,
+        template_row,
+        serial_number=serial_number,
+        token=row.authentication_token,
+        data=new_data,
+        personalization=row.personalization,
+    )
+    return await _save_change(conn, row, data=new_data), True
+
+
+async def void_pass(
+    conn: AsyncConnection, pass_type_id: str, serial_number: str
+) -> tuple[sa.Row[Any], bool]:
+    row = await get_pass_or_404(conn, pass_type_id, serial_number)
+    if row.voided:
+        return row, False
+    return await _save_change(conn, row, voided=True), True
+
+
+async def _save_change(
+    conn: AsyncConnection,
+    row: sa.Row[Any],
+    *,
+    data: Mapping[str, Any] | None = None,
+    voided: bool | None = None,
+    personalization: Mapping[str, Any] | None = None,
+) -> sa.Row[Any]:
+    version = await pass_types.next_version(conn, row.pass_type_id)
+    updated = await passes.save_new_version(
+        conn,
+        row.id,
+        version=version,
+        now=now_seconds(),
+        data=data,
+        voided=voided,
+        personalization=personalization,
+    )
+    # Queued in the same transaction: devices hear about the change iff it is saved.
+    await push_jobs.enqueue_for_pass(conn, row.id, now_ms=now_ms())
+    return updated
+
+
+PERSONALIZATION_KEYS = (
+    "fullName",
+    "givenName",
+    "familyName",
+    "emailAddress",
+    "postalCode",
+    "ISOCountryCode",
+    "phoneNumber",
+)
+
+
+async def personalize_pass(
+    conn: AsyncConnection,
+    builder: PassBuilder,
+    pass_row: sa.Row[Any],
+    *,
+    personalization_token: str,
+    info: Mapping[str, str],
+) -> bytes:
+    """Store what the person entered and return the token signed with the pass certificate.
+
+    The next download of the pass is the personalized one, without personalization.json.
+    """
+    template_row = await _template_or_404(conn, pass_row.template_id)
+    template = await builder.template(conn, template_row)
+    if "personalization.json" not in template.assets:
+        raise InvalidInput("This pass is not personalizable.")
+    await _save_change(conn, pass_row, personalization=dict(info))
+    signer = await builder.signer(conn, pass_row.pass_type_id)
+    return signer.sign(personalization_token.encode())
+
+
+async def list_registrations(conn: AsyncConnection, pass_id: int) -> list[dict[str, Any]]:
+    rows = await registrations.registrations_for_pass(conn, pass_id)
+    return [
+        {
+            # Both values are device credentials: shown shortened, enough to tell apart.
+            "device_library_id": _shorten(device_library_id),
+            "push_token": _shorten(push_token),
+            "registered_at": int(registered_at_ms) // 1000,
+        }
+        for device_library_id, push_token, registered_at_ms in rows
+    ]
+
+
+def _shorten(value: str) -> str:
+    return value if len(value) <= 12 else f"{value[:8]}…{value[-4:]}"
+
+
+def pass_json_of(pkpass: bytes) -> dict[str, Any]:
+    """pass.json of a built .pkpass (for pages that show its description)."""
+    with zipfile.ZipFile(io.BytesIO(pkpass)) as archive:
+        loaded: dict[str, Any] = json.loads(archive.read("pass.json"))
+    return loaded
+
+
+# --- building the signed file -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _ByteBudgetCache:
+    """LRU of values up to a total size in bytes."""
+
+    budget: int
+    _items: OrderedDict[Any, tuple[Any, int]] = field(default_factory=OrderedDict)
+    _size: int = 0
+
+    def get(self, key: Any) -> Any:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, key: Any, value: Any, size: int) -> None:
+        if size > self.budget:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._size -= old[1]
+        self._items[key] = (value, size)
+        self._size += size
+        while self._size > self.budget:
+            _, (_, evicted) = self._items.popitem(last=False)
+            self._size -= evicted
+
+    def discard_where(self, predicate: Any) -> None:
+        for key in [k for k in self._items if predicate(k)]:
+            self._size -= self._items.pop(key)[1]
+
+
+class PassBuilder:
+    """Renders and signs passes, caching templates, signers and signed bytes in memory.
+
+    A .pkpass is signed once per (pass, version): the bytes go to the pkpass_cache table
+    (shared by every server process) and to an in-process LRU for the hot path.
+    """
+
+    def __init__(
+        self, sealer: Sealer, web_service_url: str, *, cache_bytes: int = 256 * 1024 * 1024
+    ) -> None:
+        self._sealer = sealer
+        self._web_service_url = web_service_url
+        self._files = _ByteBudgetCache(cache_bytes)
+        self._templates = _ByteBudgetCache(64 * 1024 * 1024)
+        self._signers: dict[str, tuple[str, PassSigner]] = {}
+
+    def cached_pkpass(self, pass_id: int, version: int) -> bytes | None:
+        data: bytes | None = self._files.get((pass_id, version))
+        return data
+
+    async def pkpass(self, database: Database, pass_id: int, version: int) -> tuple[bytes, int]:
+        """Signed bytes of a pass at `version` or newer, and the version they are of."""
+        data = self.cached_pkpass(pass_id, version)
+        if data is not None:
+            return data, version
+        async with database.reader() as conn:
+            data = await passes.get_cached_pkpass(conn, pass_id, version)
+        if data is not None:
+            self._files.put((pass_id, version), data, len(data))
+            return data, version
+        async with database.transaction() as conn:
+            row = await passes.get_pass_by_id(conn, pass_id)
+            if row is None:
+                raise NotFound("The pass no longer exists.")
+            data = await self.build(conn, row)
+            await passes.store_pkpass(conn, row.id, row.version, data)
+        self._files.put((row.id, row.version), data, len(data))
+        return data, int(row.version)
+
+    async def build(self, conn: AsyncConnection, row: sa.Row[Any]) -> bytes:
+        template_row = await _template_or_404(conn, row.template_id)
+        pass_json, assets = await self._render(
+            conn,
+            template_row,
+            serial_number=row.serial_number,
+            token=row.authentication_token,
+            data=row.data,
+            personalization=row.personalization,
+            voided=row.voided,
+        )
+        signer = await self.signer(conn, row.pass_type_id)
+        return build_pkpass(pass_json, assets, signer)
+
+    async def check_renders(
+        self,
+        conn: AsyncConnection,
+        template_row: sa.Row[Any],
+        *,
+        serial_number: str,
+        token: str,
+        data: Mapping[str, Any],
+        personalization: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Refuse data that would make an invalid pass, before anything is saved."""
+        pass_json, _ = await self._render(
+            conn,
+            template_row,
+            serial_number=serial_number,
+            token=token,
+            data=data,
+            personalization=personalization,
+            voided=False,
+        )
+        report = validate_pass_json(pass_json)
+        if report.errors:
+            raise InvalidInput("The pass would be invalid: " + "; ".join(report.errors))
+
+    async def _render(
+        self,
+        conn: AsyncConnection,
+        template_row: sa.Row[Any],
+        *,
+        serial_number: str,
+        token: str,
+        data: Mapping[str, Any],
+        personalization: Mapping[str, Any] | None,
+        voided: bool,
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
+        template = await self.template(conn, template_row)
+        team_id = await pass_types.team_id(conn, template_row.pass_type_id)
+        overrides: dict[str, Any] = {
+            "passTypeIdentifier": template_row.pass_type_id,
+            "teamIdentifier": team_id,
+            "serialNumber": serial_number,
+            "authenticationToken": token,
+            "webServiceURL": self._web_service_url,
+        }
+        if voided:
+            overrides["voided"] = True
+        render_data = dict(data)
+        if personalization:
+            render_data.setdefault("personalization", dict(personalization))
+        try:
+            return template.render(
+                render_data, overrides=overrides, personalized=bool(personalization)
+            )
+        except PkpassError as error:
+            raise InvalidInput(error.message) from None
+
+    async def template(self, conn: AsyncConnection, template_row: sa.Row[Any]) -> Template:
+        key = (template_row.id, template_row.revision)
+        cached: Template | None = self._templates.get(key)
+        if cached is not None:
+            return cached
+        assets = await templates.get_assets(conn, template_row.id)
+        template = Template(dict(template_row.pass_json), assets, name=template_row.name)
+        self._templates.discard_where(lambda k: k[0] == template_row.id)
+        self._templates.put(key, template, sum(map(len, assets.values())) + 1024)
+        return template
+
+    async def signer(self, conn: AsyncConnection, pass_type_id: str) -> PassSigner:
+        row = await pass_types.get_pass_type(conn, pass_type_id)
+        if row is None:
+            raise NotFound(f"No pass type {pass_type_id!r}.")
+        cached = self._signers.get(pass_type_id)
+        if cached is not None and cached[0] == row.certificate_pem:
+            return cached[1]
+        key_pem = self._sealer.open(row.private_key_encrypted)
+        wwdr = row.wwdr_pem.encode() if row.wwdr_pem else None
+        signer = PassSigner.from_pem(row.certificate_pem.encode(), key_pem, wwdr)
+        self._signers[pass_type_id] = (row.certificate_pem, signer)
+        return signer

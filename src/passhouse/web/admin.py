@@ -1,0 +1,425 @@
+"""The admin REST API (/api/v1): pass types, templates, passes, devices' logs, pushes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from passhouse import issuing
+from passhouse.errors import InvalidInput, NotFound
+from passhouse.pkpass.template import Template
+from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
+from passhouse.web.deps import BuilderDep, ReadConn, RuntimeDep, WriteConn, require_api_key
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
+
+PKPASS_TYPE = "application/vnd.apple.pkpass"
+MAX_ZIP_BYTES = 10 * 1024 * 1024
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _iso(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- pass types -------------------------------------------------------------------------
+
+
+class PassTypeIn(_Body):
+    certificate_pem: str | None = Field(None, description="Pass Type ID certificate (PEM)")
+    private_key_pem: str | None = Field(None, description="Its private key (PEM)")
+    private_key_password: str | None = None
+    wwdr_pem: str | None = Field(None, description="Apple WWDR G4 intermediate (PEM)")
+    p12_base64: str | None = Field(None, description="A .p12 export, base64-encoded")
+    p12_password: str | None = None
+    apns_key_p8: str | None = Field(None, description="Optional APNs auth key (.p8) for token auth")
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+
+
+def _pass_type_view(row: sa.Row[Any], warnings: list[str] | None = None) -> dict[str, Any]:
+    view = {
+        "pass_type_id": row.pass_type_id,
+        "team_id": row.team_id,
+        "certificate": issuing.certificate_summary(row.certificate_pem),
+        "has_wwdr": row.wwdr_pem is not None,
+        "apns_auth": "token" if row.apns_key_id else "certificate",
+        "apns_error": (
+            {"reason": row.apns_error, "at": _iso(row.apns_error_at)} if row.apns_error else None
+        ),
+        "expired": row.not_after < issuing.now_seconds(),
+        "dev_mode": row.dev_mode,
+        "created_at": _iso(row.created_at),
+    }
+    if warnings is not None:
+        view["warnings"] = warnings
+    return view
+
+
+def _credentials(body: PassTypeIn) -> issuing.Credentials:
+    def encoded(value: str | None) -> bytes | None:
+        return None if value is None else value.encode()
+
+    p12 = None
+    if body.p12_base64 is not None:
+        try:
+            p12 = base64.b64decode(body.p12_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("p12_base64 is not valid base64.") from None
+    return issuing.Credentials(
+        certificate_pem=encoded(body.certificate_pem),
+        private_key_pem=encoded(body.private_key_pem),
+        private_key_password=encoded(body.private_key_password),
+        wwdr_pem=encoded(body.wwdr_pem),
+        p12=p12,
+        p12_password=encoded(body.p12_password),
+        apns_key_p8=encoded(body.apns_key_p8),
+        apns_key_id=body.apns_key_id,
+        apns_team_id=body.apns_team_id,
+    )
+
+
+@router.post("/pass-types", status_code=status.HTTP_201_CREATED, tags=["pass types"])
+async def add_pass_type(
+    body: PassTypeIn, conn: WriteConn, runtime: RuntimeDep, response: Response
+) -> dict[str, Any]:
+    """Add a pass type, or replace its certificate; ids are read from the certificate."""
+    pass_type_id, created, warnings = await issuing.save_pass_type(
+        conn, runtime.sealer, _credentials(body)
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    row = await pass_types.get_pass_type(conn, pass_type_id)
+    assert row is not None
+    return _pass_type_view(row, warnings)
+
+
+@router.get("/pass-types", tags=["pass types"])
+async def list_pass_types(conn: ReadConn) -> dict[str, Any]:
+    return {"items": [_pass_type_view(row) for row in await pass_types.list_pass_types(conn)]}
+
+
+@router.get("/pass-types/{pass_type_id}", tags=["pass types"])
+async def get_pass_type(pass_type_id: str, conn: ReadConn) -> dict[str, Any]:
+    row = await pass_types.get_pass_type(conn, pass_type_id)
+    if row is None:
+        raise NotFound(f"No pass type {pass_type_id!r}.")
+    return _pass_type_view(row)
+
+
+@router.delete(
+    "/pass-types/{pass_type_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["pass types"]
+)
+async def delete_pass_type(pass_type_id: str, conn: WriteConn) -> None:
+    await issuing.delete_pass_type(conn, pass_type_id)
+
+
+# --- templates --------------------------------------------------------------------------
+
+
+class TemplateIn(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    pass_type_id: str = Field(min_length=1, max_length=255)
+    pass_json: dict[str, Any]
+    assets: dict[str, str] = Field(
+        default_factory=dict, description="File name -> base64 bytes (icon.png, en.lproj/...)"
+    )
+
+
+class TemplateReplace(_Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    pass_json: dict[str, Any]
+    assets: dict[str, str] = Field(default_factory=dict)
+
+
+async def _template_view(conn: Any, row: sa.Row[Any]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "pass_type_id": row.pass_type_id,
+        "pass_json": row.pass_json,
+        "assets": await templates.asset_names(conn, row.id),
+        "revision": row.revision,
+        "pass_count": await templates.count_passes(conn, row.id),
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+async def _template_by_id(conn: Any, template_id: int) -> dict[str, Any]:
+    row = await templates.get_template_by_id(conn, template_id)
+    assert row is not None
+    return await _template_view(conn, row)
+
+
+async def _read_zip(upload: UploadFile, name: str) -> Template:
+    data = await upload.read(MAX_ZIP_BYTES + 1)
+    if len(data) > MAX_ZIP_BYTES:
+        raise InvalidInput(f"The template zip is larger than {MAX_ZIP_BYTES} bytes.")
+    return Template.from_zip(data, name=name)
+
+
+@router.post("/templates", status_code=status.HTTP_201_CREATED, tags=["templates"])
+async def create_template(body: TemplateIn, conn: WriteConn) -> dict[str, Any]:
+    template_id = await issuing.create_template(
+        conn,
+        name=body.name,
+        pass_type_id=body.pass_type_id,
+        pass_json=body.pass_json,
+        assets=issuing.decode_assets(body.assets),
+    )
+    return await _template_by_id(conn, template_id)
+
+
+@router.post("/templates/upload", status_code=status.HTTP_201_CREATED, tags=["templates"])
+async def upload_template(
+    conn: WriteConn,
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    pass_type_id: Annotated[str, Form(min_length=1, max_length=255)],
+    file: Annotated[UploadFile, File(description="A zip of the template folder")],
+) -> dict[str, Any]:
+    """Create a template from a zip (pass.json, images, xx.lproj/ folders)."""
+    template = await _read_zip(file, name)
+    template_id = await issuing.create_template(
+        conn,
+        name=name,
+        pass_type_id=pass_type_id,
+        pass_json=template.pass_json,
+        assets=template.assets,
+    )
+    return await _template_by_id(conn, template_id)
+
+
+@router.get("/templates", tags=["templates"])
+async def list_templates(conn: ReadConn) -> dict[str, Any]:
+    return {"items": [await _template_view(conn, r) for r in await templates.list_templates(conn)]}
+
+
+@router.get("/templates/{ref}", tags=["templates"])
+async def get_template(ref: str, conn: ReadConn) -> dict[str, Any]:
+    row = await templates.get_template(conn, ref)
+    if row is None:
+        raise NotFound(f"No template {ref!r}.")
+    return await _template_view(conn, row)
+
+
+@router.put("/templates/{ref}", tags=["templates"])
+async def replace_template(ref: str, body: TemplateReplace, conn: WriteConn) -> dict[str, Any]:
+    """Replace a template. Every pass made from it gets a new version and a push."""
+    template_id, changed = await issuing.replace_template(
+        conn,
+        ref,
+        name=body.name,
+        pass_json=body.pass_json,
+        assets=issuing.decode_assets(body.assets),
+    )
+    return {**await _template_by_id(conn, template_id), "passes_changed": changed}
+
+
+@router.put("/templates/{ref}/upload", tags=["templates"])
+async def replace_template_upload(
+    ref: str,
+    conn: WriteConn,
+    file: Annotated[UploadFile, File(description="A zip of the template folder")],
+) -> dict[str, Any]:
+    template = await _read_zip(file, ref)
+    template_id, changed = await issuing.replace_template(
+        conn, ref, name=None, pass_json=template.pass_json, assets=template.assets
+    )
+    return {**await _template_by_id(conn, template_id), "passes_changed": changed}
+
+
+@router.delete("/templates/{ref}", status_code=status.HTTP_204_NO_CONTENT, tags=["templates"])
+async def delete_template(ref: str, conn: WriteConn) -> None:
+    await issuing.delete_template(conn, ref)
+
+
+# --- passes -----------------------------------------------------------------------------
+
+
+class PassIn(_Body):
+    template: str = Field(min_length=1, description="Template name or id")
+    serial_number: str | None = Field(None, min_length=1, max_length=issuing.MAX_SERIAL_LENGTH)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class PassData(_Body):
+    data: dict[str, Any]
+
+
+def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[str, Any]:
+    base = f"{public_url}/api/v1/passes/{row.pass_type_id}/{row.serial_number}"
+    return {
+        "pass_type_id": row.pass_type_id,
+        "serial_number": row.serial_number,
+        "template": template_name,
+        "version": row.version,
+        "data": row.data,
+        "voided": row.voided,
+        "personalized": row.personalization is not None,
+        "created_at": _iso(row.created_at),
+        "modified_at": _iso(row.modified_at),
+        "urls": {"pkpass": f"{base}/pkpass", "share": f"{public_url}/p/{row.share_id}"},
+    }
+
+
+async def _pass_response(conn: Any, row: sa.Row[Any], runtime: Any) -> dict[str, Any]:
+    template_row = await templates.get_template_by_id(conn, row.template_id)
+    name = template_row.name if template_row is not None else str(row.template_id)
+    return _pass_view(row, runtime.settings.public_url, name)
+
+
+@router.post("/passes", status_code=status.HTTP_201_CREATED, tags=["passes"])
+async def issue_pass(
+    body: PassIn, conn: WriteConn, runtime: RuntimeDep, builder: BuilderDep
+) -> dict[str, Any]:
+    row = await issuing.issue_pass(
+        conn, builder, template_ref=body.template, data=body.data, serial_number=body.serial_number
+    )
+    return await _pass_response(conn, row, runtime)
+
+
+@router.get("/passes", tags=["passes"])
+async def list_passes(
+    conn: ReadConn,
+    runtime: RuntimeDep,
+    template: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    template_id = None
+    if template is not None:
+        template_row = await templates.get_template(conn, template)
+        if template_row is None:
+            raise NotFound(f"No template {template!r}.")
+        template_id = template_row.id
+    after_id = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise InvalidInput("cursor is not one this API returned.")
+        after_id = int(cursor)
+    rows = await passes.list_passes(conn, template_id=template_id, after_id=after_id, limit=limit)
+    names = {row.id: row.name for row in await templates.list_templates(conn)}
+    public_url = runtime.settings.public_url
+    return {
+        "items": [_pass_view(r, public_url, names.get(r.template_id, "")) for r in rows],
+        "next_cursor": str(rows[-1].id) if len(rows) == limit else None,
+    }
+
+
+@router.get("/passes/{pass_type_id}/{serial_number}", tags=["passes"])
+async def get_pass(
+    pass_type_id: str, serial_number: str, conn: ReadConn, runtime: RuntimeDep
+) -> dict[str, Any]:
+    row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
+    return await _pass_response(conn, row, runtime)
+
+
+async def _change(
+    conn: Any, runtime: Any, builder: Any, ptid: str, serial: str, body: PassData, merge: bool
+) -> dict[str, Any]:
+    row, changed = await issuing.change_pass_data(
+        conn, builder, ptid, serial, body.data, merge=merge
+    )
+    return {**await _pass_response(conn, row, runtime), "changed": changed}
+
+
+@router.patch("/passes/{pass_type_id}/{serial_number}", tags=["passes"])
+async def patch_pass(
+    pass_type_id: str,
+    serial_number: str,
+    body: PassData,
+    conn: WriteConn,
+    runtime: RuntimeDep,
+    builder: BuilderDep,
+) -> dict[str, Any]:
+    """Merge data into the pass. A real change makes a new version and wakes its devices."""
+    return await _change(conn, runtime, builder, pass_type_id, serial_number, body, True)
+
+
+@router.put("/passes/{pass_type_id}/{serial_number}", tags=["passes"])
+async def put_pass(
+    pass_type_id: str,
+    serial_number: str,
+    body: PassData,
+    conn: WriteConn,
+    runtime: RuntimeDep,
+    builder: BuilderDep,
+) -> dict[str, Any]:
+    """Replace the pass's data. A real change makes a new version and wakes its devices."""
+    return await _change(conn, runtime, builder, pass_type_id, serial_number, body, False)
+
+
+@router.delete("/passes/{pass_type_id}/{serial_number}", tags=["passes"])
+async def void_pass(
+    pass_type_id: str, serial_number: str, conn: WriteConn, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """Void the pass: it stays in Wallet, marked void, and stops changing."""
+    row, changed = await issuing.void_pass(conn, pass_type_id, serial_number)
+    return {**await _pass_response(conn, row, runtime), "changed": changed}
+
+
+@router.get(
+    "/passes/{pass_type_id}/{serial_number}/pkpass",
+    tags=["passes"],
+    response_class=Response,
+    responses={200: {"content": {PKPASS_TYPE: {}}}},
+)
+async def download_pkpass(
+    pass_type_id: str, serial_number: str, runtime: RuntimeDep, builder: BuilderDep
+) -> Response:
+    async with runtime.database.reader() as conn:
+        row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
+    data, _ = await builder.pkpass(runtime.database, row.id, row.version)
+    return Response(
+        data,
+        media_type=PKPASS_TYPE,
+        headers={"content-disposition": f'attachment; filename="{serial_number}.pkpass"'},
+    )
+
+
+@router.get("/passes/{pass_type_id}/{serial_number}/registrations", tags=["passes"])
+async def list_registrations(
+    pass_type_id: str, serial_number: str, conn: ReadConn
+) -> dict[str, Any]:
+    row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
+    return {"items": await issuing.list_registrations(conn, row.id)}
+
+
+@router.get("/passes/{pass_type_id}/{serial_number}/pushes", tags=["push"])
+async def list_pushes(pass_type_id: str, serial_number: str, conn: ReadConn) -> dict[str, Any]:
+    """Recent push attempts to the devices holding this pass, newest first."""
+    row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
+    return {"items": await push_jobs.recent_attempts_for_pass(conn, row.id)}
+
+
+@router.get("/push/stats", tags=["push"])
+async def push_stats(conn: ReadConn) -> dict[str, Any]:
+    return await push_jobs.push_stats(conn, issuing.now_ms())
+
+
+@router.get("/device-logs", tags=["devices"])
+async def list_device_logs(
+    conn: ReadConn,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(description="id of the oldest entry already seen")] = None,
+) -> dict[str, Any]:
+    """What devices posted to /v1/log, newest first."""
+    rows = await device_logs.recent_messages(conn, limit=limit, before_id=before)
+    return {
+        "items": [
+            {"id": r.id, "message": r.message, "remote_addr": r.remote_addr, "at": _iso(r.at)}
+            for r in rows
+        ]
+    }

@@ -1,0 +1,76 @@
+"""create_app(runtime): the admin API, the PassKit web service and the share pages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from passhouse import __version__
+from passhouse.bootstrap import Runtime
+from passhouse.issuing import PassBuilder
+from passhouse.web import admin, share
+from passhouse.web.errors import EXCEPTION_HANDLERS
+from passhouse.web.limits import RequestLimits
+from passhouse.web.passkit import PassKitContext, RateLimiter, passkit_routes
+
+BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def create_app(runtime: Runtime, *, background: BackgroundTask | None = None) -> ASGIApp:
+    """The whole HTTP surface. `background` (the in-process push worker) runs with the app."""
+    settings = runtime.settings
+    builder = PassBuilder(runtime.sealer, settings.web_service_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(background(stop)) if background else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+            await runtime.database.dispose()
+
+    app = FastAPI(
+        title="passhouse",
+        version=__version__,
+        description="Issue Apple Wallet passes and keep every installed copy up to date.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+    )
+    app.state.runtime = runtime
+    app.state.builder = builder
+    app.include_router(admin.router)
+    app.include_router(share.router)
+    context = PassKitContext(
+        settings=settings,
+        database=runtime.database,
+        builder=builder,
+        log_limiter=RateLimiter(settings.device_log_rate_per_minute),
+    )
+    app.router.routes.extend(passkit_routes(context))
+    app.router.routes.append(Route("/metrics", _metrics, include_in_schema=False))
+    app.router.routes.append(Route("/healthz", _health, include_in_schema=False))
+    return RequestLimits(app, max_bytes=settings.max_request_bytes)
+
+
+async def _metrics(_request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _health(_request: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})

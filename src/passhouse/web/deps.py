@@ -1,0 +1,59 @@
+"""FastAPI dependencies, written once: connections and admin authentication."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from passhouse.bootstrap import Runtime
+from passhouse.errors import Unauthorized
+from passhouse.issuing import PassBuilder
+from passhouse.storage import api_keys
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_builder(request: Request) -> PassBuilder:
+    builder: PassBuilder = request.app.state.builder
+    return builder
+
+
+async def get_write_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with get_runtime(request).database.transaction() as conn:
+        yield conn
+
+
+async def get_read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with get_runtime(request).database.reader() as conn:
+        yield conn
+
+
+# scope="function" commits before the response is sent: a failed commit is an error
+# response, never a success the database does not hold.
+WriteConn = Annotated[AsyncConnection, Depends(get_write_connection, scope="function")]
+ReadConn = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+BuilderDep = Annotated[PassBuilder, Depends(get_builder)]
+
+
+async def require_api_key(request: Request) -> None:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
+    runtime = get_runtime(request)
+    bootstrap = runtime.settings.admin_token
+    if bootstrap is not None and secrets.compare_digest(
+        key.encode(), bootstrap.get_secret_value().encode()
+    ):
+        return
+    async with runtime.database.reader() as conn:
+        if await api_keys.is_valid_key(conn, key):
+            return
+    raise Unauthorized("The API key is not valid.")

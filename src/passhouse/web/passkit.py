@@ -1,0 +1,358 @@
+"""Apple's PassKit web service (`{webServiceURL}/v1/...`), as plain Starlette routes.
+
+These are the device hot path: plain routes (FastAPI's routing costs about 2x here) and
+SQLAlchemy Core statements compiled once, no ORM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from passhouse import issuing
+from passhouse.metrics import DEVICE_LATENCY, DEVICE_REQUESTS
+from passhouse.settings import Settings
+from passhouse.storage import device_logs, passes, registrations
+from passhouse.storage.database import Database
+from passhouse.web.errors import error_response
+from passhouse.web.limits import BodyTooLarge
+
+log = structlog.get_logger("passhouse.passkit")
+
+PKPASS_TYPE = "application/vnd.apple.pkpass"
+MAX_SEGMENT = 255
+MAX_DEVICE_BODY = 64 * 1024
+# Compared against when a pass does not exist, so both 401s take the same time.
+_NO_TOKEN = secrets.token_urlsafe(24)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(slots=True)
+class PassKitContext:
+    settings: Settings
+    database: Database
+    builder: issuing.PassBuilder
+    log_limiter: RateLimiter
+
+
+class RateLimiter:
+    """Fixed one-minute windows per client address; bounded memory."""
+
+    def __init__(self, per_minute: int, *, max_clients: int = 10_000) -> None:
+        self.per_minute = per_minute
+        self.max_clients = max_clients
+        self._window = 0
+        self._counts: dict[str, int] = {}
+
+    def allow(self, client: str) -> bool:
+        window = int(time.monotonic() // 60)
+        if window != self._window or len(self._counts) > self.max_clients:
+            self._window = window
+            self._counts = {}
+        count = self._counts.get(client, 0) + 1
+        self._counts[client] = count
+        return count <= self.per_minute
+
+
+def _unauthorized() -> Response:
+    return error_response(401, "Request not authorized.")
+
+
+def _bad_segment(name: str) -> Response:
+    return error_response(400, f"{name} must be 1 to {MAX_SEGMENT} characters.")
+
+
+def _segments_ok(*values: str) -> bool:
+    return all(0 < len(value) <= MAX_SEGMENT for value in values)
+
+
+def _token_matches(request: Request, expected: str | None) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    valid = scheme == "ApplePass" and expected is not None
+    # Constant time, and the same work whether or not the pass exists.
+    same = secrets.compare_digest(token.encode(), (expected or _NO_TOKEN).encode())
+    return valid and same
+
+
+async def _read_json(request: Request) -> Any:
+    """The body as JSON, or raise ValueError with a sentence for the client."""
+    chunks = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_DEVICE_BODY:
+                raise ValueError(f"The request body is larger than {MAX_DEVICE_BODY} bytes.")
+            chunks.append(chunk)
+    except BodyTooLarge as error:
+        raise ValueError(error.message) from None
+    try:
+        return json.loads(b"".join(chunks))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("The request body is not valid JSON.") from None
+
+
+def _parse_tag(value: str | None) -> int:
+    """Our tags are version numbers; anything else (absent, or another server's tag) is 0.
+
+    Answering "everything" for an unreadable tag is safe: the device then asks for each
+    pass with If-Modified-Since and gets a 304 for the unchanged ones.
+    """
+    if value is None:
+        return 0
+    try:
+        return max(int(value), 0)
+    except ValueError:
+        return 0
+
+
+def _parse_if_modified_since(value: str | None) -> int | None:
+    """Unix seconds of If-Modified-Since: an HTTP date, or a bare number; None if unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:  # an HTTP date is always GMT, even when it does not say so
+        return int(parsed.replace(tzinfo=dt.UTC).timestamp())
+    return int(parsed.timestamp())
+
+
+def _http_date(seconds: int) -> str:
+    return format_datetime(dt.datetime.fromtimestamp(seconds, dt.UTC), usegmt=True)
+
+
+def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
+    database = context.database
+    builder = context.builder
+    settings = context.settings
+
+    async def register_device(request: Request) -> Response:
+        """developer.apple.com/documentation/walletpasses/register-a-pass-for-update-notifications"""
+        params = request.path_params
+        device_library_id = params["device_library_id"]
+        pass_type_id, serial = params["pass_type_id"], params["serial_number"]
+        if not _segments_ok(device_library_id, pass_type_id, serial):
+            return _bad_segment("Each path segment")
+        async with database.reader() as conn:
+            found = await passes.get_pass_for_device(conn, pass_type_id, serial)
+        if not _token_matches(request, found.authentication_token if found else None):
+            return _unauthorized()
+        assert found is not None
+        try:
+            body = await _read_json(request)
+        except ValueError as error:
+            return error_response(400, str(error))
+        push_token = body.get("pushToken") if isinstance(body, dict) else None
+        if not isinstance(push_token, str) or not push_token.strip():
+            return error_response(400, 'The body must be {"pushToken": "<token>"}.')
+        async with database.transaction() as conn:
+            created = await registrations.register_device(
+                conn, found.id, device_library_id, push_token.strip(), now_ms=issuing.now_ms()
+            )
+        return Response(status_code=201 if created else 200)
+
+    async def unregister_device(request: Request) -> Response:
+        """developer.apple.com/documentation/walletpasses/unregister-a-pass-for-update-notifications"""
+        params = request.path_params
+        device_library_id = params["device_library_id"]
+        pass_type_id, serial = params["pass_type_id"], params["serial_number"]
+        if not _segments_ok(device_library_id, pass_type_id, serial):
+            return _bad_segment("Each path segment")
+        async with database.reader() as conn:
+            found = await passes.get_pass_for_device(conn, pass_type_id, serial)
+        if not _token_matches(request, found.authentication_token if found else None):
+            return _unauthorized()
+        assert found is not None
+        async with database.transaction() as conn:
+            await registrations.unregister_device(conn, found.id, device_library_id)
+        return Response(status_code=200)
+
+    async def list_updatable_passes(request: Request) -> Response:
+        """developer.apple.com/documentation/walletpasses/get-the-list-of-updatable-passes"""
+        params = request.path_params
+        device_library_id, pass_type_id = params["device_library_id"], params["pass_type_id"]
+        if not _segments_ok(device_library_id, pass_type_id):
+            return _bad_segment("Each path segment")
+        since = _parse_tag(request.query_params.get("passesUpdatedSince"))
+        async with database.reader() as conn:
+            changed = await registrations.serials_updated_since(
+                conn, device_library_id, pass_type_id, since
+            )
+        if not changed:
+            return Response(status_code=204)
+        return JSONResponse(
+            {
+                "serialNumbers": [serial for serial, _ in changed],
+                # A string, as Apple documents; the device hands it back unchanged.
+                "lastUpdated": str(max(version for _, version in changed)),
+            }
+        )
+
+    async def latest_pass(request: Request) -> Response:
+        """developer.apple.com/documentation/walletpasses/send-an-updated-pass"""
+        params = request.path_params
+        pass_type_id, serial = params["pass_type_id"], params["serial_number"]
+        if not _segments_ok(pass_type_id, serial):
+            return _bad_segment("Each path segment")
+        async with database.reader() as conn:
+            found = await passes.get_pass_for_device(conn, pass_type_id, serial)
+        if not _token_matches(request, found.authentication_token if found else None):
+            return _unauthorized()
+        assert found is not None
+        since = _parse_if_modified_since(request.headers.get("if-modified-since"))
+        if since is not None and since >= found.modified_at:
+            return Response(
+                status_code=304, headers={"last-modified": _http_date(found.modified_at)}
+            )
+        data, version = await builder.pkpass(database, found.id, found.version)
+        modified_at = found.modified_at
+        if version != found.version:  # a newer version was built meanwhile: say so
+            async with database.reader() as conn:
+                newer = await passes.get_pass_for_device(conn, pass_type_id, serial)
+            modified_at = newer.modified_at if newer else modified_at
+        return Response(
+            data,
+            media_type=PKPASS_TYPE,
+            headers={"last-modified": _http_date(modified_at), "cache-control": "no-cache"},
+        )
+
+    async def log_messages(request: Request) -> Response:
+        """developer.apple.com/documentation/walletpasses/log-a-message"""
+        client = request.client.host if request.client else "unknown"
+        if not context.log_limiter.allow(client):
+            return error_response(429, "Too many log requests; try again in a minute.")
+        try:
+            body = await _read_json(request)
+        except ValueError as error:
+            return error_response(400, str(error))
+        # Apple sends {"logs": [...]}; some clients post the bare array.
+        logs = body.get("logs") if isinstance(body, dict) else body
+        if not isinstance(logs, list) or not all(isinstance(m, str) for m in logs):
+            return error_response(400, 'The body must be {"logs": ["message", ...]}.')
+        messages = [message[:4096] for message in logs[:100]]
+        for message in messages:
+            log.info("device_log", message=message, client=client)
+        async with database.transaction() as conn:
+            await device_logs.add_messages(
+                conn,
+                messages,
+                remote_addr=client,
+                now=issuing.now_seconds(),
+                keep=settings.device_log_keep,
+            )
+        return Response(status_code=200)
+
+    async def personalize(request: Request) -> Response:
+        """developer.apple.com/documentation/walletpasses/return-a-personalized-pass"""
+        params = request.path_params
+        pass_type_id, serial = params["pass_type_id"], params["serial_number"]
+        if not _segments_ok(pass_type_id, serial):
+            return _bad_segment("Each path segment")
+        try:
+            body = await _read_json(request)
+        except ValueError as error:
+            return error_response(400, str(error))
+        parsed = _personalization_body(body)
+        if isinstance(parsed, str):
+            return error_response(400, parsed)
+        token, info = parsed
+        async with database.transaction() as conn:
+            found = await passes.get_pass(conn, pass_type_id, serial)
+            # Apple documents no Authorization header here; when one is sent it must be
+            # right, and without one a pass can be personalized only once (ADR 0004).
+            if found is None:
+                return _unauthorized()
+            if "authorization" in request.headers:
+                if not _token_matches(request, found.authentication_token):
+                    return _unauthorized()
+            elif found.personalization is not None:
+                return _unauthorized()
+            signature = await issuing.personalize_pass(
+                conn, builder, found, personalization_token=token, info=info
+            )
+        return Response(signature, media_type="application/octet-stream")
+
+    def measured(endpoint: str, handler: Handler) -> Handler:
+        latency = DEVICE_LATENCY.labels(endpoint)
+        counters: dict[int, Any] = {}
+
+        async def wrapper(request: Request) -> Response:
+            started = time.perf_counter()
+            response = await handler(request)
+            latency.observe(time.perf_counter() - started)
+            counter = counters.get(response.status_code)
+            if counter is None:
+                counter = counters[response.status_code] = DEVICE_REQUESTS.labels(
+                    endpoint, str(response.status_code)
+                )
+            counter.inc()
+            return response
+
+        return wrapper
+
+    registration = "/passkit/v1/devices/{device_library_id}/registrations/{pass_type_id}"
+    return [
+        Route(
+            registration + "/{serial_number}",
+            measured("register", register_device),
+            methods=["POST"],
+        ),
+        Route(
+            registration + "/{serial_number}",
+            measured("unregister", unregister_device),
+            methods=["DELETE"],
+        ),
+        Route(registration, measured("serials", list_updatable_passes), methods=["GET"]),
+        Route(
+            "/passkit/v1/passes/{pass_type_id}/{serial_number}",
+            measured("pass", latest_pass),
+            methods=["GET"],
+        ),
+        Route(
+            "/passkit/v1/passes/{pass_type_id}/{serial_number}/personalize",
+            measured("personalize", personalize),
+            methods=["POST"],
+        ),
+        Route("/passkit/v1/log", measured("log", log_messages), methods=["POST"]),
+    ]
+
+
+def _personalization_body(body: Any) -> tuple[str, dict[str, str]] | str:
+    """(token, info) from a PersonalizationDictionary, or a sentence saying what is wrong."""
+    if not isinstance(body, dict):
+        return "The body must be a JSON object."
+    token = body.get("personalizationToken")
+    if not isinstance(token, str) or not token:
+        return "personalizationToken must be a non-empty string."
+    info = body.get("requiredPersonalizationInfo")
+    if not isinstance(info, dict):
+        return "requiredPersonalizationInfo must be an object."
+    cleaned: dict[str, str] = {}
+    for key in issuing.PERSONALIZATION_KEYS:
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, dict):  # the archived guide types some of these as dictionaries
+            value = " ".join(str(v) for v in value.values() if isinstance(v, str | int))
+        if not isinstance(value, str | int):
+            return f"requiredPersonalizationInfo.{key} must be a string."
+        cleaned[key] = str(value)[:500]
+    return token, cleaned
