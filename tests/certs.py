@@ -1,0 +1,101 @@
+"""Throwaway certificates for tests: a root, a WWDR-like intermediate and a pass certificate,
+written to files so the real `openssl` binary and the CLI can read them."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
+
+PASS_TYPE_ID = "pass.test.passhouse"
+TEAM_ID = "TESTTEAM42"
+
+
+@dataclass(frozen=True)
+class CertFiles:
+    credentials: DevCredentials
+    root: Path
+    wwdr: Path
+    cert: Path
+    key: Path
+
+    @property
+    def pass_type_id(self) -> str:
+        return PASS_TYPE_ID
+
+
+def write_credentials(
+    directory: Path, credentials: DevCredentials | None = None, *, prefix: str = ""
+) -> CertFiles:
+    credentials = credentials or make_dev_credentials(PASS_TYPE_ID, TEAM_ID)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, data in (
+        ("root.pem", credentials.root_cert_pem),
+        ("wwdr.pem", credentials.wwdr_cert_pem),
+        ("cert.pem", credentials.cert_pem),
+        ("key.pem", credentials.key_pem),
+    ):
+        path = directory / f"{prefix}{name}"
+        path.write_bytes(data)
+        paths[name] = path
+    return CertFiles(
+        credentials, paths["root.pem"], paths["wwdr.pem"], paths["cert.pem"], paths["key.pem"]
+    )
+
+
+def encrypted_key_pem(credentials: DevCredentials, password: bytes) -> bytes:
+    key = serialization.load_pem_private_key(credentials.key_pem, password=None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+
+
+def p12_bytes(credentials: DevCredentials, password: bytes | None) -> bytes:
+    """A Keychain-Access-like export: pass certificate, key and the WWDR intermediate."""
+    key = serialization.load_pem_private_key(credentials.key_pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    cert = x509.load_pem_x509_certificate(credentials.cert_pem)
+    wwdr = x509.load_pem_x509_certificate(credentials.wwdr_cert_pem)
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    return pkcs12.serialize_key_and_certificates(b"pass", key, cert, [wwdr], encryption)
+
+
+def openssl_verify(signature: Path, content: Path, root: Path) -> subprocess.CompletedProcess[str]:
+    """Check a detached DER signature the way Apple's tooling would, with the real openssl."""
+    return subprocess.run(
+        [
+            "openssl",
+            "smime",
+            "-verify",
+            "-inform",
+            "DER",
+            "-binary",
+            "-in",
+            str(signature),
+            "-content",
+            str(content),
+            "-CAfile",
+            str(root),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
