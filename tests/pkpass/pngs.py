@@ -32,3 +32,8 @@ def image_set(base: str, width: int, height: int) -> dict[str, bytes]:
         f"{base}{suffix}.png": make_png(width * scale, height * scale)
         for scale, suffix in ((1, ""), (2, "@2x"), (3, "@3x"))
     }
+
+
+def minimal_assets() -> dict[str, bytes]:
+    """The smallest image set that passes every check: icon at three scales."""
+    return image_set("icon", 29, 29)

@@ -52,12 +52,12 @@ class Template:
         kept: dict[str, bytes] = {}
         for path, data in files.items():
             parts = PurePosixPath(path).parts
+            if path.startswith("/") or ".." in parts or "\\" in path:
+                raise TemplateError(f'Template "{name}" contains an unsafe file name: {path}')
             if any(part.startswith(".") or part == "__MACOSX" for part in parts):
                 continue  # .DS_Store, .git, macOS zip resource forks
             if path in _GENERATED:
                 continue
-            if path.startswith("/") or ".." in parts or "\\" in path:
-                raise TemplateError(f'Template "{name}" contains an unsafe file name: {path}')
             if len(parts) > 2 or (len(parts) == 2 and not parts[0].endswith(".lproj")):
                 raise TemplateError(
                     f'Template "{name}": {path} is not allowed; only files at the top level '
