@@ -87,6 +87,10 @@ def _token_matches(request: Request, expected: str | None) -> bool:
     return valid and same
 
 
+class _TooLarge(ValueError):
+    pass
+
+
 async def _read_json(request: Request) -> Any:
     """The body as JSON, or raise ValueError with a sentence for the client."""
     chunks = []
@@ -95,10 +99,10 @@ async def _read_json(request: Request) -> Any:
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_DEVICE_BODY:
-                raise ValueError(f"The request body is larger than {MAX_DEVICE_BODY} bytes.")
+                raise _TooLarge(f"The request body is larger than {MAX_DEVICE_BODY} bytes.")
             chunks.append(chunk)
     except BodyTooLarge as error:
-        raise ValueError(error.message) from None
+        raise _TooLarge(error.message) from None
     try:
         return json.loads(b"".join(chunks))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -159,7 +163,7 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         try:
             body = await _read_json(request)
         except ValueError as error:
-            return error_response(400, str(error))
+            return error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
         push_token = body.get("pushToken") if isinstance(body, dict) else None
         if not isinstance(push_token, str) or not push_token.strip():
             return error_response(400, 'The body must be {"pushToken": "<token>"}.')
@@ -242,7 +246,7 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         try:
             body = await _read_json(request)
         except ValueError as error:
-            return error_response(400, str(error))
+            return error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
         # Apple sends {"logs": [...]}; some clients post the bare array.
         logs = body.get("logs") if isinstance(body, dict) else body
         if not isinstance(logs, list) or not all(isinstance(m, str) for m in logs):
@@ -269,7 +273,7 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         try:
             body = await _read_json(request)
         except ValueError as error:
-            return error_response(400, str(error))
+            return error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
         parsed = _personalization_body(body)
         if isinstance(parsed, str):
             return error_response(400, parsed)

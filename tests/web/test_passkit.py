@@ -1,0 +1,560 @@
+"""Apple's PassKit web service, endpoint by endpoint, as a device's Wallet calls it."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import zipfile
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from factories import IssuedPass, issue
+from passhouse import devmode, issuing
+from passhouse.bootstrap import Runtime
+from passhouse.pkpass.devcerts import DevCredentials
+from passhouse.storage.tables import device_logs, devices, push_jobs, registrations
+
+DEVICE = "device-library-0001"
+
+
+def openssl_verify(signature: bytes, content: bytes, root_pem: bytes, folder: Path) -> str:
+    """Check a detached DER PKCS#7 signature with the real openssl; its stderr if it fails."""
+    paths = {"sig": signature, "content": content, "root.pem": root_pem}
+    for name, data in paths.items():
+        (folder / name).write_bytes(data)
+    result = subprocess.run(
+        [
+            "openssl", "smime", "-verify", "-binary", "-inform", "DER",
+            "-in", str(folder / "sig"), "-content", str(folder / "content"),
+            "-CAfile", str(folder / "root.pem"), "-purpose", "any", "-out", "/dev/null",
+        ],
+        capture_output=True,
+        check=False,
+    )  # fmt: skip
+    return "" if result.returncode == 0 else result.stderr.decode()
+
+
+def serials_path(pass_type_id: str, device: str = DEVICE) -> str:
+    return f"/passkit/v1/devices/{device}/registrations/{pass_type_id}"
+
+
+async def register(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, device: str = DEVICE, token: str = "t1"
+) -> httpx.Response:
+    return await client.post(
+        wallet_pass.registration_path(device), headers=wallet_pass.auth, json={"pushToken": token}
+    )
+
+
+async def change(
+    runtime: Runtime, builder: issuing.PassBuilder, p: IssuedPass, **data: object
+) -> int:
+    async with runtime.database.transaction() as conn:
+        row, changed = await issuing.change_pass_data(
+            conn, builder, p.pass_type_id, p.serial_number, data, merge=True
+        )
+    assert changed
+    return int(row.version)
+
+
+# --- register ---------------------------------------------------------------------------
+
+
+async def test_registering_twice_answers_201_then_200(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    first = await register(client, wallet_pass)
+    again = await register(client, wallet_pass)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+
+
+async def test_reregistering_replaces_the_push_token(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, runtime: Runtime
+) -> None:
+    await register(client, wallet_pass, token="old-token")
+    await register(client, wallet_pass, token="new-token" * 40)  # tokens are unbounded text
+
+    async with runtime.database.reader() as conn:
+        tokens = (await conn.execute(sa.select(registrations.c.push_token))).scalars().all()
+    assert tokens == ["new-token" * 40]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["ApplePass wrong-token-000000000000", "", "Bearer {token}", "ApplePass", "applepass {token}"],
+)
+async def test_register_with_a_wrong_token_is_401_and_stores_nothing(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, runtime: Runtime, authorization: str
+) -> None:
+    headers = {"Authorization": authorization.format(token=wallet_pass.authentication_token)}
+
+    response = await client.post(
+        wallet_pass.registration_path(DEVICE), headers=headers, json={"pushToken": "t"}
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    async with runtime.database.reader() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(devices)) == 0
+
+
+async def test_unknown_pass_and_wrong_token_give_the_same_401(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    unknown = IssuedPass(wallet_pass.pass_type_id, "no-such-serial", "x" * 32, 0)
+    wrong = IssuedPass(wallet_pass.pass_type_id, wallet_pass.serial_number, "x" * 32, 0)
+
+    a = await register(client, unknown)
+    b = await register(client, wrong)
+
+    assert (a.status_code, a.content) == (b.status_code, b.content)
+    assert a.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[]", b'{"pushToken": 5}', b'{"pushToken": ""}', b"{}", b"\xff\xfe"],
+)
+async def test_register_with_a_bad_body_is_400_json(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, body: bytes
+) -> None:
+    response = await client.post(
+        wallet_pass.registration_path(DEVICE),
+        headers={**wallet_pass.auth, "Content-Type": "application/json"},
+        content=body,
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"]
+
+
+async def test_a_huge_body_is_refused_with_413(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    response = await client.post(
+        wallet_pass.registration_path(DEVICE),
+        headers=wallet_pass.auth,
+        json={"pushToken": "x" * 100_000},
+    )
+
+    assert response.status_code == 413
+    assert "larger than" in response.json()["error"]["message"]
+
+
+async def test_an_over_long_device_id_is_400(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    response = await register(client, wallet_pass, device="d" * 300)
+
+    assert response.status_code == 400
+
+
+async def test_a_double_slash_after_the_web_service_url_works(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    path = wallet_pass.registration_path(DEVICE).replace("/passkit/v1", "/passkit//v1")
+
+    response = await client.post(path, headers=wallet_pass.auth, json={"pushToken": "t"})
+
+    assert response.status_code == 201
+
+
+# --- unregister -------------------------------------------------------------------------
+
+
+async def test_unregister_answers_200_and_forgets_the_device(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, runtime: Runtime
+) -> None:
+    await register(client, wallet_pass)
+
+    response = await client.delete(wallet_pass.registration_path(DEVICE), headers=wallet_pass.auth)
+
+    assert response.status_code == 200
+    async with runtime.database.reader() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(devices)) == 0
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(registrations)) == 0
+
+
+async def test_unregister_keeps_a_device_that_holds_other_passes(
+    client: httpx.AsyncClient,
+    wallet_pass: IssuedPass,
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
+    template: str,
+) -> None:
+    other = await issue(runtime, builder, template)
+    await register(client, wallet_pass)
+    await register(client, other)
+
+    await client.delete(wallet_pass.registration_path(DEVICE), headers=wallet_pass.auth)
+
+    async with runtime.database.reader() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(devices)) == 1
+
+
+async def test_unregister_with_a_wrong_token_is_401_and_keeps_the_registration(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, runtime: Runtime
+) -> None:
+    await register(client, wallet_pass)
+
+    response = await client.delete(
+        wallet_pass.registration_path(DEVICE), headers={"Authorization": "ApplePass nope"}
+    )
+
+    assert response.status_code == 401
+    async with runtime.database.reader() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(registrations)) == 1
+
+
+# --- changed serials --------------------------------------------------------------------
+
+
+async def test_an_unknown_device_gets_204(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    response = await client.get(serials_path(wallet_pass.pass_type_id, "never-seen"))
+
+    assert response.status_code == 204
+
+
+async def test_first_call_without_a_tag_lists_every_registered_serial(
+    client: httpx.AsyncClient,
+    wallet_pass: IssuedPass,
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
+    template: str,
+) -> None:
+    other = await issue(runtime, builder, template)
+    not_registered = await issue(runtime, builder, template)
+    await register(client, wallet_pass)
+    await register(client, other)
+
+    response = await client.get(serials_path(wallet_pass.pass_type_id))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert sorted(body["serialNumbers"]) == sorted([wallet_pass.serial_number, other.serial_number])
+    assert not_registered.serial_number not in body["serialNumbers"]
+    assert isinstance(body["lastUpdated"], str)
+    assert response.headers["content-type"] == "application/json"
+
+
+async def test_after_the_tag_only_changed_serials_are_listed(
+    client: httpx.AsyncClient,
+    wallet_pass: IssuedPass,
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
+    template: str,
+) -> None:
+    other = await issue(runtime, builder, template)
+    await register(client, wallet_pass)
+    await register(client, other)
+    tag = (await client.get(serials_path(wallet_pass.pass_type_id))).json()["lastUpdated"]
+
+    unchanged = await client.get(
+        serials_path(wallet_pass.pass_type_id), params={"passesUpdatedSince": tag}
+    )
+    version = await change(runtime, builder, other, balance=99)
+    changed = await client.get(
+        serials_path(wallet_pass.pass_type_id), params={"passesUpdatedSince": tag}
+    )
+
+    assert unchanged.status_code == 204
+    assert changed.json() == {"serialNumbers": [other.serial_number], "lastUpdated": str(version)}
+
+
+async def test_serials_of_another_pass_type_are_not_listed(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    await register(client, wallet_pass)
+
+    response = await client.get(serials_path("pass.other.type"))
+
+    assert response.status_code == 204
+
+
+@pytest.mark.parametrize("tag", ["not-a-number", "2024-01-01T00:00:00Z", "-5", ""])
+async def test_an_unreadable_tag_lists_everything(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, tag: str
+) -> None:
+    await register(client, wallet_pass)
+
+    response = await client.get(
+        serials_path(wallet_pass.pass_type_id), params={"passesUpdatedSince": tag}
+    )
+
+    assert response.json()["serialNumbers"] == [wallet_pass.serial_number]
+
+
+async def test_a_voided_pass_is_listed_as_changed(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    await register(client, wallet_pass)
+    tag = (await client.get(serials_path(wallet_pass.pass_type_id))).json()["lastUpdated"]
+
+    await admin.delete(f"/api/v1/passes/{wallet_pass.pass_type_id}/{wallet_pass.serial_number}")
+    response = await client.get(
+        serials_path(wallet_pass.pass_type_id), params={"passesUpdatedSince": tag}
+    )
+
+    assert response.json()["serialNumbers"] == [wallet_pass.serial_number]
+
+
+# --- latest pass ------------------------------------------------------------------------
+
+
+async def test_the_latest_pass_is_a_signed_pkpass_with_last_modified(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    response = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/vnd.apple.pkpass"
+    assert parsedate_to_datetime(response.headers["last-modified"])
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        names = set(archive.namelist())
+    assert {"pass.json", "manifest.json", "signature", "icon.png"} <= names
+
+
+async def test_the_pass_carries_the_web_service_and_token(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    response = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+
+    pass_json = issuing.pass_json_of(response.content)
+    assert pass_json["webServiceURL"] == "https://passes.example.test/passkit"
+    assert pass_json["authenticationToken"] == wallet_pass.authentication_token
+    assert pass_json["serialNumber"] == wallet_pass.serial_number
+    assert pass_json["storeCard"]["primaryFields"][0]["value"] == 10
+
+
+async def test_the_signature_verifies_with_openssl(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, credentials: DevCredentials, tmp_path: Path
+) -> None:
+    response = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        manifest, signature = archive.read("manifest.json"), archive.read("signature")
+
+    problem = openssl_verify(signature, manifest, credentials.root_cert_pem, tmp_path)
+
+    assert problem == ""
+
+
+async def test_if_modified_since_the_last_modified_gives_304(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    first = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+
+    again = await client.get(
+        wallet_pass.path,
+        headers={**wallet_pass.auth, "If-Modified-Since": first.headers["last-modified"]},
+    )
+
+    assert again.status_code == 304
+    assert again.content == b""
+
+
+@pytest.mark.parametrize(
+    "header", ["garbage", "Mon, 99 Foo 2020", "0", "Thu, 01 Jan 1970 00:00:00 GMT"]
+)
+async def test_an_old_or_unreadable_if_modified_since_sends_the_pass(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, header: str
+) -> None:
+    response = await client.get(
+        wallet_pass.path, headers={**wallet_pass.auth, "If-Modified-Since": header}
+    )
+
+    assert response.status_code == 200
+
+
+async def test_a_unix_seconds_if_modified_since_is_understood(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    first = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+    seconds = int(parsedate_to_datetime(first.headers["last-modified"]).timestamp())
+
+    again = await client.get(
+        wallet_pass.path, headers={**wallet_pass.auth, "If-Modified-Since": str(seconds)}
+    )
+
+    assert again.status_code == 304
+
+
+async def test_two_changes_in_one_second_are_both_delivered(
+    client: httpx.AsyncClient,
+    wallet_pass: IssuedPass,
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
+) -> None:
+    await change(runtime, builder, wallet_pass, balance=1)
+    first = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+    await change(runtime, builder, wallet_pass, balance=2)
+
+    second = await client.get(
+        wallet_pass.path,
+        headers={**wallet_pass.auth, "If-Modified-Since": first.headers["last-modified"]},
+    )
+
+    assert second.status_code == 200
+    assert issuing.pass_json_of(second.content)["storeCard"]["primaryFields"][0]["value"] == 2
+    assert parsedate_to_datetime(second.headers["last-modified"]) > parsedate_to_datetime(
+        first.headers["last-modified"]
+    )
+
+
+async def test_the_latest_pass_with_a_wrong_token_is_401(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    response = await client.get(wallet_pass.path, headers={"Authorization": "ApplePass nope"})
+
+    assert response.status_code == 401
+
+
+async def test_a_pass_is_signed_once_per_version(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    first = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+    second = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+
+    # A new signature would carry a new signing time: equal bytes mean one signing.
+    assert first.content == second.content
+
+
+# --- log --------------------------------------------------------------------------------
+
+
+async def test_log_messages_are_stored_and_listed(
+    client: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    response = await client.post("/passkit/v1/log", json={"logs": ["first", "second"]})
+    bare = await client.post("/passkit/v1/log", json=["bare array"])
+
+    listed = await admin.get("/api/v1/device-logs")
+
+    assert (response.status_code, bare.status_code) == (200, 200)
+    assert [item["message"] for item in listed.json()["items"]] == ["bare array", "second", "first"]
+
+
+@pytest.mark.parametrize("body", [{"logs": "one"}, {"logs": [1, 2]}, {"nothing": []}, 7])
+async def test_a_malformed_log_body_is_400(
+    client: httpx.AsyncClient, runtime: Runtime, body: object
+) -> None:
+    response = await client.post("/passkit/v1/log", json=body)
+
+    assert response.status_code == 400
+    async with runtime.database.reader() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(device_logs)) == 0
+
+
+async def test_log_is_rate_limited_per_client(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    limit = runtime.settings.device_log_rate_per_minute
+    statuses = [
+        (await client.post("/passkit/v1/log", json={"logs": ["x"]})).status_code
+        for _ in range(limit + 1)
+    ]
+
+    assert statuses[:limit] == [200] * limit
+    assert statuses[limit] == 429
+
+
+# --- personalize ------------------------------------------------------------------------
+
+PERSONALIZATION = (
+    b'{"description": "Join the club", "requiredPersonalizationFields": '
+    b'["PKPassPersonalizationFieldName", "PKPassPersonalizationFieldEmailAddress"]}'
+)
+
+
+@pytest.fixture
+async def personalizable_pass(
+    runtime: Runtime, builder: issuing.PassBuilder, pass_type: str
+) -> IssuedPass:
+    pass_json = {**devmode.DEMO_PASS_JSON, "nfc": {"message": "member"}}
+    async with runtime.database.transaction() as conn:
+        await issuing.create_template(
+            conn,
+            name="club",
+            pass_type_id=pass_type,
+            pass_json=pass_json,
+            assets={**devmode.demo_assets(), "personalization.json": PERSONALIZATION},
+        )
+    return await issue(runtime, builder, "club")
+
+
+async def test_personalize_signs_the_token_and_the_next_pass_is_personalized(
+    client: httpx.AsyncClient,
+    personalizable_pass: IssuedPass,
+    credentials: DevCredentials,
+    tmp_path: Path,
+) -> None:
+    before = await client.get(personalizable_pass.path, headers=personalizable_pass.auth)
+    body = {
+        "personalizationToken": "token-from-wallet",
+        "requiredPersonalizationInfo": {"fullName": "Ada Lovelace", "emailAddress": "a@b.c"},
+    }
+
+    response = await client.post(personalizable_pass.path + "/personalize", json=body)
+    after = await client.get(
+        personalizable_pass.path,
+        headers={**personalizable_pass.auth, "If-Modified-Since": before.headers["last-modified"]},
+    )
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert (
+        openssl_verify(response.content, b"token-from-wallet", credentials.root_cert_pem, tmp_path)
+        == ""
+    )
+    with zipfile.ZipFile(io.BytesIO(before.content)) as archive:
+        assert "personalization.json" in archive.namelist()
+    assert after.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(after.content)) as archive:
+        assert "personalization.json" not in archive.namelist()
+
+
+async def test_personalize_without_a_token_works_only_once(
+    client: httpx.AsyncClient, personalizable_pass: IssuedPass
+) -> None:
+    body = {"personalizationToken": "t", "requiredPersonalizationInfo": {"fullName": "A"}}
+
+    first = await client.post(personalizable_pass.path + "/personalize", json=body)
+    second = await client.post(personalizable_pass.path + "/personalize", json=body)
+    with_token = await client.post(
+        personalizable_pass.path + "/personalize", json=body, headers=personalizable_pass.auth
+    )
+
+    assert (first.status_code, second.status_code, with_token.status_code) == (200, 401, 200)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"requiredPersonalizationInfo": {}},
+        {"personalizationToken": "t"},
+        {"personalizationToken": 5, "requiredPersonalizationInfo": {}},
+        {"personalizationToken": "t", "requiredPersonalizationInfo": {"fullName": ["x"]}},
+    ],
+)
+async def test_a_malformed_personalization_is_400(
+    client: httpx.AsyncClient, personalizable_pass: IssuedPass, body: object
+) -> None:
+    response = await client.post(personalizable_pass.path + "/personalize", json=body)
+
+    assert response.status_code == 400
+
+
+async def test_personalizing_a_plain_pass_is_refused(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, runtime: Runtime
+) -> None:
+    body = {"personalizationToken": "t", "requiredPersonalizationInfo": {"fullName": "A"}}
+
+    response = await client.post(wallet_pass.path + "/personalize", json=body)
+
+    assert response.status_code == 422
+    async with runtime.database.reader() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(push_jobs)) == 0
