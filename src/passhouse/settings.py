@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     apns_expiration_seconds: int = Field(default=86_400, ge=0)
     apns_connections_per_pass_type: int = Field(default=2, ge=1, le=64)
     apns_streams_per_connection: int = Field(default=200, ge=1, le=1000)
+    apns_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A push with no answer by then is retried with backoff.
+    apns_request_timeout_seconds: float = Field(default=10.0, gt=0)
     # Attempts per push before it is recorded as failed; a 410 is never retried.
     push_max_attempts: int = Field(default=8, ge=1)
     push_backoff_base_seconds: float = Field(default=1.0, gt=0)
@@ -42,6 +45,15 @@ class Settings(BaseSettings):
     push_rate_per_pass_type: float = Field(default=0.0, ge=0)
     push_batch_size: int = Field(default=500, ge=1, le=10_000)
     push_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # SQLite has no LISTEN/NOTIFY: an idle worker polls the (indexed) due query this often.
+    push_idle_poll_seconds: float = Field(default=0.05, gt=0)
+    # A claimed push is hidden from other workers this long; a worker killed mid-send
+    # leaves its pushes to be claimed again once the lease runs out.
+    push_lease_seconds: float = Field(default=60.0, gt=0)
+    # Batches a worker keeps in flight at once (claiming one while others are sent).
+    push_concurrency: int = Field(default=4, ge=1, le=64)
+    # How long push attempts are kept for the admin API and stats.
+    push_attempts_keep_seconds: int = Field(default=7 * 86_400, ge=60)
 
     # Bounds for POST /v1/log: bytes per request, messages kept, requests per minute per IP.
     device_log_max_bytes: int = 64 * 1024

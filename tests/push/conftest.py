@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse.pkpass.devcerts import DevCredentials, issue_server_certificate, make_dev_credentials
+from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import (
@@ -22,6 +25,7 @@ from passhouse.storage.tables import (
     registrations,
     templates,
 )
+from push.fake_apns import FakeApns
 
 PG_ENV = "PASSHOUSE_TEST_DATABASE_URL"
 SECRET_KEY = "test-secret-key-0123456789"
@@ -123,7 +127,7 @@ async def make_world(
     *,
     passes_count: int,
     devices_per_pass: int = 1,
-    token_prefix: str = "tok",  # noqa: S107 - push tokens in tests, not passwords
+    token_prefix: str = "tok",
     registered_at_ms: int = 1_000,
 ) -> World:
     """A template with `passes_count` passes, each registered by its own devices."""
@@ -180,3 +184,69 @@ async def make_world(
             )
             tokens.append(token)
     return World(template_id=template_id, pass_ids=pass_ids, tokens=tokens)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A throwaway root, a pass type certificate under it, and a server cert for fake APNs."""
+
+    credentials: DevCredentials
+    server_cert_pem: bytes
+    server_key_pem: bytes
+    ca_file: Path
+
+    @property
+    def client_ca_pem(self) -> bytes:
+        return self.credentials.root_cert_pem + self.credentials.wwdr_cert_pem
+
+
+PASS_TYPE_ID = "pass.test.push"
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    credentials = make_dev_credentials(PASS_TYPE_ID, "TEAM123456")
+    cert, key = issue_server_certificate(credentials.root_cert_pem, credentials.root_key_pem)
+    ca_file = tmp_path_factory.mktemp("pki") / "ca.pem"
+    ca_file.write_bytes(credentials.root_cert_pem)
+    return Pki(credentials, cert, key, ca_file)
+
+
+@pytest.fixture
+async def fake_apns(pki: Pki) -> AsyncIterator[FakeApns]:
+    server = FakeApns(pki.server_cert_pem, pki.server_key_pem, pki.client_ca_pem)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+def settings(database_url: str, fake_apns: FakeApns, pki: Pki) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_key=SecretStr(SECRET_KEY),
+        dev_mode=False,
+        apns_url=fake_apns.url,
+        apns_ca_file=pki.ca_file,
+        apns_request_timeout_seconds=2.0,
+        apns_connect_timeout_seconds=2.0,
+        push_backoff_base_seconds=0.05,
+        push_backoff_max_seconds=0.2,
+        push_max_attempts=3,
+        push_rate_per_second=0,
+        push_idle_poll_seconds=0.02,
+        push_poll_interval_seconds=0.2,
+    )
+
+
+async def add_real_pass_type(
+    conn: AsyncConnection, pki: Pki, pass_type_id: str = PASS_TYPE_ID
+) -> None:
+    await add_pass_type(
+        conn,
+        pass_type_id,
+        certificate_pem=pki.credentials.cert_pem,
+        key_pem=pki.credentials.key_pem,
+    )

@@ -12,7 +12,7 @@ from push.conftest import add_pass_type, make_world
 PT = "pass.test.queue"
 
 
-async def _jobs(database: Database) -> list[sa.Row[Any]]:
+async def _jobs(database: Database) -> list[Any]:
     async with database.reader() as conn:
         result = await conn.execute(
             sa.select(

@@ -1,0 +1,570 @@
+"""APNs client: h2 over asyncio TLS, a pool of long-lived connections per pass type.
+
+Each pool holds up to `apns_connections_per_pass_type` connections with up to
+`apns_streams_per_connection` concurrent streams each (fewer if the server's
+SETTINGS_MAX_CONCURRENT_STREAMS says so). A connection that receives GOAWAY or drops
+leaves the pool; its unanswered streams are tried once more on a fresh connection before
+the push comes back as a connection error for the worker to retry with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import ssl
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import structlog
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    ResponseReceived,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import H2Error
+from hpack import HeaderTuple, NeverIndexedHeaderTuple
+
+from passhouse.push.sender import PushResult
+from passhouse.settings import Settings
+from passhouse.storage import push_jobs
+from passhouse.storage.database import Database
+from passhouse.storage.sealing import Sealer
+
+log = structlog.get_logger("passhouse.push.apns")
+
+BODY = b"{}"
+# APNs refuses provider tokens refreshed more often than every 20 minutes and expires
+# them after an hour.
+TOKEN_LIFETIME_SECONDS = 50 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class ApnsCredentials:
+    pass_type_id: str
+    # TLS client certificate and key (PEM); Apple's documented way for pass pushes.
+    certificate_pem: bytes
+    key_pem: bytes
+    # Token auth (.p8, ES256) instead, when the pass type has an APNs key.
+    apns_key_pem: bytes | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+
+
+CredentialsLoader = Callable[[str], Awaitable[ApnsCredentials | None]]
+
+
+def database_credentials(database: Database, sealer: Sealer) -> CredentialsLoader:
+    """Read a pass type's certificate and keys from the database, decrypting the keys."""
+
+    async def load(pass_type_id: str) -> ApnsCredentials | None:
+        async with database.reader() as conn:
+            row = await push_jobs.pass_type_credentials(conn, pass_type_id)
+        if row is None:
+            return None
+        token_key = (
+            sealer.open(row.apns_key_encrypted)
+            if row.apns_key_encrypted and row.apns_key_id
+            else None
+        )
+        return ApnsCredentials(
+            pass_type_id=pass_type_id,
+            certificate_pem=row.certificate_pem.encode(),
+            key_pem=sealer.open(row.private_key_encrypted),
+            apns_key_pem=token_key,
+            apns_key_id=row.apns_key_id,
+            apns_team_id=row.apns_team_id or row.team_id,
+        )
+
+    return load
+
+
+class ApnsConnectionError(Exception):
+    """No HTTP answer: the connection failed, dropped, or went away before answering."""
+
+
+class _ProviderToken:
+    """An ES256 JWT for token auth, made once and reused for most of its hour."""
+
+    def __init__(self, key_pem: bytes, key_id: str, team_id: str) -> None:
+        key = load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("an APNs auth key (.p8) must be an EC P-256 key")
+        self._key = key
+        self._key_id = key_id
+        self._team_id = team_id
+        self._value = ""
+        self._issued_at = 0.0
+
+    def header(self) -> str:
+        now = time.time()
+        if now - self._issued_at >= TOKEN_LIFETIME_SECONDS:
+            self._value = self._make(int(now))
+            self._issued_at = now
+        return f"bearer {self._value}"
+
+    def _make(self, issued_at: int) -> str:
+        header = _b64(json.dumps({"alg": "ES256", "kid": self._key_id}).encode())
+        claims = _b64(json.dumps({"iss": self._team_id, "iat": issued_at}).encode())
+        signing_input = f"{header}.{claims}".encode()
+        der = self._key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        signature = _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        return f"{header}.{claims}.{signature}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass(slots=True)
+class _Stream:
+    future: asyncio.Future[tuple[int, bytes]]
+    status: int = 0
+    body: bytearray = field(default_factory=bytearray)
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/2 connection; requests are multiplexed as streams."""
+
+    def __init__(self, stream_limit: int, on_change: Callable[[], None]) -> None:
+        config = H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            # We build the headers ourselves; validating them on every push costs CPU.
+            validate_outbound_headers=False,
+            validate_inbound_headers=False,
+        )
+        self.h2 = H2Connection(config=config)
+        self.streams: dict[int, _Stream] = {}
+        self.in_flight = 0  # reserved by the pool, including streams not yet opened
+        self.closed = False
+        self.going_away = False
+        self._stream_limit = stream_limit
+        self._on_change = on_change
+        self._transport: asyncio.Transport | None = None
+        self._settings_received = asyncio.Event()
+        self._window_open = asyncio.Event()
+        self._window_open.set()
+
+    @property
+    def capacity(self) -> int:
+        remote = self.h2.remote_settings.max_concurrent_streams
+        return min(self._stream_limit, remote)
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and not self.going_away
+
+    async def wait_ready(self, within: float) -> None:
+        # The server's first SETTINGS frame carries its stream limit; wait for it.
+        async with asyncio.timeout(within):
+            await self._settings_received.wait()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.h2.initiate_connection()
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except H2Error as error:
+            self._fail_all(f"protocol error: {error}")
+            self.close()
+            return
+        for event in events:
+            if isinstance(event, ResponseReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    for name, value in event.headers:
+                        if name == b":status":
+                            stream.status = int(value)
+            elif isinstance(event, DataReceived):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.body += event.data
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, StreamEnded):
+                stream = self.streams.pop(event.stream_id, None)
+                if stream is not None and not stream.future.done():
+                    stream.future.set_result((stream.status, bytes(stream.body)))
+            elif isinstance(event, StreamReset):
+                stream = self.streams.pop(event.stream_id, None)
+                if stream is not None and not stream.future.done():
+                    stream.future.set_exception(
+                        ApnsConnectionError(f"stream reset ({event.error_code})")
+                    )
+            elif isinstance(event, ConnectionTerminated):
+                self._go_away(event.last_stream_id, event.additional_data)
+            elif isinstance(event, RemoteSettingsChanged):
+                self._settings_received.set()
+                self._on_change()
+            elif isinstance(event, WindowUpdated):
+                self._window_open.set()
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._settings_received.set()
+        self._window_open.set()
+        self._fail_all("connection lost")
+        self._on_change()
+
+    # requests
+
+    async def request(self, headers: list[HeaderTuple], within: float) -> tuple[int, bytes]:
+        if not self.usable:
+            raise ApnsConnectionError("connection is closing")
+        stream_id = self.h2.get_next_available_stream_id()
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self.streams[stream_id] = _Stream(future)
+        try:
+            self.h2.send_headers(stream_id, headers)
+            # `{}` fits any window a server can advertise but a zero one; wait if so.
+            while self.h2.local_flow_control_window(stream_id) < len(BODY):
+                self._window_open.clear()
+                self._flush()
+                await self._window_open.wait()
+                if not self.usable:
+                    raise ApnsConnectionError("connection closed while waiting for window")
+            self.h2.send_data(stream_id, BODY, end_stream=True)
+            self._flush()
+            async with asyncio.timeout(within):
+                return await future
+        except TimeoutError:
+            self._reset(stream_id)
+            raise
+        except H2Error as error:
+            self._reset(stream_id)
+            raise ApnsConnectionError(f"protocol error: {error}") from None
+        finally:
+            self.streams.pop(stream_id, None)
+
+    def close(self) -> None:
+        self.going_away = True
+        if self._transport is not None and not self.closed:
+            try:
+                self.h2.close_connection()
+                self._flush()
+            except H2Error:
+                pass
+            self._transport.close()
+
+    def _reset(self, stream_id: int) -> None:
+        if self.closed:
+            return
+        try:
+            self.h2.reset_stream(stream_id)
+            self._flush()
+        except H2Error:
+            pass
+
+    def _go_away(self, last_stream_id: int | None, data: bytes | None) -> None:
+        # h2 accepts no frame after a GOAWAY, so even streams up to `last_stream_id` can
+        # get no answer here: fail them all as retryable. APNs may have taken some of
+        # them, so a device can be woken twice; an empty push is harmless to repeat.
+        self.going_away = True
+        reason = _reason(data or b"")
+        log.warning("apns_goaway", last_stream_id=last_stream_id, reason=reason)
+        self._fail_all(f"GOAWAY {reason or ''}".strip())
+        if self._transport is not None:
+            self._transport.close()
+        self._on_change()
+
+    def _fail_all(self, why: str) -> None:
+        for stream in self.streams.values():
+            if not stream.future.done():
+                stream.future.set_exception(ApnsConnectionError(why))
+        self.streams.clear()
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+
+def _reason(body: bytes) -> str | None:
+    if not body:
+        return None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    reason = value.get("reason") if isinstance(value, dict) else None
+    return str(reason) if reason is not None else None
+
+
+def _timestamp(body: bytes) -> int | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    stamp = value.get("timestamp") if isinstance(value, dict) else None
+    return int(stamp) if isinstance(stamp, int | float) else None
+
+
+class _Pool:
+    """Connections for one pass type's credentials."""
+
+    def __init__(
+        self,
+        endpoint: tuple[str, int],
+        context: ssl.SSLContext,
+        settings: Settings,
+        token: _ProviderToken | None,
+    ) -> None:
+        self._host, self._port = endpoint
+        self._context = context
+        self._size = settings.apns_connections_per_pass_type
+        self._streams = settings.apns_streams_per_connection
+        self._connect_timeout = settings.apns_connect_timeout_seconds
+        self.token = token
+        self.connections: list[_Connection] = []
+        self._opening = 0
+        self._changed = asyncio.Condition()
+        self._waiting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def _notify(self) -> None:
+        # Called from protocol callbacks (settings, GOAWAY, loss), which cannot await.
+        self.connections = [c for c in self.connections if c.usable]
+        if self._waiting:
+            task = asyncio.get_running_loop().create_task(self._wake())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _wake(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def acquire(self) -> _Connection:
+        async with self._changed:
+            while True:
+                if self._closed:
+                    raise ApnsConnectionError("sender closed")
+                usable = [c for c in self.connections if c.usable]
+                self.connections = usable
+                best = min(usable, key=lambda c: c.in_flight, default=None)
+                grow = len(usable) + self._opening < self._size
+                if (
+                    best is not None
+                    and best.in_flight < best.capacity
+                    and (not grow or best.in_flight == 0)
+                ):
+                    best.in_flight += 1
+                    return best
+                if grow:
+                    self._opening += 1
+                    self._changed.release()
+                    try:
+                        connection = await self._open()
+                    finally:
+                        await self._changed.acquire()
+                        self._opening -= 1
+                    connection.in_flight += 1
+                    self.connections.append(connection)
+                    self._changed.notify_all()
+                    return connection
+                self._waiting += 1
+                try:
+                    await self._changed.wait()
+                finally:
+                    self._waiting -= 1
+
+    async def release(self, connection: _Connection) -> None:
+        connection.in_flight -= 1
+        if connection.going_away and connection.in_flight == 0:
+            connection.close()
+        if self._waiting:
+            async with self._changed:
+                self._changed.notify()
+
+    async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        connection = _Connection(self._streams, self._notify)
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                transport, _ = await loop.create_connection(
+                    lambda: connection,
+                    self._host,
+                    self._port,
+                    ssl=self._context,
+                    server_hostname=self._host,
+                )
+                ssl_object = transport.get_extra_info("ssl_object")
+                if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+                    transport.close()
+                    raise ApnsConnectionError("server did not agree to HTTP/2 (ALPN h2)")
+                await connection.wait_ready(self._connect_timeout)
+        except (OSError, TimeoutError) as error:
+            raise ApnsConnectionError(f"cannot connect: {error!r}") from None
+        if connection.closed:
+            raise ApnsConnectionError("connection closed during setup")
+        return connection
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for connection in self.connections:
+            connection.close()
+        self.connections = []
+        async with self._changed:
+            self._changed.notify_all()
+
+
+class ApnsSender:
+    """Sends pass-update pushes (`{}` to topic = pass type id) over pooled HTTP/2."""
+
+    def __init__(self, settings: Settings, load_credentials: CredentialsLoader) -> None:
+        parts = urlsplit(settings.apns_url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("PASSHOUSE_APNS_URL must be an https:// URL")
+        self._endpoint = (parts.hostname, parts.port or 443)
+        self._authority = parts.netloc
+        self._settings = settings
+        self._load_credentials = load_credentials
+        self._pools: dict[str, _Pool] = {}
+        self._pool_locks: dict[str, asyncio.Lock] = {}
+
+    async def send(self, push_token: str, pass_type_id: str) -> PushResult:
+        started = time.perf_counter()
+        try:
+            pool = await self._pool(pass_type_id)
+        except (ValueError, OSError, ssl.SSLError) as error:
+            # Unusable credentials are a certificate problem, like APNs' own 403.
+            log.error("apns_credentials_unusable", pass_type_id=pass_type_id, error=str(error))
+            return PushResult(403, f"CredentialsUnusable: {error}", None, 0.0)
+        headers = self._headers(push_token, pass_type_id, pool.token)
+        reason = "ConnectionError"
+        # A connection can die or go away under a push that APNs never saw; one more try
+        # on a fresh connection hides that from the queue.
+        for _ in range(2):
+            try:
+                connection = await pool.acquire()
+            except ApnsConnectionError as error:
+                reason = f"ConnectionError: {error}"
+                break
+            try:
+                status, body = await connection.request(
+                    headers, self._settings.apns_request_timeout_seconds
+                )
+            except ApnsConnectionError as error:
+                reason = f"ConnectionError: {error}"
+                continue
+            except TimeoutError:
+                reason = "Timeout"
+                break
+            finally:
+                await pool.release(connection)
+            latency = time.perf_counter() - started
+            if status == 200:
+                return PushResult(200, None, None, latency)
+            return PushResult(status, _reason(body), _timestamp(body), latency)
+        return PushResult(None, reason, None, time.perf_counter() - started)
+
+    def _headers(
+        self, push_token: str, pass_type_id: str, token: _ProviderToken | None
+    ) -> list[HeaderTuple]:
+        expiration = self._settings.apns_expiration_seconds
+        headers = [
+            HeaderTuple(b":method", b"POST"),
+            HeaderTuple(b":scheme", b"https"),
+            HeaderTuple(b":authority", self._authority.encode()),
+            # APNs asks for the path and the token as literals never indexed.
+            NeverIndexedHeaderTuple(b":path", f"/3/device/{push_token}".encode()),
+            HeaderTuple(b"apns-topic", pass_type_id.encode()),
+            HeaderTuple(b"apns-push-type", b"background"),
+            # APNs rejects priority 10 with push type background.
+            HeaderTuple(b"apns-priority", b"5"),
+            HeaderTuple(
+                b"apns-expiration",
+                str(int(time.time()) + expiration if expiration else 0).encode(),
+            ),
+            HeaderTuple(b"content-type", b"application/json"),
+            HeaderTuple(b"content-length", b"2"),
+        ]
+        if token is not None:
+            headers.append(NeverIndexedHeaderTuple(b"authorization", token.header().encode()))
+        return headers
+
+    async def _pool(self, pass_type_id: str) -> _Pool:
+        pool = self._pools.get(pass_type_id)
+        if pool is not None:
+            return pool
+        lock = self._pool_locks.setdefault(pass_type_id, asyncio.Lock())
+        async with lock:
+            pool = self._pools.get(pass_type_id)
+            if pool is None:
+                credentials = await self._load_credentials(pass_type_id)
+                if credentials is None:
+                    raise ValueError(f"no pass type {pass_type_id!r}")
+                pool = self._make_pool(credentials)
+                self._pools[pass_type_id] = pool
+        return pool
+
+    def _make_pool(self, credentials: ApnsCredentials) -> _Pool:
+        token: _ProviderToken | None = None
+        if credentials.apns_key_pem and credentials.apns_key_id and credentials.apns_team_id:
+            token = _ProviderToken(
+                credentials.apns_key_pem, credentials.apns_key_id, credentials.apns_team_id
+            )
+            context = client_context(self._settings.apns_ca_file, None, None)
+        else:
+            context = client_context(
+                self._settings.apns_ca_file, credentials.certificate_pem, credentials.key_pem
+            )
+        return _Pool(self._endpoint, context, self._settings, token)
+
+    async def forget_credentials(self, pass_type_id: str) -> None:
+        pool = self._pools.pop(pass_type_id, None)
+        if pool is not None:
+            await pool.aclose()
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
+
+
+def client_context(
+    ca_file: Path | None, certificate_pem: bytes | None, key_pem: bytes | None
+) -> ssl.SSLContext:
+    """TLS for APNs: system roots plus `ca_file`, ALPN h2, the pass certificate if given."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    context.set_alpn_protocols(["h2"])
+    if certificate_pem and key_pem:
+        # The ssl module loads client certificates only from files: write them to a
+        # private directory (0700, file 0600) and delete them right after loading.
+        with tempfile.TemporaryDirectory(prefix="passhouse-apns-") as directory:
+            path = Path(directory) / "client.pem"
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(certificate_pem.rstrip() + b"\n" + key_pem)
+            context.load_cert_chain(path)
+    return context
+
+
+def make_sender(settings: Settings, database: Database, sealer: Sealer) -> ApnsSender:
+    return ApnsSender(settings, database_credentials(database, sealer))

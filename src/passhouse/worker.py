@@ -1,0 +1,293 @@
+"""The push worker: claim due pushes, send them, record what APNs answered.
+
+Each batch is claimed in one short transaction (its rows leased), sent outside any
+transaction, and finished in one transaction. Several batches are in flight at once so
+the database round trips overlap with sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+
+from passhouse.bootstrap import Runtime
+from passhouse.metrics import APNS_LATENCY, PASS_TYPE_APNS_ERRORS, PUSH_QUEUE_DEPTH, PUSHES
+from passhouse.push.apns import make_sender
+from passhouse.push.pacing import Pacer
+from passhouse.push.sender import PushOutcome, PushResult, PushSender
+from passhouse.settings import Settings
+from passhouse.storage import push_jobs
+from passhouse.storage.database import Database
+from passhouse.storage.push_jobs import ClaimedPush
+
+log = structlog.get_logger("passhouse.worker")
+
+HOUSEKEEPING_SECONDS = 10.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def backoff_seconds(settings: Settings, attempts: int) -> float:
+    """Exponential backoff with jitter (half fixed, half random) after `attempts` failures."""
+    ceiling = min(
+        settings.push_backoff_max_seconds,
+        settings.push_backoff_base_seconds * 2.0 ** min(attempts, 32),
+    )
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not secrecy
+
+
+def batch_size(settings: Settings, pacer: Pacer | None) -> int:
+    size = settings.push_batch_size
+    rate = pacer.slowest_rate if pacer is not None else 0.0
+    if rate > 0:
+        # A paced batch must finish well within its lease, or another worker takes it too.
+        size = min(size, max(1, int(rate * settings.push_lease_seconds / 4)))
+    return size
+
+
+async def send_due_pushes(
+    database: Database,
+    sender: PushSender,
+    settings: Settings,
+    *,
+    pacer: Pacer | None = None,
+    limit: int | None = None,
+) -> int:
+    """Claim one batch of due pushes, send it, and finish it; returns how many were claimed."""
+    now = _now_ms()
+    async with database.transaction() as conn:
+        claimed = await push_jobs.claim_due(
+            conn,
+            now_ms=now,
+            lease_ms=int(settings.push_lease_seconds * 1000),
+            limit=limit or batch_size(settings, pacer),
+        )
+    if not claimed:
+        return 0
+    results = await asyncio.gather(*(_send(sender, pacer, job) for job in claimed))
+    await _finish(database, sender, settings, claimed, results)
+    return len(claimed)
+
+
+async def _send(sender: PushSender, pacer: Pacer | None, job: ClaimedPush) -> PushResult:
+    if pacer is not None:
+        await pacer.acquire(job.pass_type_id)
+    try:
+        return await sender.send(job.push_token, job.pass_type_id)
+    except Exception as error:  # a bug in a sender must not lose the batch's outcomes
+        log.exception("push_sender_error", pass_type_id=job.pass_type_id)
+        return PushResult(None, f"SenderError: {type(error).__name__}")
+
+
+async def _finish(
+    database: Database,
+    sender: PushSender,
+    settings: Settings,
+    claimed: Sequence[ClaimedPush],
+    results: Sequence[PushResult],
+) -> None:
+    now = _now_ms()
+    done: list[ClaimedPush] = []
+    gone: list[tuple[ClaimedPush, int]] = []
+    retry: list[tuple[ClaimedPush, int]] = []
+    held: list[int] = []
+    blocked: dict[str, str] = {}
+    attempts: list[dict[str, Any]] = []
+    for job, result in zip(claimed, results, strict=True):
+        outcome = result.outcome
+        PUSHES.labels(outcome.value).inc()
+        if result.status is not None:
+            APNS_LATENCY.observe(result.latency)
+        stored = push_jobs.DELIVERED
+        if outcome is PushOutcome.DELIVERED:
+            done.append(job)
+        elif outcome is PushOutcome.DEVICE_GONE:
+            # A 400 BadDeviceToken carries no timestamp: the token is bad as of now.
+            gone.append((job, result.timestamp_ms or now))
+            done.append(job)
+            stored = push_jobs.DEVICE_GONE
+        elif outcome is PushOutcome.RETRY and job.attempts + 1 < settings.push_max_attempts:
+            due = now + int(backoff_seconds(settings, job.attempts) * 1000)
+            retry.append((job, due))
+            stored = push_jobs.RETRY
+        elif outcome is PushOutcome.CREDENTIALS_REJECTED:
+            held.append(job.id)
+            blocked[job.pass_type_id] = f"{result.status} {result.reason or 'Forbidden'}"
+            stored = push_jobs.BLOCKED
+        else:
+            # Out of attempts, or refused for good: give up (unless a newer change came).
+            done.append(job)
+            stored = push_jobs.FAILED
+        attempts.append(
+            {
+                "push_token": job.push_token,
+                "pass_type_id": job.pass_type_id,
+                "outcome": stored,
+                "status": result.status,
+                "reason": result.reason,
+                "latency_ms": round(result.latency * 1000, 3),
+                "at_ms": now,
+            }
+        )
+    async with database.transaction() as conn:
+        for job, unregistered_at in gone:
+            await push_jobs.forget_push_token(
+                conn, job.push_token, job.pass_type_id, unregistered_at_ms=unregistered_at
+            )
+        await push_jobs.complete(conn, done, now_ms=now)
+        await push_jobs.reschedule(conn, retry)
+        await push_jobs.release(conn, held, now_ms=now)
+        for pass_type_id, reason in blocked.items():
+            await push_jobs.set_apns_error(conn, pass_type_id, reason, now_ms=now)
+        await push_jobs.record_attempts(conn, attempts)
+    for pass_type_id, reason in blocked.items():
+        PASS_TYPE_APNS_ERRORS.labels(pass_type_id).set(1)
+        log.error(
+            "apns_credentials_rejected",
+            pass_type_id=pass_type_id,
+            reason=reason,
+            action="pushes for this pass type are held until its certificate is replaced",
+        )
+        await sender.forget_credentials(pass_type_id)
+
+
+async def _housekeeping(database: Database, settings: Settings) -> None:
+    """Refresh the queue gauges and prune old push attempts."""
+    now = _now_ms()
+    async with database.reader() as conn:
+        PUSH_QUEUE_DEPTH.set(await push_jobs.queue_depth(conn))
+        blocked = await push_jobs.blocked_pass_types(conn)
+    for metric in list(PASS_TYPE_APNS_ERRORS.collect()):
+        for sample in metric.samples:
+            pass_type_id = sample.labels.get("pass_type_id", "")
+            if pass_type_id not in blocked:
+                PASS_TYPE_APNS_ERRORS.labels(pass_type_id).set(0)
+    for pass_type_id, (reason, _at) in blocked.items():
+        PASS_TYPE_APNS_ERRORS.labels(pass_type_id).set(1)
+        log.error("apns_pass_type_blocked", pass_type_id=pass_type_id, reason=reason)
+    async with database.transaction() as conn:
+        await push_jobs.prune_attempts(
+            conn, older_than_ms=now - settings.push_attempts_keep_seconds * 1000
+        )
+
+
+class _Doorbell:
+    """Wakes idle lanes: PostgreSQL NOTIFY from enqueue, else a poll of the due index."""
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._database = database
+        self._event = asyncio.Event()
+        self._listening = False
+        self._poll = settings.push_idle_poll_seconds
+        self._listen_poll = settings.push_poll_interval_seconds
+
+    def ring(self) -> None:
+        self._event.set()
+
+    async def wait_for_work(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            async with self._database.reader() as conn:
+                due = await push_jobs.next_due_at(conn)
+            now = _now_ms()
+            if due is not None and due <= now:
+                return
+            timeout = self._listen_poll if self._listening else self._poll
+            if due is not None:
+                timeout = min(timeout, (due - now) / 1000)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await _first(self._event.wait(), stop.wait())
+            self._event.clear()
+
+    async def listen(self, stop: asyncio.Event) -> None:
+        """Keep a LISTEN connection open (PostgreSQL only); reconnect if it drops."""
+        import asyncpg  # type: ignore[import-untyped]
+
+        url = sa.make_url(self._database.url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not stop.is_set():
+            connection: Any = None
+            try:
+                connection = await asyncpg.connect(dsn)
+                await connection.add_listener(
+                    push_jobs.NOTIFY_CHANNEL, lambda *_: self._event.set()
+                )
+                self._listening = True
+                self._event.set()  # anything queued while we were not listening
+                while not stop.is_set() and not connection.is_closed():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1.0):
+                            await stop.wait()
+            except (OSError, asyncpg.PostgresError) as error:
+                log.warning("push_listen_failed", error=str(error))
+            finally:
+                self._listening = False
+                if connection is not None and not connection.is_closed():
+                    await connection.close()
+            if not stop.is_set():
+                await asyncio.sleep(1.0)
+
+
+async def _first(*awaitables: Any) -> None:
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def run_worker(
+    runtime: Runtime, stop: asyncio.Event, *, sender: PushSender | None = None
+) -> None:
+    """Send pushes until `stop` is set; then finish the batches in flight and return."""
+    settings, database = runtime.settings, runtime.database
+    sender = sender or make_sender(settings, database, runtime.sealer)
+    pacer = Pacer(settings.push_rate_per_second, settings.push_rate_per_pass_type)
+    doorbell = _Doorbell(database, settings)
+
+    async def lane() -> None:
+        while not stop.is_set():
+            try:
+                claimed = await send_due_pushes(database, sender, settings, pacer=pacer)
+            except Exception:  # the database went away: log, wait, carry on
+                log.exception("push_batch_failed")
+                claimed = 0
+                await asyncio.sleep(1.0)
+            if not claimed:
+                try:
+                    await doorbell.wait_for_work(stop)
+                except Exception:
+                    log.exception("push_poll_failed")
+                    await asyncio.sleep(1.0)
+
+    async def housekeeping() -> None:
+        while not stop.is_set():
+            try:
+                await _housekeeping(database, settings)
+            except Exception:
+                log.exception("push_housekeeping_failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HOUSEKEEPING_SECONDS):
+                    await stop.wait()
+
+    log.info("push_worker_started", lanes=settings.push_concurrency, dialect=database.dialect)
+    background = [asyncio.create_task(housekeeping())]
+    if not database.is_sqlite:
+        background.append(asyncio.create_task(doorbell.listen(stop)))
+    try:
+        await asyncio.gather(*(lane() for _ in range(settings.push_concurrency)))
+    finally:
+        stop.set()
+        await asyncio.gather(*background, return_exceptions=True)
+        await sender.aclose()
+        log.info("push_worker_stopped")

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from passhouse.push.apns import ApnsSender, make_sender
+from passhouse.push.sender import PushOutcome
+from passhouse.settings import Settings
+from passhouse.storage.database import Database
+from passhouse.storage.sealing import Sealer
+from passhouse.storage.tables import pass_types
+from push import fake_apns as fake
+from push.conftest import PASS_TYPE_ID, Pki, add_real_pass_type
+from push.fake_apns import FakeApns
+
+TOKEN = "ab" * 32
+
+
+@pytest.fixture
+async def sender(
+    database: Database, settings: Settings, sealer: Sealer, pki: Pki
+) -> AsyncIterator[ApnsSender]:
+    async with database.transaction() as conn:
+        await add_real_pass_type(conn, pki)
+    apns = make_sender(settings, database, sealer)
+    try:
+        yield apns
+    finally:
+        await apns.aclose()
+
+
+async def test_a_push_is_an_empty_dictionary_to_the_pass_type_topic(
+    sender: ApnsSender, fake_apns: FakeApns
+) -> None:
+    before = int(time.time())
+
+    result = await sender.send(TOKEN, PASS_TYPE_ID)
+
+    assert result.outcome is PushOutcome.DELIVERED
+    [push] = fake_apns.received
+    assert push.token == TOKEN
+    assert push.body == b"{}"
+    assert push.headers[":method"] == "POST"
+    assert push.headers[":path"] == f"/3/device/{TOKEN}"
+    assert push.headers["apns-topic"] == PASS_TYPE_ID
+    assert push.headers["apns-push-type"] == "background"
+    assert push.headers["apns-priority"] == "5"
+    assert before + 86_400 <= int(push.headers["apns-expiration"]) <= int(time.time()) + 86_400
+    # The TLS client certificate was the pass type's, checked against the test CA.
+    assert fake_apns.client_subjects == [f"Pass Type ID: {PASS_TYPE_ID}"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        (fake.OK, PushOutcome.DELIVERED),
+        (fake.BAD_DEVICE_TOKEN, PushOutcome.DEVICE_GONE),
+        (fake.unregistered(1_700_000_000_123), PushOutcome.DEVICE_GONE),
+        (fake.BAD_CERTIFICATE, PushOutcome.CREDENTIALS_REJECTED),
+        (fake.TOO_MANY_REQUESTS, PushOutcome.RETRY),
+        (fake.SERVICE_UNAVAILABLE, PushOutcome.RETRY),
+        (fake.Answer(400, "BadTopic"), PushOutcome.REJECTED),
+    ],
+)
+async def test_apns_answers_become_outcomes(
+    sender: ApnsSender, fake_apns: FakeApns, answer: fake.Answer, outcome: PushOutcome
+) -> None:
+    fake_apns.answer(TOKEN, answer)
+
+    result = await sender.send(TOKEN, PASS_TYPE_ID)
+
+    assert (result.status, result.reason, result.outcome) == (answer.status, answer.reason, outcome)
+    assert result.timestamp_ms == answer.timestamp_ms
+
+
+async def test_many_pushes_share_few_connections_as_concurrent_streams(
+    sender: ApnsSender, fake_apns: FakeApns, settings: Settings
+) -> None:
+    fake_apns.delay = 0.05
+    tokens = [f"{i:064x}" for i in range(600)]
+
+    results = await asyncio.gather(*(sender.send(token, PASS_TYPE_ID) for token in tokens))
+
+    assert {r.outcome for r in results} == {PushOutcome.DELIVERED}
+    assert sorted(fake_apns.tokens()) == tokens
+    assert fake_apns.connections <= settings.apns_connections_per_pass_type
+
+
+async def test_the_server_stream_limit_is_respected(
+    sender: ApnsSender, fake_apns: FakeApns
+) -> None:
+    fake_apns.max_concurrent_streams = 3
+    fake_apns.delay = 0.02
+
+    results = await asyncio.gather(*(sender.send(f"{i:064x}", PASS_TYPE_ID) for i in range(30)))
+
+    assert {r.status for r in results} == {200}, [r.reason for r in results if r.status is None]
+
+
+async def test_goaway_moves_pushes_to_a_new_connection(
+    sender: ApnsSender, fake_apns: FakeApns
+) -> None:
+    fake_apns.goaway_after = 25
+    tokens = [f"{i:064x}" for i in range(60)]
+
+    results = await asyncio.gather(*(sender.send(token, PASS_TYPE_ID) for token in tokens))
+    later = await sender.send(TOKEN, PASS_TYPE_ID)
+
+    assert fake_apns.goaways >= 1
+    # Every push either went through or came back as retryable, none was lost silently.
+    assert {r.outcome for r in results} <= {PushOutcome.DELIVERED, PushOutcome.RETRY}
+    delivered = {t for t, r in zip(tokens, results, strict=True) if r.status == 200}
+    assert delivered <= set(fake_apns.tokens())
+    assert len(delivered) >= 25
+    assert later.status == 200
+
+
+async def test_a_slow_server_gives_a_retryable_timeout(
+    sender: ApnsSender, fake_apns: FakeApns, settings: Settings
+) -> None:
+    fake_apns.delay = settings.apns_request_timeout_seconds + 1
+
+    result = await sender.send(TOKEN, PASS_TYPE_ID)
+
+    assert (result.status, result.reason, result.outcome) == (None, "Timeout", PushOutcome.RETRY)
+
+
+async def test_an_unreachable_server_gives_a_retryable_connection_error(
+    database: Database, settings: Settings, sealer: Sealer, pki: Pki, fake_apns: FakeApns
+) -> None:
+    async with database.transaction() as conn:
+        await add_real_pass_type(conn, pki)
+    await fake_apns.close()
+    apns = make_sender(settings, database, sealer)
+
+    result = await apns.send(TOKEN, PASS_TYPE_ID)
+    await apns.aclose()
+
+    assert result.outcome is PushOutcome.RETRY
+    assert str(result.reason).startswith("ConnectionError")
+
+
+async def test_token_auth_sends_an_es256_provider_token(
+    database: Database, settings: Settings, sealer: Sealer, pki: Pki, fake_apns: FakeApns
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    p8 = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    async with database.transaction() as conn:
+        await add_real_pass_type(conn, pki)
+        await conn.execute(
+            pass_types.update().values(
+                apns_key_id="KEY1234567",
+                apns_team_id="TEAM123456",
+                apns_key_encrypted=sealer.seal(p8),
+            )
+        )
+    fake_apns.client_ca_pem = None  # token auth: no client certificate
+    await fake_apns.close()
+    await fake_apns.start()
+    apns = make_sender(settings, database, sealer)
+
+    first = await apns.send(TOKEN, PASS_TYPE_ID)
+    second = await apns.send(TOKEN, PASS_TYPE_ID)
+    await apns.aclose()
+
+    assert (first.status, second.status) == (200, 200)
+    tokens = [push.headers["authorization"] for push in fake_apns.received]
+    assert tokens[0] == tokens[1]  # reused, not made per push
+    header, claims, signature = tokens[0].removeprefix("bearer ").split(".")
+    assert json.loads(_unb64(header)) == {"alg": "ES256", "kid": "KEY1234567"}
+    assert json.loads(_unb64(claims))["iss"] == "TEAM123456"
+    raw = _unb64(signature)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    key.public_key().verify(der, f"{header}.{claims}".encode(), ec.ECDSA(hashes.SHA256()))
+    assert fake_apns.client_subjects == []
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
