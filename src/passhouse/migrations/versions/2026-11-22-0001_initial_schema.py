@@ -74,7 +74,7 @@ def upgrade() -> None:
         sa.Column("apns_error", sa.Text(), nullable=True),
         sa.Column("apns_error_at", sa.BigInteger(), nullable=True),
         sa.Column("last_version", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("dev_mode", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("dev_mode", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("pass_type_id", name=op.f("pk_pass_types")),
     )
@@ -158,7 +158,7 @@ def upgrade() -> None:
         sa.Column("authentication_token", sa.String(length=64), nullable=False),
         sa.Column("share_id", sa.String(length=64), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("voided", sa.Boolean(), server_default=sa.text("0"), nullable=False),
+        sa.Column("voided", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.Column("modified_at", sa.BigInteger(), nullable=False),
         sa.Column("personalization", sa.JSON(), nullable=True),
