@@ -203,3 +203,17 @@ def test_check_warns_about_sizes_and_missing_variants() -> None:
     assert "icon.png: 40 x 40 px; Apple's space for it is 29 x 29 px" in warnings
     assert any(w.startswith("logo.png: 400 x 50 px does not fit") for w in warnings)
     assert any(w.startswith("icon.png: no icon@2x.png or icon@3x.png") for w in warnings)
+
+
+def test_personalization_json_placeholders_are_filled() -> None:
+    personalization = {
+        "requiredPersonalizationFields": ["PKPassPersonalizationFieldName"],
+        "description": "Join {{club}}",
+    }
+    template = make_template(**{"personalization.json": json.dumps(personalization).encode()})
+    data = {"serial": "1", "member.name": "Ada", "balance": 1, "vip": "no", "club": "Gold"}
+
+    _, assets = template.render(data)
+
+    assert "club" in template.placeholders()
+    assert json.loads(assets["personalization.json"])["description"] == "Join Gold"

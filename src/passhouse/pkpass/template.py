@@ -153,6 +153,10 @@ class Template:
         for path, raw in self.assets.items():
             if path.endswith(".lproj/pass.strings"):
                 assets[path] = _render_strings(raw, data, missing, path, self.name)
+            elif path == "personalization.json" and b"{{" in raw:
+                personalization = _load_json(raw, path, self.name)
+                rendered = _substitute(personalization, data, missing)
+                assets[path] = json.dumps(rendered, ensure_ascii=False).encode()
         if missing:
             names = ", ".join("{{" + name + "}}" for name in sorted(missing))
             raise TemplateError(
@@ -176,7 +180,10 @@ class Template:
                 except StringsError:
                     continue
             elif path == "personalization.json":
-                yield raw.decode(errors="replace")
+                try:
+                    yield from _strings_in(json.loads(raw))
+                except ValueError:
+                    continue
 
 
 def check_localizations(files: Mapping[str, bytes]) -> Report:
