@@ -217,3 +217,13 @@ def test_personalization_json_placeholders_are_filled() -> None:
 
     assert "club" in template.placeholders()
     assert json.loads(assets["personalization.json"])["description"] == "Join Gold"
+
+
+def test_top_level_image_hiding_a_localized_one_is_a_warning() -> None:
+    from .pngs import image_set
+
+    template = make_template(**{f"fr.lproj/{k}": v for k, v in image_set("icon", 29, 29).items()})
+
+    warnings = template.check().warnings
+
+    assert any(w.startswith("fr.lproj/icon.png: never shown") for w in warnings)

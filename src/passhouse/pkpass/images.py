@@ -87,6 +87,13 @@ def check_images(
                 f"{prefix}{base}.png: no {' or '.join(missing)}; Retina screens will show a "
                 "blurry image"
             )
+    top_level = {base for lproj, base in variants if lproj is None}
+    for lproj, base in sorted(variants, key=str):
+        if lproj is not None and base in top_level:
+            report.warnings.append(
+                f"{lproj}/{base}.png: never shown, because the top-level {base}.png overrides "
+                "localized copies; remove one of them"
+            )
     if style == "eventTicket":
         bases = {base for _, base in variants}
         if "strip" in bases and bases & {"background", "thumbnail"}:
