@@ -4,7 +4,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from passhouse.storage import push_jobs as jobs
+import passhouse.storage.push_jobs as jobs
 from passhouse.storage.database import Database
 from passhouse.storage.tables import devices, push_jobs, registrations
 from push.conftest import add_pass_type, make_world

@@ -1,0 +1,73 @@
+"""`passhouse worker`: send queued pushes to APNs until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import click
+import structlog
+
+from passhouse.bootstrap import open_runtime
+from passhouse.cli.server import load_settings
+from passhouse.settings import Settings
+
+
+@click.command("worker")
+@click.option("--log-level", default="info", show_default=True)
+def worker(log_level: str) -> None:
+    """Send queued pushes to APNs.
+
+    Run as many as you like against PostgreSQL; they share the queue. SIGTERM or Ctrl-C
+    finishes the pushes in flight and exits; a worker killed outright loses nothing (its
+    pushes are sent again once their lease runs out).
+    """
+    settings = load_settings()
+    _configure_logging(log_level)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # uvloop is optional (not on Windows)
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(_run(settings))
+
+
+async def _run(settings: Settings) -> None:
+    from passhouse.worker import run_worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runtime = open_runtime(settings)
+    try:
+        await run_worker(runtime, stop)
+    finally:
+        await runtime.database.dispose()
+
+
+def _configure_logging(level: str) -> None:
+    # JSON lines, so a 403 on a pass type stands out in any log pipeline.
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+    )
+
+
+def _attach() -> None:
+    from passhouse.cli import main
+
+    main.add_command(worker)
+
+
+_attach()

@@ -1,0 +1,283 @@
+"""The worker's handling of each APNs outcome, with a recording sender (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+import passhouse.storage.push_jobs as jobs
+from passhouse.bootstrap import Runtime
+from passhouse.metrics import PASS_TYPE_APNS_ERRORS
+from passhouse.push.pacing import Pacer
+from passhouse.push.sender import PushResult
+from passhouse.settings import Settings
+from passhouse.storage.database import Database
+from passhouse.storage.tables import devices, pass_types, push_attempts, push_jobs, registrations
+from passhouse.worker import run_worker, send_due_pushes
+from push.rows import World, add_pass_type, make_world
+
+PT = "pass.test.worker"
+OK = PushResult(200, latency=0.001)
+
+
+class RecordingSender:
+    """A PushSender that answers from a script and records every push."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.script: dict[str, list[PushResult]] = {}
+        self.forgotten: list[str] = []
+        self.on_send: Callable[[str], object] | None = None
+
+    async def send(self, push_token: str, pass_type_id: str) -> PushResult:
+        self.sent.append((push_token, pass_type_id))
+        if self.on_send is not None:
+            await asyncio.sleep(0)
+            result = self.on_send(push_token)
+            if asyncio.iscoroutine(result):
+                await result
+        answers = self.script.get(push_token)
+        if not answers:
+            return OK
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    async def forget_credentials(self, pass_type_id: str) -> None:
+        self.forgotten.append(pass_type_id)
+
+    async def aclose(self) -> None:
+        pass
+
+    def tokens(self) -> list[str]:
+        return [token for token, _ in self.sent]
+
+
+@pytest.fixture
+def fast(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "push_backoff_base_seconds": 0.01,
+            "push_backoff_max_seconds": 0.05,
+            "push_max_attempts": 3,
+            "push_rate_per_second": 0.0,
+            "push_idle_poll_seconds": 0.01,
+        }
+    )
+
+
+@pytest.fixture
+async def world(database: Database) -> World:
+    async with database.transaction() as conn:
+        await add_pass_type(conn, PT)
+        return await make_world(conn, PT, passes_count=4, registered_at_ms=1_000)
+
+
+async def _enqueue_all(database: Database, world: World) -> None:
+    async with database.transaction() as conn:
+        await jobs.enqueue_for_template(conn, world.template_id, now_ms=int(time.time() * 1000))
+
+
+async def _drain(database: Database, sender: RecordingSender, settings: Settings) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        await send_due_pushes(database, sender, settings)
+        async with database.reader() as conn:
+            if await jobs.queue_depth(conn) == 0:
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the queue did not drain")
+
+
+async def _attempts(database: Database) -> list[tuple[str, str, str | None]]:
+    async with database.reader() as conn:
+        rows = await conn.execute(
+            sa.select(
+                push_attempts.c.push_token, push_attempts.c.outcome, push_attempts.c.reason
+            ).order_by(push_attempts.c.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_a_delivered_push_leaves_the_queue(
+    database: Database, fast: Settings, world: World
+) -> None:
+    sender = RecordingSender()
+    await _enqueue_all(database, world)
+
+    claimed = await send_due_pushes(database, sender, fast)
+
+    assert claimed == 4
+    assert sorted(sender.tokens()) == sorted(world.tokens)
+    async with database.reader() as conn:
+        assert await jobs.queue_depth(conn) == 0
+        stats = await jobs.push_stats(conn, int(time.time() * 1000))
+    assert (stats["sent"], stats["failed"]) == (4, 0)
+
+
+async def test_a_change_while_sending_tells_the_device_again(
+    database: Database, fast: Settings, world: World
+) -> None:
+    sender = RecordingSender()
+    await _enqueue_all(database, world)
+
+    async def change_first_pass(token: str) -> None:
+        if token == world.tokens[0] and sender.tokens().count(token) == 1:
+            async with database.transaction() as conn:
+                await jobs.enqueue_for_pass(conn, world.pass_ids[0], now_ms=1)
+
+    sender.on_send = change_first_pass
+    await _drain(database, sender, fast)
+
+    assert sender.tokens().count(world.tokens[0]) == 2
+    assert all(sender.tokens().count(token) == 1 for token in world.tokens[1:])
+
+
+async def test_410_forgets_registrations_made_before_its_timestamp(
+    database: Database, fast: Settings, world: World
+) -> None:
+    sender = RecordingSender()
+    gone, kept = world.tokens[0], world.tokens[1]
+    # `kept` registered again after APNs' timestamp: the device came back.
+    async with database.transaction() as conn:
+        await conn.execute(
+            registrations.update()
+            .where(registrations.c.push_token == kept)
+            .values(registered_at_ms=9_000)
+        )
+    sender.script[gone] = [PushResult(410, "Unregistered", 5_000)]
+    sender.script[kept] = [PushResult(410, "Unregistered", 5_000)]
+    await _enqueue_all(database, world)
+
+    await _drain(database, sender, fast)
+
+    async with database.reader() as conn:
+        tokens = (await conn.execute(sa.select(registrations.c.push_token))).scalars().all()
+        device_count = await conn.scalar(sa.select(sa.func.count()).select_from(devices))
+    assert sorted(tokens) == sorted(world.tokens[1:])
+    assert device_count == 3
+    assert (gone, "device_gone", "Unregistered") in await _attempts(database)
+
+
+async def test_400_bad_device_token_forgets_the_token(
+    database: Database, fast: Settings, world: World
+) -> None:
+    sender = RecordingSender()
+    sender.script[world.tokens[2]] = [PushResult(400, "BadDeviceToken")]
+    await _enqueue_all(database, world)
+
+    await _drain(database, sender, fast)
+
+    async with database.reader() as conn:
+        tokens = (await conn.execute(sa.select(registrations.c.push_token))).scalars().all()
+    assert world.tokens[2] not in tokens
+    assert len(tokens) == 3
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, None])
+async def test_temporary_failures_are_retried_with_backoff(
+    database: Database, fast: Settings, world: World, status: int | None
+) -> None:
+    sender = RecordingSender()
+    token = world.tokens[0]
+    sender.script[token] = [PushResult(status, "TryLater"), PushResult(200)]
+    await _enqueue_all(database, world)
+
+    before = int(time.time() * 1000)
+    await send_due_pushes(database, sender, fast)
+    async with database.reader() as conn:
+        row = (await conn.execute(sa.select(push_jobs.c.attempts, push_jobs.c.due_at_ms))).one()
+    await _drain(database, sender, fast)
+
+    assert row.attempts == 1
+    # Backoff for the first failure: between half and all of the base delay.
+    assert before + 5 <= row.due_at_ms <= int(time.time() * 1000) + 10
+    assert sender.tokens().count(token) == 2
+
+
+async def test_a_push_that_keeps_failing_is_recorded_as_failed(
+    database: Database, fast: Settings, world: World
+) -> None:
+    sender = RecordingSender()
+    sender.script[world.tokens[0]] = [PushResult(503, "ServiceUnavailable")]
+    await _enqueue_all(database, world)
+
+    await _drain(database, sender, fast)
+
+    assert sender.tokens().count(world.tokens[0]) == fast.push_max_attempts
+    async with database.reader() as conn:
+        stats = await jobs.push_stats(conn, int(time.time() * 1000))
+    assert stats["failed_by_reason"] == {"ServiceUnavailable": 1}
+    assert stats["sent"] == 3
+
+
+async def test_403_holds_the_pass_type_until_its_certificate_is_replaced(
+    database: Database, fast: Settings, world: World
+) -> None:
+    sender = RecordingSender()
+    for token in world.tokens:
+        sender.script[token] = [PushResult(403, "BadCertificate"), PushResult(200)]
+    await _enqueue_all(database, world)
+
+    await send_due_pushes(database, sender, fast)
+    again = await send_due_pushes(database, sender, fast)
+
+    assert again == 0
+    assert sender.forgotten == [PT]
+    assert PASS_TYPE_APNS_ERRORS.labels(PT)._value.get() == 1
+    async with database.reader() as conn:
+        error = await conn.scalar(sa.select(pass_types.c.apns_error))
+        held = (await conn.execute(sa.select(push_jobs.c.attempts))).scalars().all()
+        stats = await jobs.push_stats(conn, int(time.time() * 1000) + 1)
+    assert error == "403 BadCertificate"
+    assert held == [0, 0, 0, 0]
+    assert stats["blocked_pass_types"][0]["apns_error"] == "403 BadCertificate"
+
+    async with database.transaction() as conn:
+        await jobs.clear_apns_error(conn, PT)
+    await _drain(database, sender, fast)
+
+    assert len(sender.sent) == 8
+
+
+async def test_pacing_limits_the_push_rate(
+    database: Database, fast: Settings, world: World
+) -> None:
+    sender = RecordingSender()
+    async with database.transaction() as conn:
+        more = await make_world(conn, PT, passes_count=16, token_prefix="more")
+        await jobs.enqueue_for_template(conn, more.template_id, now_ms=0)
+    pacer = Pacer(overall=100.0, per_pass_type=0.0)
+
+    started = time.monotonic()
+    await send_due_pushes(database, sender, fast, pacer=pacer)
+    elapsed = time.monotonic() - started
+
+    assert len(sender.sent) == 16
+    # 16 pushes at 100/s, after a burst of up to 5: at least 0.1 s.
+    assert elapsed >= 0.1
+
+
+async def test_the_worker_wakes_soon_after_a_change_and_stops_on_request(
+    runtime: Runtime, fast: Settings, world: World
+) -> None:
+    sender = RecordingSender()
+    pushed = asyncio.Event()
+    sender.on_send = lambda _token: pushed.set()
+    runtime = Runtime(settings=fast, database=runtime.database, sealer=runtime.sealer)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(runtime, stop, sender=sender))
+    await asyncio.sleep(0.2)
+
+    started = time.monotonic()
+    async with runtime.database.transaction() as conn:
+        await jobs.enqueue_for_pass(conn, world.pass_ids[0], now_ms=int(time.time() * 1000))
+    await asyncio.wait_for(pushed.wait(), 5)
+    woke_after = time.monotonic() - started
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+    assert sender.tokens() == [world.tokens[0]]
+    assert woke_after < 0.5
