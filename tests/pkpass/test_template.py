@@ -227,3 +227,16 @@ def test_top_level_image_hiding_a_localized_one_is_a_warning() -> None:
     warnings = template.check().warnings
 
     assert any(w.startswith("fr.lproj/icon.png: never shown") for w in warnings)
+
+
+def test_check_validates_pass_json_except_placeholder_values() -> None:
+    template = make_template()
+    template.pass_json["backgroundColor"] = "red"
+    template.pass_json["labelColor"] = "{{color}}"
+    template.pass_json["storeCard"]["primaryFields"].append({"key": "{{serial}}", "value": 1})
+
+    errors = template.check().errors
+
+    assert errors == [
+        'backgroundColor: "red" is not a color of the form "rgb(r, g, b)" with 0-255 values'
+    ]

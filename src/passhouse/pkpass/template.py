@@ -12,7 +12,7 @@ from typing import Any
 
 from passhouse.pkpass.errors import TemplateError
 from passhouse.pkpass.images import check_images
-from passhouse.pkpass.pass_json import STYLE_KEYS, validate_personalization
+from passhouse.pkpass.pass_json import STYLE_KEYS, validate_pass_json, validate_personalization
 from passhouse.pkpass.report import Report
 from passhouse.pkpass.strings import StringsError, encode_strings, is_utf16, parse_strings
 
@@ -128,11 +128,15 @@ class Template:
                 report.errors.append(f"personalization.json: not valid JSON ({error})")
             else:
                 report.errors.extend(validate_personalization(data))
-        if self.style is None:
-            report.errors.append(
-                "pass.json: exactly one style key is required (boardingPass, coupon, "
-                "eventTicket, generic or storeCard)"
-            )
+        # pass.json rules, except where a placeholder stands in for the value (its type and
+        # content are only known once the pass data fills it).
+        pass_report = validate_pass_json(self.pass_json)
+        report.errors.extend(
+            m for m in pass_report.errors if not _about_placeholder(self.pass_json, m)
+        )
+        report.warnings.extend(
+            m for m in pass_report.warnings if not _about_placeholder(self.pass_json, m)
+        )
         return report
 
     def render(
@@ -216,6 +220,25 @@ def check_localizations(files: Mapping[str, bytes]) -> Report:
                 f"{folder}/pass.strings: missing {listed}{more}; every .lproj needs the same keys"
             )
     return report
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _about_placeholder(pass_json: Mapping[str, Any], message: str) -> bool:
+    """Whether a pass.json problem is about a value that is (or contains) a placeholder."""
+    path = message.split(": ", 1)[0]
+    value: Any = pass_json
+    for name, index in _PATH_PART.findall(path):
+        if isinstance(value, str):
+            break
+        if name and isinstance(value, Mapping) and name in value:
+            value = value[name]
+        elif index and isinstance(value, list) and int(index) < len(value):
+            value = value[int(index)]
+        else:
+            return False
+    return isinstance(value, str) and "{{" in value
 
 
 def _load_json(raw: bytes, path: str, template: str) -> dict[str, Any]:
