@@ -240,3 +240,11 @@ def test_check_validates_pass_json_except_placeholder_values() -> None:
     assert errors == [
         'backgroundColor: "red" is not a color of the form "rgb(r, g, b)" with 0-255 values'
     ]
+
+
+def test_check_leaves_server_set_keys_to_the_build() -> None:
+    template = make_template()
+    del template.pass_json["serialNumber"]
+    template.pass_json["webServiceURL"] = "https://passes.example.com/"
+
+    assert template.check().errors == []

@@ -118,7 +118,9 @@ class Template:
         return styles[0] if len(styles) == 1 else None
 
     def check(self) -> Report:
-        """Template-level problems: icon, PNGs, localizations, personalization.json."""
+        """Template-level problems: icon, PNGs, localizations, personalization.json, and the
+        pass.json rules that do not depend on pass data or on the keys the server sets
+        (OVERRIDE_KEYS); build_pkpass checks the rendered pass in full."""
         report = check_images(self.assets, self.style)
         report.extend(check_localizations(self.assets))
         if "personalization.json" in self.assets:
@@ -132,10 +134,10 @@ class Template:
         # content are only known once the pass data fills it).
         pass_report = validate_pass_json(self.pass_json)
         report.errors.extend(
-            m for m in pass_report.errors if not _about_placeholder(self.pass_json, m)
+            m for m in pass_report.errors if not _depends_on_pass_data(self.pass_json, m)
         )
         report.warnings.extend(
-            m for m in pass_report.warnings if not _about_placeholder(self.pass_json, m)
+            m for m in pass_report.warnings if not _depends_on_pass_data(self.pass_json, m)
         )
         return report
 
@@ -225,9 +227,11 @@ def check_localizations(files: Mapping[str, bytes]) -> Report:
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def _about_placeholder(pass_json: Mapping[str, Any], message: str) -> bool:
-    """Whether a pass.json problem is about a value that is (or contains) a placeholder."""
+def _depends_on_pass_data(pass_json: Mapping[str, Any], message: str) -> bool:
+    """Whether a pass.json problem depends on pass data: a placeholder or a server-set key."""
     path = message.split(": ", 1)[0]
+    if path in OVERRIDE_KEYS:
+        return True  # the server sets these when it renders each pass
     value: Any = pass_json
     for name, index in _PATH_PART.findall(path):
         if isinstance(value, str):
