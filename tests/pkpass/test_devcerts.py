@@ -7,8 +7,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs import CertFiles
-from passhouse.pkpass.certs import inspect_certificate, pass_type_id_of
-from passhouse.pkpass.devcerts import PASS_TYPE_ID_OID, issue_server_certificate
+from passhouse.pkpass.certs import PASS_TYPE_ID_OID, inspect_certificate, pass_type_id_of
+from passhouse.pkpass.devcerts import issue_server_certificate
 
 
 def test_pass_certificate_is_shaped_like_apples(cert_files: CertFiles) -> None:

@@ -11,12 +11,14 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 
-from passhouse.pkpass.devcerts import PASS_TYPE_ID_OID
 from passhouse.pkpass.errors import CertificateError
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+# Apple's "Pass Type ID" extension; its value names the pass type the certificate signs for.
+PASS_TYPE_ID_OID = ObjectIdentifier("1.2.840.113635.100.6.1.16")
 
 # pkpassvalidator recognises Apple's G4 intermediate by this serial number.
 APPLE_WWDR_G4_SERIAL = 0x13DC77955271E53DC632E8CCFFE521F3CCC5CED2

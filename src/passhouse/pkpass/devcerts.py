@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-# Apple's "Pass Type ID" extension; its value names the pass type the certificate signs for.
-PASS_TYPE_ID_OID = ObjectIdentifier("1.2.840.113635.100.6.1.16")
+from passhouse.pkpass.certs import PASS_TYPE_ID_OID
+
 DEV_ORGANIZATION = "passhouse dev"
 WWDR_DEV_COMMON_NAME = "Apple Worldwide Developer Relations CA (passhouse dev)"
 

@@ -121,9 +121,3 @@ def _check_size(
             f"{name}: {width} x {height} px does not fit the allotted {box_width} x "
             f"{box_height} px; it will be scaled down and cropped"
         )
-
-
-def allotted_pixels(base: str, scale: int, style: str | None = None) -> tuple[int, int]:
-    points = STRIP_POINTS.get(style or "", ALLOTTED_POINTS[base]) if base == "strip" else None
-    width, height = points or ALLOTTED_POINTS[base]
-    return width * scale, height * scale
