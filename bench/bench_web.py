@@ -1,0 +1,633 @@
+"""Device endpoints (PassKit web service): requests per second of ONE server process.
+
+Populates a fresh database set-based (10,000 passes, 2 registrations each by default),
+starts `passhouse serve --no-worker` pinned to CPU 0 and drives it with wrk pinned to CPU 1
+(-t1 -c32) through Lua scripts that pick random passes and devices from the data set:
+
+    changed-serials 204   GET  /passkit/v1/devices/{dlid}/registrations/{ptid}?passesUpdatedSince=<max>
+    latest pass 304       GET  /passkit/v1/passes/{ptid}/{serial}  (If-Modified-Since = Last-Modified)
+    latest pass 200       GET  the same without If-Modified-Since, over passes whose bytes are cached
+    register 201          POST /passkit/v1/devices/{new id}/registrations/{ptid}/{serial}
+    device mix            50% 304, 30% 204, 10% 200, 10% register
+
+Besides wrk's req/s and latency it reads the server's CPU time from /proc/<pid>/stat:
+requests per CPU-second of the server is the less noisy figure on a shared machine.
+Flat cost: the 204 and 304 scenarios again on a database with --large passes, alternating
+with the small database's server so both are measured in the same conditions.
+
+    .venv/bin/python bench/bench_web.py [--db sqlite|postgresql|both] [--passes 10000]
+        [--duration 10] [--large 1000000] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
+
+--large 0 skips the flat-cost part. --profile DIR records a py-spy flame graph of the
+server during each scenario (this slows the server: do not read figures from such a run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import email.utils
+import json
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from passhouse import devmode, issuing
+from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
+from passhouse.storage import migrate
+from passhouse.storage.database import Database
+from passhouse.storage.sealing import Sealer
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+PASS_TYPE_ID = "pass.bench.passhouse"
+TEAM_ID = "BENCHTEAM1"
+SECRET_KEY = "bench-secret-key-" + secrets.token_hex(8)
+ADMIN_TOKEN = "bench-admin-token-" + secrets.token_hex(8)
+SAMPLE = 1000  # passes (and their devices) the Lua scripts pick from
+CACHED = 300  # distinct passes of the cached-200 scenario
+SERVER_CPU = "0"
+WRK_CPU = "1"
+CONNECTIONS = 32
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+SCENARIOS = {
+    # name: (lua mode, statuses that count as success)
+    "changed-serials 204": ("serials", {204}),
+    "latest pass 304": ("notmodified", {304}),
+    "latest pass 200 (cached)": ("cached", {200}),
+    "register 201": ("register", {201}),
+    "device mix": ("mix", {200, 201, 204, 304}),
+}
+TARGETS = {
+    "changed-serials 204": 1500,
+    "latest pass 304": 1500,
+    "latest pass 200 (cached)": 1000,
+    "register 201": 800,
+}
+DJANGO_WALLETPASS = {
+    "changed-serials 204": 110,
+    "latest pass 304": 290,
+    "latest pass 200 (cached)": 220,
+    "register 201": 190,
+}
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    url: str
+    passes: int
+    max_version: int
+    sample: list[tuple[str, str, int]]  # serial, token, modified_at
+    devices: list[str]
+    populate_seconds: float
+    drop: Any = None
+
+
+async def _pg_admin(url: str, sql: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def fresh_database(kind: str, pg_url: str, workdir: Path, label: str) -> tuple[str, Any]:
+    """(url, drop callable) of a new empty database."""
+    if kind == "sqlite":
+        path = workdir / f"{label}.db"
+        return f"sqlite:///{path}", lambda: None
+    parsed = sa.make_url(pg_url)
+    maintenance = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"passhouse_bench_{label}_{secrets.token_hex(3)}"
+    asyncio.run(_pg_admin(maintenance, f'CREATE DATABASE "{name}"'))
+    url = parsed.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        asyncio.run(_pg_admin(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return url, drop
+
+
+def _populate_sql(dialect: str, n: int, template_id: int, now: int) -> list[str]:
+    width = max(6, len(str(n)))
+    half = n // 2
+    data = json.dumps({"name": "Bench Member", "balance": 12.5})
+    mod0 = now - 7 * 86_400
+    now_ms = now * 1000
+    if dialect == "postgresql":
+        gen = f"generate_series(1, {n}) AS g"
+        serial = f"'s' || lpad(g::text, {width}, '0')"
+        token = "md5(random()::text || g::text)"
+        push = "md5(random()::text) || md5(random()::text)"
+        return [
+            "SET LOCAL synchronous_commit = off",
+            "INSERT INTO passes (id, pass_type_id, serial_number, template_id,"
+            " authentication_token, share_id, data, voided, version, modified_at, created_at)"
+            f" SELECT g, '{PASS_TYPE_ID}', {serial}, {template_id}, {token}, 'share' || g,"
+            f" '{data}'::json, false, g, {mod0} + (g % 86400), {now} FROM {gen}",
+            f"INSERT INTO devices (id, device_library_id, created_at)"
+            f" SELECT g, md5(random()::text || 'd' || g::text), {now} FROM {gen}",
+            # Device g holds pass g and pass g + n/2: two registrations per pass and device.
+            "INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)"
+            f" SELECT g, g, {push}, {now_ms} FROM {gen}"
+            f" UNION ALL SELECT g, ((g - 1 + {half}) % {n}) + 1, {push}, {now_ms} FROM {gen}",
+            f"SELECT setval(pg_get_serial_sequence('passes', 'id'), {n})",
+            f"SELECT setval(pg_get_serial_sequence('devices', 'id'), {n})",
+            f"UPDATE pass_types SET last_version = {n} WHERE pass_type_id = '{PASS_TYPE_ID}'",
+        ]
+    rec = f"WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {n}) "
+    return [
+        rec + "INSERT INTO passes (id, pass_type_id, serial_number, template_id,"
+        " authentication_token, share_id, data, voided, version, modified_at, created_at)"
+        f" SELECT x, '{PASS_TYPE_ID}', printf('s%0{width}d', x), {template_id},"
+        f" lower(hex(randomblob(16))), 'share' || x, '{data}', 0, x, {mod0} + (x % 86400),"
+        f" {now} FROM g",
+        rec + "INSERT INTO devices (id, device_library_id, created_at)"
+        f" SELECT x, lower(hex(randomblob(16))), {now} FROM g",
+        rec + "INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)"
+        f" SELECT x, x, lower(hex(randomblob(32))), {now_ms} FROM g"
+        f" UNION ALL SELECT x, ((x - 1 + {half}) % {n}) + 1, lower(hex(randomblob(32))),"
+        f" {now_ms} FROM g",
+        f"UPDATE pass_types SET last_version = {n} WHERE pass_type_id = '{PASS_TYPE_ID}'",
+    ]
+
+
+async def _populate(url: str, n: int, creds: DevCredentials) -> None:
+    database = Database(url)
+    try:
+        await migrate.upgrade(database)
+        async with database.transaction() as conn:
+            await issuing.save_pass_type(
+                conn,
+                Sealer(SECRET_KEY),
+                issuing.Credentials(
+                    certificate_pem=creds.cert_pem,
+                    private_key_pem=creds.key_pem,
+                    wwdr_pem=creds.wwdr_cert_pem,
+                ),
+            )
+            template_id = await issuing.create_template(
+                conn,
+                name="bench",
+                pass_type_id=PASS_TYPE_ID,
+                pass_json=devmode.DEMO_PASS_JSON,
+                assets=devmode.demo_assets(),
+            )
+            for statement in _populate_sql(database.dialect, n, template_id, int(time.time())):
+                await conn.execute(sa.text(statement))
+        if database.dialect == "postgresql":
+            async with database.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(sa.text("VACUUM ANALYZE"))
+    finally:
+        await database.dispose()
+
+
+def populate(kind: str, pg_url: str, workdir: Path, label: str, n: int, creds: DevCredentials) -> Dataset:
+    url, drop = fresh_database(kind, pg_url, workdir, label)
+    started = time.perf_counter()
+    asyncio.run(_populate(url, n, creds))
+    if kind == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute("ANALYZE")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    seconds = time.perf_counter() - started
+    sample, devices = asyncio.run(_sample(url))
+    return Dataset(url, n, n, sample, devices, seconds, drop)
+
+
+async def _sample(url: str) -> tuple[list[tuple[str, str, int]], list[str]]:
+    database = Database(url)
+    try:
+        async with database.reader() as conn:
+            rows = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT id, serial_number, authentication_token, modified_at FROM passes"
+                        f" ORDER BY random() LIMIT {SAMPLE}"
+                    )
+                )
+            ).all()
+            ids = ", ".join(str(row.id) for row in rows)
+            devices = (
+                await conn.execute(
+                    sa.text(f"SELECT device_library_id FROM devices WHERE id IN ({ids})")
+                )
+            ).scalars()
+            return [(r.serial_number, r.authentication_token, int(r.modified_at)) for r in rows], list(
+                devices
+            )
+    finally:
+        await database.dispose()
+
+
+# --- server and wrk ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_server(url: str, workdir: Path, label: str) -> Server:
+    port = free_port()
+    data_dir = workdir / f"data-{label}"
+    data_dir.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        PASSHOUSE_DATABASE_URL=url,
+        PASSHOUSE_SECRET_KEY=SECRET_KEY,
+        PASSHOUSE_DATA_DIR=str(data_dir),
+        PASSHOUSE_DEV_MODE="false",
+        PASSHOUSE_ADMIN_TOKEN=ADMIN_TOKEN,
+        PASSHOUSE_PUBLIC_URL=f"http://127.0.0.1:{port}",
+    )
+    log = workdir / f"server-{label}.log"
+    command = [
+        "taskset", "-c", SERVER_CPU, str(VENV_BIN / "passhouse"), "serve", "--no-worker",
+        "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    server = Server(process, port, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+LUA = r"""
+local ptid = "%(ptid)s"
+local run_id = "%(run_id)s"
+local mode = "%(mode)s"
+local max_version = "%(max_version)s"
+local passes = {%(passes)s}
+local cached = %(cached)d
+local devices = {%(devices)s}
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+
+local r304, r200, r204 = {}, {}, {}
+local counter = 0
+
+function init(args)
+  statuses = {}
+  math.randomseed(os.time() * 1000 + (tid or 0))
+  for i, p in ipairs(passes) do
+    local path = "/passkit/v1/passes/" .. ptid .. "/" .. p[1]
+    r304[i] = wrk.format("GET", path, {["Authorization"] = "ApplePass " .. p[2],
+                                       ["If-Modified-Since"] = p[3]})
+    if i <= cached then
+      r200[i] = wrk.format("GET", path, {["Authorization"] = "ApplePass " .. p[2]})
+    end
+  end
+  for i, d in ipairs(devices) do
+    r204[i] = wrk.format("GET", "/passkit/v1/devices/" .. d .. "/registrations/" .. ptid
+                         .. "?passesUpdatedSince=" .. max_version)
+  end
+end
+
+local function register()
+  counter = counter + 1
+  local p = passes[math.random(#passes)]
+  local dlid = run_id .. "t" .. tid .. "n" .. counter
+  return wrk.format("POST", "/passkit/v1/devices/" .. dlid .. "/registrations/" .. ptid
+                    .. "/" .. p[1],
+                    {["Authorization"] = "ApplePass " .. p[2],
+                     ["Content-Type"] = "application/json"},
+                    '{"pushToken":"' .. run_id .. string.format("%%040d", counter) .. '"}')
+end
+
+function request()
+  local m = mode
+  if m == "mix" then
+    local x = math.random(100)
+    if x <= 50 then m = "notmodified" elseif x <= 80 then m = "serials"
+    elseif x <= 90 then m = "cached" else m = "register" end
+  end
+  if m == "notmodified" then return r304[math.random(#r304)]
+  elseif m == "serials" then return r204[math.random(#r204)]
+  elseif m == "cached" then return r200[math.random(#r200)]
+  else return register() end
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local counts = {}
+  for _, t in ipairs(threads) do
+    local s = t:get("statuses")
+    for k, v in pairs(s) do counts[k] = (counts[k] or 0) + v end
+  end
+  local parts = {}
+  for k, v in pairs(counts) do table.insert(parts, string.format('"%%d": %%d', k, v)) end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d,'
+    .. ' "socket_errors": %%d, "timeouts": %%d, "statuses": {%%s}}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write, e.timeout, table.concat(parts, ", ")))
+end
+"""
+
+
+def write_lua(path: Path, mode: str, data: Dataset) -> None:
+    def http_date(seconds: int) -> str:
+        return email.utils.formatdate(seconds, usegmt=True)
+
+    passes = ", ".join(
+        f'{{"{serial}", "{token}", "{http_date(modified)}"}}' for serial, token, modified in data.sample
+    )
+    devices = ", ".join(f'"{d}"' for d in data.devices)
+    path.write_text(
+        LUA
+        % {
+            "ptid": PASS_TYPE_ID,
+            "run_id": "b" + secrets.token_hex(4),
+            "mode": mode,
+            "max_version": data.max_version,
+            "passes": passes,
+            "cached": CACHED,
+            "devices": devices,
+        }
+    )
+
+
+@dataclass
+class Result:
+    scenario: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    bad: int
+    statuses: dict[str, int]
+    cpu_ms_per_req: float
+    req_per_cpu_s: float
+    cpu_util: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_wrk(server: Server, lua: Path, duration: float, profile: Path | None = None) -> dict[str, Any]:
+    command = [
+        "taskset", "-c", WRK_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s",
+        "--timeout", "10s", "-s", str(lua), f"http://127.0.0.1:{server.port}",
+    ]  # fmt: skip
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [str(VENV_BIN / "py-spy"), "record", "-o", str(profile), "--pid", str(server.pid),
+             "-d", str(int(duration)), "-r", "200"],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    cpu0, wall0 = server.cpu_seconds(), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
+    out = done.stdout
+    cpu1, wall1 = server.cpu_seconds(), time.perf_counter()
+    if spy is not None:
+        spy.wait()
+    for line in out.splitlines():
+        if line.startswith("BENCHJSON "):
+            report = json.loads(line.removeprefix("BENCHJSON "))
+            report["cpu_s"] = cpu1 - cpu0
+            report["wall_s"] = wall1 - wall0
+            return report
+    raise RuntimeError(f"no report from wrk:\n{out}")
+
+
+def measure(
+    server: Server, name: str, data: Dataset, workdir: Path, duration: float, warmup: float,
+    profile_dir: Path | None = None, label: str = "",
+) -> Result:  # fmt: skip
+    mode, expected = SCENARIOS[name]
+    lua = workdir / f"{mode}.lua"
+    write_lua(lua, mode, data)
+    if warmup > 0:
+        run_wrk(server, lua, warmup)
+        write_lua(lua, mode, data)  # a new run id: register must not reuse device ids
+    profile = None
+    if profile_dir is not None:
+        profile = profile_dir / f"{label}-{mode}.svg"
+    report = run_wrk(server, lua, duration, profile)
+    requests = report["requests"]
+    seconds = report["duration_us"] / 1e6
+    bad = report["socket_errors"] + report["timeouts"]
+    bad += sum(v for k, v in report["statuses"].items() if int(k) not in expected)
+    cpu = report["cpu_s"]
+    return Result(
+        scenario=name,
+        rps=requests / seconds,
+        p50_ms=report["p50_us"] / 1000,
+        p99_ms=report["p99_us"] / 1000,
+        bad=bad,
+        statuses=report["statuses"],
+        cpu_ms_per_req=1000 * cpu / requests if requests else float("nan"),
+        req_per_cpu_s=requests / cpu if cpu else float("nan"),
+        cpu_util=cpu / report["wall_s"],
+    )
+
+
+def prewarm(server: Server, data: Dataset) -> float:
+    """Fetch the cached-200 passes once so their signed bytes are cached; seconds taken."""
+    started = time.perf_counter()
+    for serial, token, _ in data.sample[:CACHED]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/passkit/v1/passes/{PASS_TYPE_ID}/{serial}",
+            headers={"Authorization": f"ApplePass {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+    return time.perf_counter() - started
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def print_table(title: str, results: list[Result]) -> None:
+    print(f"\n### {title}\n")
+    print("| Scenario | req/s | p50 ms | p99 ms | unexpected | statuses | server CPU ms/req |"
+          " req per CPU-s | server CPU use |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    for r in results:
+        statuses = " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
+        print(
+            f"| {r.scenario} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.bad} |"
+            f" {statuses} | {r.cpu_ms_per_req:.3f} | {r.req_per_cpu_s:,.0f} | {r.cpu_util:.0%} |"
+        )
+    sys.stdout.flush()
+
+
+def machine_info() -> str:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return (
+        f"nproc {os.cpu_count()}, CPU {model}, Python {platform.python_version()},"
+        f" SQLite {sqlite3.sqlite_version}, {platform.platform()}"
+    )
+
+
+def run_database(kind: str, args: argparse.Namespace, creds: DevCredentials, workdir: Path) -> None:
+    print(f"\n## {kind}: {args.passes:,} passes, {2 * args.passes:,} registrations", flush=True)
+    small = populate(kind, args.pg_url, workdir, f"{kind}_small", args.passes, creds)
+    large: Dataset | None = None
+    servers: list[Server] = []
+    try:
+        print(f"populated in {small.populate_seconds:.1f} s", flush=True)
+        server = start_server(small.url, workdir, f"{kind}-small")
+        servers.append(server)
+        print(f"server pid {server.pid} on CPU {SERVER_CPU}; wrk on CPU {WRK_CPU}", flush=True)
+        lua = workdir / "warm.lua"
+        write_lua(lua, "mix", small)
+        run_wrk(server, lua, args.warmup * 2)
+        print(f"prewarmed {CACHED} passes in {prewarm(server, small):.1f} s", flush=True)
+        results = []
+        for name in SCENARIOS:
+            results.append(
+                measure(server, name, small, workdir, args.duration, args.warmup,
+                        args.profile, f"{kind}-small")  # fmt: skip
+            )
+            print(f"  {name}: {results[-1].rps:,.0f} req/s", flush=True)
+        print_table(f"{kind}, {args.passes:,} passes, one server process", results)
+        if args.large:
+            started = time.perf_counter()
+            large = populate(kind, args.pg_url, workdir, f"{kind}_large", args.large, creds)
+            print(f"\npopulated {args.large:,} passes in {time.perf_counter() - started:.1f} s",
+                  flush=True)  # fmt: skip
+            big = start_server(large.url, workdir, f"{kind}-large")
+            servers.append(big)
+            write_lua(lua, "mix", large)
+            run_wrk(big, lua, args.warmup * 2)
+            flat = []
+            for name in ("changed-serials 204", "latest pass 304"):
+                # Alternate small and large so both see the same machine conditions.
+                s = measure(server, name, small, workdir, args.duration, args.warmup)
+                b = measure(big, name, large, workdir, args.duration, args.warmup)
+                flat.append((name, s, b))
+            print(f"\n### {kind}: flat cost, {args.large:,} vs {args.passes:,} passes\n")
+            print("| Scenario | small req/s | large req/s | ratio | small req/CPU-s |"
+                  " large req/CPU-s | ratio | unexpected (small/large) |")  # fmt: skip
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for name, s, b in flat:
+                print(
+                    f"| {name} | {s.rps:,.0f} | {b.rps:,.0f} | {b.rps / s.rps:.2f} |"
+                    f" {s.req_per_cpu_s:,.0f} | {b.req_per_cpu_s:,.0f} |"
+                    f" {b.req_per_cpu_s / s.req_per_cpu_s:.2f} | {s.bad}/{b.bad} |"
+                )
+            sys.stdout.flush()
+    finally:
+        for server in servers:
+            server.stop()
+            errors = [
+                line for line in server.log.read_text(errors="replace").splitlines()
+                if "error" in line.lower() or "Traceback" in line
+            ]  # fmt: skip
+            if errors:
+                print(f"\nserver log {server.log} has {len(errors)} error lines, e.g.:")
+                for line in errors[:10]:
+                    print("   ", line[:300])
+        for data in (small, large):
+            if data is not None and not args.keep:
+                data.drop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--passes", type=int, default=10_000)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--large", type=int, default=1_000_000, help="0 skips the flat-cost part")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="any database on the server; a fresh one is created and dropped")  # fmt: skip
+    parser.add_argument("--profile", type=Path, help="write py-spy flame graphs here")
+    parser.add_argument("--keep", action="store_true", help="keep the databases and files")
+    args = parser.parse_args()
+    if args.passes < 2 * SAMPLE or (args.large and args.large < 2 * SAMPLE):
+        parser.error(f"--passes and --large must be at least {2 * SAMPLE}")
+    print("command: " + shlex.join([Path(sys.executable).name, *sys.argv]))
+    print(f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    print("machine: " + machine_info())
+    print(f"server: 1 process (passhouse serve --no-worker, uvicorn) on CPU {SERVER_CPU};"
+          f" load: wrk -t1 -c{CONNECTIONS} on CPU {WRK_CPU}; {args.duration:g} s per scenario")  # fmt: skip
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        print(f"PROFILING with py-spy into {args.profile}: figures are slowed, do not quote them")
+    creds = make_dev_credentials(PASS_TYPE_ID, TEAM_ID)
+    workdir = Path(tempfile.mkdtemp(prefix="bench_web_"))
+    try:
+        for kind in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
+            run_database(kind, args, creds, workdir)
+    finally:
+        if args.keep:
+            print(f"\nkept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
