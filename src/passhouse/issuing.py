@@ -282,7 +282,7 @@ async def _template_or_404(conn: AsyncConnection, ref: str | int) -> sa.Row[Any]
 def _check_serial(serial_number: str) -> None:
     if not serial_number or len(serial_number) > MAX_SERIAL_LENGTH:
         raise InvalidInput(f"serial_number must be 1 to {MAX_SERIAL_LENGTH} characters.")
-    if not all(c.isalnum() or c in "-_.~" for c in serial_number):
+    if not all(c.isascii() and (c.isalnum() or c in "-_.~") for c in serial_number):
         # Serials travel in URL paths; Apple asks for short, URL-safe values.
         raise InvalidInput("serial_number may hold only letters, digits and - _ . ~")
 

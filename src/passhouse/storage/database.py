@@ -35,7 +35,12 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
-        self._reader = self.engine.execution_options(**{_READ_ONLY: True})
+        # Reads on the device hot path are single statements: autocommit saves the
+        # BEGIN and ROLLBACK round trips around each of them.
+        read_options: dict[str, Any] = {_READ_ONLY: True}
+        if self.dialect == "postgresql":
+            read_options["isolation_level"] = "AUTOCOMMIT"
+        self._reader = self.engine.execution_options(**read_options)
 
     @property
     def is_sqlite(self) -> bool:
@@ -49,7 +54,7 @@ class Database:
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads; on SQLite it does not take the write lock."""
+        """A connection for reads, in autocommit: each statement sees its own snapshot."""
         async with self._reader.connect() as connection:
             yield connection
 
@@ -73,7 +78,5 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection: Any) -> None:
         # With a plain BEGIN, concurrent read-then-write transactions fail with "database
         # is locked" when they upgrade; IMMEDIATE takes the write lock up front.
-        if connection.get_execution_options().get(_READ_ONLY):
-            connection.exec_driver_sql("BEGIN")
-        else:
+        if not connection.get_execution_options().get(_READ_ONLY):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
