@@ -45,6 +45,9 @@ class RecordingSender:
             return OK
         return answers.pop(0) if len(answers) > 1 else answers[0]
 
+    def stop_sending(self) -> None:
+        pass
+
     async def forget_credentials(self, pass_type_id: str) -> None:
         self.forgotten.append(pass_type_id)
 

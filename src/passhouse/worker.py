@@ -21,7 +21,7 @@ from passhouse.bootstrap import Runtime
 from passhouse.metrics import APNS_LATENCY, PASS_TYPE_APNS_ERRORS, PUSH_QUEUE_DEPTH, PUSHES
 from passhouse.push.apns import make_sender
 from passhouse.push.pacing import Pacer
-from passhouse.push.sender import PushOutcome, PushResult, PushSender
+from passhouse.push.sender import NOT_SENT, PushOutcome, PushResult, PushSender
 from passhouse.settings import Settings
 from passhouse.storage import push_jobs
 from passhouse.storage.database import Database
@@ -61,8 +61,12 @@ async def send_due_pushes(
     *,
     pacer: Pacer | None = None,
     limit: int | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """Claim one batch of due pushes, send it, and finish it; returns how many were claimed."""
+    """Claim one batch of due pushes, send it, and finish it; returns how many were claimed.
+
+    Once `stop` is set, pushes of the batch that have not left yet are handed back.
+    """
     now = _now_ms()
     async with database.transaction() as conn:
         claimed = await push_jobs.claim_due(
@@ -73,14 +77,18 @@ async def send_due_pushes(
         )
     if not claimed:
         return 0
-    results = await asyncio.gather(*(_send(sender, pacer, job) for job in claimed))
+    results = await asyncio.gather(*(_send(sender, pacer, job, stop) for job in claimed))
     await _finish(database, sender, settings, claimed, results)
     return len(claimed)
 
 
-async def _send(sender: PushSender, pacer: Pacer | None, job: ClaimedPush) -> PushResult:
+async def _send(
+    sender: PushSender, pacer: Pacer | None, job: ClaimedPush, stop: asyncio.Event | None
+) -> PushResult:
     if pacer is not None:
         await pacer.acquire(job.pass_type_id)
+    if stop is not None and stop.is_set():
+        return PushResult(None, NOT_SENT)
     try:
         return await sender.send(job.push_token, job.pass_type_id)
     except Exception as error:  # a bug in a sender must not lose the batch's outcomes
@@ -103,6 +111,9 @@ async def _finish(
     blocked: dict[str, str] = {}
     attempts: list[dict[str, Any]] = []
     for job, result in zip(claimed, results, strict=True):
+        if result.status is None and result.reason == NOT_SENT:
+            held.append(job.id)  # shutting down: due again at once, attempts unchanged
+            continue
         outcome = result.outcome
         PUSHES.labels(outcome.value).inc()
         if result.status is not None:
@@ -258,7 +269,7 @@ async def run_worker(
     async def lane() -> None:
         while not stop.is_set():
             try:
-                claimed = await send_due_pushes(database, sender, settings, pacer=pacer)
+                claimed = await send_due_pushes(database, sender, settings, pacer=pacer, stop=stop)
             except Exception:  # the database went away: log, wait, carry on
                 log.exception("push_batch_failed")
                 claimed = 0
@@ -280,8 +291,12 @@ async def run_worker(
                 async with asyncio.timeout(HOUSEKEEPING_SECONDS):
                     await stop.wait()
 
+    async def stop_sending_on_stop() -> None:
+        await stop.wait()
+        sender.stop_sending()
+
     log.info("push_worker_started", lanes=settings.push_concurrency, dialect=database.dialect)
-    background = [asyncio.create_task(housekeeping())]
+    background = [asyncio.create_task(housekeeping()), asyncio.create_task(stop_sending_on_stop())]
     if not database.is_sqlite:
         background.append(asyncio.create_task(doorbell.listen(stop)))
     try:

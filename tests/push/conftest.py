@@ -125,6 +125,7 @@ async def fake_apns(pki: Pki) -> AsyncIterator[FakeApns]:
 @pytest.fixture
 def settings(database_url: str, fake_apns: FakeApns, pki: Pki) -> Settings:
     return Settings(
+        _env_file=None,
         database_url=database_url,
         secret_key=SecretStr(SECRET_KEY),
         dev_mode=False,

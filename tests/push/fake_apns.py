@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -150,7 +151,8 @@ class _ServerConnection(asyncio.Protocol):
         self.last_stream_id: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.apns._open.add(transport)
         ssl_object = transport.get_extra_info("ssl_object")

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 import structlog
@@ -40,7 +41,7 @@ from h2.events import (
 from h2.exceptions import H2Error
 from hpack import HeaderTuple, NeverIndexedHeaderTuple
 
-from passhouse.push.sender import PushResult
+from passhouse.push.sender import NOT_SENT, PushResult
 from passhouse.settings import Settings
 from passhouse.storage import push_jobs
 from passhouse.storage.database import Database
@@ -96,6 +97,10 @@ def database_credentials(database: Database, sealer: Sealer) -> CredentialsLoade
 
 class ApnsConnectionError(Exception):
     """No HTTP answer: the connection failed, dropped, or went away before answering."""
+
+
+class SendingStopped(Exception):
+    """The sender is shutting down; the push was not sent."""
 
 
 class _ProviderToken:
@@ -179,7 +184,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         self.h2.initiate_connection()
         self._flush()
@@ -361,7 +367,7 @@ class _Pool:
         async with self._changed:
             while True:
                 if self._closed:
-                    raise ApnsConnectionError("sender closed")
+                    raise SendingStopped
                 usable = [c for c in self.connections if c.usable]
                 self.connections = usable
                 best = min(usable, key=lambda c: c.in_flight, default=None)
@@ -422,6 +428,11 @@ class _Pool:
             raise ApnsConnectionError("connection closed during setup")
         return connection
 
+    async def stop(self) -> None:
+        self._closed = True
+        async with self._changed:
+            self._changed.notify_all()
+
     async def aclose(self) -> None:
         self._closed = True
         for connection in self.connections:
@@ -444,8 +455,19 @@ class ApnsSender:
         self._load_credentials = load_credentials
         self._pools: dict[str, _Pool] = {}
         self._pool_locks: dict[str, asyncio.Lock] = {}
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def stop_sending(self) -> None:
+        self._stopping = True
+        for pool in self._pools.values():
+            task = asyncio.get_running_loop().create_task(pool.stop())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def send(self, push_token: str, pass_type_id: str) -> PushResult:
+        if self._stopping:
+            return PushResult(None, NOT_SENT)
         started = time.perf_counter()
         try:
             pool = await self._pool(pass_type_id)
@@ -460,6 +482,8 @@ class ApnsSender:
         for _ in range(2):
             try:
                 connection = await pool.acquire()
+            except SendingStopped:
+                return PushResult(None, NOT_SENT)
             except ApnsConnectionError as error:
                 reason = f"ConnectionError: {error}"
                 break

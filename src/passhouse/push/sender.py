@@ -19,6 +19,10 @@ class PushOutcome(enum.Enum):
     REJECTED = "rejected"
 
 
+# Reason of a result for a push that never left because the sender was stopping.
+NOT_SENT = "NotSent"
+
+
 @dataclass(frozen=True, slots=True)
 class PushResult:
     # None when no HTTP answer came back (connection error, GOAWAY, timeout).
@@ -46,6 +50,10 @@ class PushSender(Protocol):
     async def send(self, push_token: str, pass_type_id: str) -> PushResult:
         """Tell one device that passes of `pass_type_id` changed; never raises for APNs
         or network errors (they come back as a result)."""
+        ...
+
+    def stop_sending(self) -> None:
+        """Shutting down: let pushes already on the wire finish, answer the rest NOT_SENT."""
         ...
 
     async def forget_credentials(self, pass_type_id: str) -> None:
