@@ -106,7 +106,7 @@ async def database(database_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=database_url,
         public_url="https://passes.example.test",
         admin_token=SecretStr(ADMIN_TOKEN),

@@ -6,6 +6,7 @@ version and its queued pushes are saved together or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse.errors import Conflict, InvalidInput, NotFound
+from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.bundle import build_pkpass
 from passhouse.pkpass.certs import inspect_certificate, load_certificate, load_p12, load_private_key
 from passhouse.pkpass.errors import PkpassError
@@ -504,6 +506,7 @@ class PassBuilder:
         self._files = _ByteBudgetCache(cache_bytes)
         self._templates = _ByteBudgetCache(64 * 1024 * 1024)
         self._signers: dict[str, tuple[str, PassSigner]] = {}
+        self._building: dict[tuple[int, int], asyncio.Future[tuple[bytes, int]]] = {}
 
     def cached_pkpass(self, pass_id: int, version: int) -> bytes | None:
         data: bytes | None = self._files.get((pass_id, version))
@@ -514,16 +517,39 @@ class PassBuilder:
         data = self.cached_pkpass(pass_id, version)
         if data is not None:
             return data, version
+        # Single flight: concurrent downloads of one uncached version sign it once.
+        key = (pass_id, version)
+        pending = self._building.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[tuple[bytes, int]] = asyncio.get_running_loop().create_future()
+        self._building[key] = future
+        try:
+            result = await self._load_or_build(database, pass_id, version)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved here, so a lone caller does not leave it unread
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._building[key]
+
+    async def _load_or_build(
+        self, database: Database, pass_id: int, version: int
+    ) -> tuple[bytes, int]:
         async with database.reader() as conn:
             data = await passes.get_cached_pkpass(conn, pass_id, version)
-        if data is not None:
-            self._files.put((pass_id, version), data, len(data))
-            return data, version
-        async with database.transaction() as conn:
+            if data is not None:
+                self._files.put((pass_id, version), data, len(data))
+                return data, version
             row = await passes.get_pass_by_id(conn, pass_id)
             if row is None:
                 raise NotFound("The pass no longer exists.")
+            # Built outside the write transaction: signing must not hold SQLite's lock.
             data = await self.build(conn, row)
+        async with database.transaction() as conn:
             await passes.store_pkpass(conn, row.id, row.version, data)
         self._files.put((row.id, row.version), data, len(data))
         return data, int(row.version)
@@ -540,6 +566,7 @@ class PassBuilder:
             voided=row.voided,
         )
         signer = await self.signer(conn, row.pass_type_id)
+        PASSES_SIGNED.inc()
         return build_pkpass(pass_json, assets, signer)
 
     async def check_renders(

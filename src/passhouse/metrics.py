@@ -27,3 +27,4 @@ PASS_TYPE_APNS_ERRORS = Gauge(
     "1 while APNs rejects a pass type's credentials (403) and its pushes are held",
     ["pass_type_id"],
 )
+PASSES_SIGNED = Counter("passhouse_passes_signed_total", "Pass files built and signed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import zipfile
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from factories import IssuedPass, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
+from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.devcerts import DevCredentials
 from passhouse.storage.tables import device_logs, devices, push_jobs, registrations
 
@@ -558,3 +560,17 @@ async def test_personalizing_a_plain_pass_is_refused(
     assert response.status_code == 422
     async with runtime.database.reader() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(push_jobs)) == 0
+
+
+async def test_concurrent_downloads_of_a_new_version_sign_it_once(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    before = PASSES_SIGNED._value.get()
+
+    responses = await asyncio.gather(
+        *(client.get(wallet_pass.path, headers=wallet_pass.auth) for _ in range(8))
+    )
+
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.content for r in responses}) == 1
+    assert PASSES_SIGNED._value.get() - before == 1
