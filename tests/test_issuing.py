@@ -6,11 +6,13 @@ import asyncio
 import random
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from factories import IssuedPass, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
+from passhouse.errors import InvalidInput
 from passhouse.storage.tables import passes, push_jobs
 
 
@@ -185,3 +187,13 @@ async def test_concurrent_writers_never_hide_a_change_from_a_polling_device(
         seen = [w for w in windows if w[0] < version <= w[1]]
         assert len(seen) == 1, f"version {version} of {serial} fell in {len(seen)} windows"
         assert serial in seen[0][2], f"{serial} v{version} was never listed"
+
+
+async def test_data_with_nan_is_refused_before_it_reaches_the_database(
+    runtime: Runtime, builder: issuing.PassBuilder, template: str
+) -> None:
+    async with runtime.database.transaction() as conn:
+        with pytest.raises(InvalidInput, match="NaN"):
+            await issuing.issue_pass(
+                conn, builder, template_ref=template, data={"name": "A", "balance": float("nan")}
+            )

@@ -47,6 +47,14 @@ SERVER_KEYS = (
 MAX_SERIAL_LENGTH = 128
 
 
+def _require_plain_json(value: Any, what: str) -> None:
+    """Refuse NaN and Infinity: Python's JSON reader accepts them, PostgreSQL and Apple don't."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise InvalidInput(f"{what} holds NaN or Infinity, which JSON does not allow.") from None
+
+
 def now_seconds() -> int:
     return int(time.time())
 
@@ -197,6 +205,7 @@ def checked_template(
 ) -> Template:
     if not name.strip():
         raise InvalidInput("A template needs a non-empty name.")
+    _require_plain_json(pass_json, "pass_json")
     for asset_name in assets:
         parts = asset_name.split("/")
         if asset_name.startswith("/") or any(part in ("", ".", "..") for part in parts):
@@ -297,6 +306,7 @@ async def issue_pass(
     data: Mapping[str, Any],
     serial_number: str | None = None,
 ) -> sa.Row[Any]:
+    _require_plain_json(data, "data")
     template_row = await _template_or_404(conn, template_ref)
     serial_number = serial_number or secrets.token_hex(8)
     _check_serial(serial_number)
@@ -350,6 +360,7 @@ async def change_pass_data(
     A request that changes nothing makes no version and wakes no device: Apple asks to
     push only when a pass really changed.
     """
+    _require_plain_json(data, "data")
     row = await get_pass_or_404(conn, pass_type_id, serial_number)
     if row.voided:
         raise Conflict(f"Pass {serial_number!r} is voided; it can no longer change.")
