@@ -84,7 +84,10 @@ def serve(host: str, port: int, no_worker: bool, no_migrate: bool, log_level: st
     settings = load_settings()
     if settings.public_url == "http://localhost:8000" and port != 8000:
         settings = load_settings(public_url=f"http://localhost:{port}")
-    runtime = open_runtime(settings)
+    try:
+        runtime = open_runtime(settings)
+    except PasshouseError as error:
+        raise click.ClickException(error.message) from None
     setup = run(_prepare(runtime, migrate_schema=not no_migrate))
     if setup.admin_token_generated:
         settings = settings.model_copy(update={"admin_token": SecretStr(setup.admin_token)})
