@@ -131,13 +131,37 @@ class FakeApns:
             await self._server.wait_closed()
 
 
+APNS_ID = "00000000-0000-4000-8000-000000000000"
+
+
+class _H2(H2Connection):
+    """h2 counts open streams by walking them all for every new stream; count cheaply."""
+
+    _counted = 0
+    open_count = 0  # requests received and not yet answered
+
+    @property
+    def open_inbound_streams(self) -> int:
+        self._counted += 1
+        if self._counted % 256 == 0:
+            self._open_streams(0)  # forgets closed streams
+        return self.open_count
+
+
 class _ServerConnection(asyncio.Protocol):
     def __init__(self, apns: FakeApns) -> None:
         self.apns = apns
         apns.connections += 1
         self.number = apns.connections
-        config = H2Configuration(client_side=False, header_encoding="utf-8")
-        self.h2 = H2Connection(config=config)
+        config = H2Configuration(
+            client_side=False,
+            header_encoding="utf-8",
+            validate_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        self.h2 = _H2(config=config)
+        self.flush_scheduled = False
         # As initial values, so the first SETTINGS frame advertises what is enforced.
         self.h2.local_settings = Settings(
             client=False,
@@ -177,6 +201,7 @@ class _ServerConnection(asyncio.Protocol):
             return
         for event in events:
             if isinstance(event, RequestReceived):
+                self.h2.open_count += 1
                 self.requests[event.stream_id] = {
                     str(name): str(value) for name, value in event.headers
                 }
@@ -221,10 +246,11 @@ class _ServerConnection(asyncio.Protocol):
 
     def _respond(self, stream_id: int, answer: Answer) -> None:
         self.pending -= 1
+        self.h2.open_count -= 1
         if self.transport is None or self.transport.is_closing():
             return
         body = answer.body()
-        headers = [(":status", str(answer.status)), ("apns-id", f"fake-{stream_id}")]
+        headers = [(":status", str(answer.status)), ("apns-id", APNS_ID)]
         if body:
             headers.append(("content-length", str(len(body))))
         if self.last_stream_id is not None:
@@ -236,7 +262,10 @@ class _ServerConnection(asyncio.Protocol):
             self.h2.send_data(stream_id, body, end_stream=True)
         else:
             self.h2.send_headers(stream_id, headers, end_stream=True)
-        self._flush()
+        if not self.flush_scheduled:
+            # One write for all answers of this loop tick: the fake must outrun the client.
+            self.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
         if self.last_stream_id is not None and self.pending == 0:
             self.transport.close()
 
@@ -251,6 +280,7 @@ class _ServerConnection(asyncio.Protocol):
             self.transport.write(DataFrame(stream_id, body, flags=["END_STREAM"]).serialize())
 
     def _flush(self) -> None:
+        self.flush_scheduled = False
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)

@@ -16,7 +16,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -40,6 +40,8 @@ from h2.events import (
 )
 from h2.exceptions import H2Error
 from hpack import HeaderTuple, NeverIndexedHeaderTuple
+from hpack.hpack import encode_integer
+from hpack.table import HeaderTable
 
 from passhouse.push.sender import NOT_SENT, PushResult
 from passhouse.settings import Settings
@@ -137,6 +139,87 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+class _LiteralEncoder:
+    """HPACK without the dynamic table: every header is a static-table index or a literal
+    "without indexing" (never indexed for the path and the provider token, as APNs asks).
+
+    hpack's own encoder searches its tables and Huffman-codes every header of every push,
+    about half of the client's CPU per push; our header blocks repeat, so theirs are cached.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[bytes, bytes, bool], bytes] = {}
+        self._size_update: int | None = None
+        self._header_table_size = 4096
+
+    @property
+    def header_table_size(self) -> int:
+        return self._header_table_size
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        # The peer changed SETTINGS_HEADER_TABLE_SIZE: acknowledge it in the next block.
+        self._header_table_size = value
+        self._size_update = value
+
+    def encode(self, headers: Iterable[tuple[bytes, bytes]], huffman: bool = True) -> bytes:
+        parts: list[bytes] = []
+        if self._size_update is not None:
+            parts.append(_prefixed(self._size_update, 5, 0x20))
+            self._size_update = None
+        for header in headers:
+            name, value = header[0], header[1]
+            sensitive = isinstance(header, NeverIndexedHeaderTuple)
+            key = (name, value, sensitive)
+            block = self._cache.get(key)
+            if block is None:
+                block = _literal(name, value, sensitive)
+                if not sensitive and len(self._cache) < 256:
+                    self._cache[key] = block
+            parts.append(block)
+        return b"".join(parts)
+
+
+_STATIC_FULL = {entry: index for index, entry in enumerate(HeaderTable.STATIC_TABLE, 1)}
+_STATIC_NAME: dict[bytes, int] = {}
+for _index, (_name, _) in enumerate(HeaderTable.STATIC_TABLE, 1):
+    _STATIC_NAME.setdefault(_name, _index)
+
+
+def _prefixed(value: int, bits: int, pattern: int) -> bytes:
+    encoded = encode_integer(value, bits)
+    encoded[0] |= pattern
+    return bytes(encoded)
+
+
+def _literal(name: bytes, value: bytes, sensitive: bool) -> bytes:
+    if not sensitive and (name, value) in _STATIC_FULL:
+        return _prefixed(_STATIC_FULL[(name, value)], 7, 0x80)
+    pattern = 0x10 if sensitive else 0x00
+    index = _STATIC_NAME.get(name)
+    head = _prefixed(index, 4, pattern) if index else bytes([pattern]) + _string(name)
+    return head + _string(value)
+
+
+def _string(data: bytes) -> bytes:
+    return _prefixed(len(data), 7, 0x00) + data
+
+
+class _H2(H2Connection):
+    """H2Connection whose stream count is ours: h2 counts open streams by walking all of
+    them on every new stream, which is O(streams in flight) per push."""
+
+    in_flight = 0
+    _counted = 0
+
+    @property
+    def open_outbound_streams(self) -> int:
+        self._counted += 1
+        if self._counted % 256 == 0:
+            return self._open_streams(1)  # also forgets closed streams, now and then
+        return self.in_flight
+
+
 @dataclass(slots=True)
 class _Stream:
     future: asyncio.Future[tuple[int, bytes]]
@@ -151,11 +234,15 @@ class _Connection(asyncio.Protocol):
         config = H2Configuration(
             client_side=True,
             header_encoding=None,
-            # We build the headers ourselves; validating them on every push costs CPU.
+            # We build the headers ourselves; checking them on every push costs CPU.
             validate_outbound_headers=False,
+            normalize_outbound_headers=False,
             validate_inbound_headers=False,
         )
-        self.h2 = H2Connection(config=config)
+        self.h2 = _H2(config=config)
+        # h2 only calls encode() and sets header_table_size on its encoder.
+        self.h2.encoder = _LiteralEncoder()  # type: ignore[assignment]
+        self._flush_scheduled = False
         self.streams: dict[int, _Stream] = {}
         self.in_flight = 0  # reserved by the pool, including streams not yet opened
         self.closed = False
@@ -241,7 +328,9 @@ class _Connection(asyncio.Protocol):
         if not self.usable:
             raise ApnsConnectionError("connection is closing")
         stream_id = self.h2.get_next_available_stream_id()
-        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        self.h2.in_flight = len(self.streams)  # open before this one
         self.streams[stream_id] = _Stream(future)
         try:
             self.h2.send_headers(stream_id, headers)
@@ -253,7 +342,10 @@ class _Connection(asyncio.Protocol):
                 if not self.usable:
                     raise ApnsConnectionError("connection closed while waiting for window")
             self.h2.send_data(stream_id, BODY, end_stream=True)
-            self._flush()
+            # One TLS record and one write for all the pushes queued in this loop tick.
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
             async with asyncio.timeout(within):
                 return await future
         except TimeoutError:
@@ -264,6 +356,7 @@ class _Connection(asyncio.Protocol):
             raise ApnsConnectionError(f"protocol error: {error}") from None
         finally:
             self.streams.pop(stream_id, None)
+            self.h2.in_flight = len(self.streams)
 
     def close(self) -> None:
         self.going_away = True
@@ -303,6 +396,7 @@ class _Connection(asyncio.Protocol):
         self.streams.clear()
 
     def _flush(self) -> None:
+        self._flush_scheduled = False
         data = self.h2.data_to_send()
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
