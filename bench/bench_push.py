@@ -1,0 +1,399 @@
+"""Push fan-out benchmark: 100,000 registrations on PostgreSQL, a template change, fake APNs.
+
+    .venv/bin/python bench/bench_push.py [--registrations 100000] [--singles 50]
+
+Steps, in one run:
+1. a fresh PostgreSQL database (PASSHOUSE_BENCH_DATABASE_URL, default
+   postgresql://postgres@127.0.0.1:5432/test names the server; a new database
+   `bench_push_<random>` is made there and dropped at the end), filled by set-based SQL;
+2. the fake APNs server (tests/push/fake_apns.py) in its own process, TLS + client cert;
+3. the fake server's capacity alone: two client processes blast pushes at it, no database;
+4. fan-out with one `passhouse worker` process, then with two: the pass versions of the
+   template are bumped and the pushes queued in one transaction (what the API does), and
+   the clock runs from that commit to the fake server having received every push;
+5. single-push latency with an idle queue: one pass changed, from commit to the push
+   arriving at the fake server, repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+import passhouse.storage.push_jobs as push_jobs
+from passhouse.pkpass.devcerts import issue_server_certificate, make_dev_credentials
+from passhouse.push.apns import ApnsCredentials, ApnsSender
+from passhouse.settings import Settings
+from passhouse.storage.database import Database
+from passhouse.storage.sealing import Sealer
+from passhouse.storage.tables import metadata, pass_types, passes, templates
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE = ROOT / "tests" / "push" / "fake_apns.py"
+PASS_TYPE_ID = "pass.bench.push"  # noqa: S105 - an identifier
+SECRET_KEY = "bench-secret-key-0123456789"  # noqa: S105 - a throwaway database's key
+
+
+@dataclass
+class Counter:
+    count: int = 0
+    last_at: float = 0.0
+
+
+class FakeServer:
+    """The fake APNs process; a thread follows its COUNT lines."""
+
+    def __init__(self, certs: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(FAKE), "--certs", str(certs)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().split()
+        assert line[0] == "PORT", line
+        self.port = int(line[1])
+        self.state = Counter()
+        self._changed = threading.Condition()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            parts = line.split()
+            if parts and parts[0] == "COUNT":
+                with self._changed:
+                    self.state = Counter(int(parts[1]), float(parts[2]))
+                    self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> Counter:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.state.count < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"fake APNs got {self.state.count} of {count} pushes")
+                self._changed.wait(left)
+            return self.state
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- setup ---------------------------------------------------------------------------------
+
+
+async def create_database(base_url: str) -> str:
+    import asyncpg  # type: ignore[import-untyped]
+
+    parsed = sa.make_url(base_url.replace("postgres://", "postgresql://", 1))
+    name = f"bench_push_{secrets.token_hex(4)}"
+    admin = parsed.set(drivername="postgresql", database="postgres")
+    connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    await connection.execute(f'CREATE DATABASE "{name}"')
+    await connection.close()
+    return parsed.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(url: str) -> None:
+    import asyncpg
+
+    parsed = sa.make_url(url)
+    admin = parsed.set(database="postgres").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(admin)
+    await connection.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+    await connection.close()
+
+
+async def fill(database: Database, cert_pem: bytes, key_pem: bytes, count: int) -> int:
+    """Schema, one pass type and template, `count` passes each registered by one device."""
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    async with database.transaction() as conn:
+        await conn.execute(
+            pass_types.insert().values(
+                pass_type_id=PASS_TYPE_ID,
+                team_id="BENCHTEAM1",
+                certificate_pem=cert_pem.decode(),
+                private_key_encrypted=Sealer(SECRET_KEY).seal(key_pem),
+                not_after=4_000_000_000,
+                created_at=0,
+            )
+        )
+        template_id = (
+            await conn.execute(
+                templates.insert()
+                .values(
+                    name="bench",
+                    pass_type_id=PASS_TYPE_ID,
+                    pass_json={},
+                    created_at=0,
+                    updated_at=0,
+                )
+                .returning(templates.c.id)
+            )
+        ).scalar_one()
+        statements = [
+            """INSERT INTO passes (pass_type_id, serial_number, template_id, authentication_token,
+                   share_id, data, version, modified_at, created_at)
+               SELECT :pt, 's' || g, :tid, md5(g::text), md5('share' || g), '{}', 1, 0, 0
+               FROM generate_series(1, :n) AS g""",
+            """INSERT INTO devices (device_library_id, created_at)
+               SELECT 'device-' || g, 0 FROM generate_series(1, :n) AS g""",
+            """INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
+               SELECT d.id, p.id, lpad(to_hex(g), 64, '0'), 0
+               FROM generate_series(1, :n) AS g
+               JOIN devices d ON d.device_library_id = 'device-' || g
+               JOIN passes p ON p.serial_number = 's' || g AND p.pass_type_id = :pt""",
+        ]
+        for statement in statements:
+            await conn.execute(
+                sa.text(statement), {"pt": PASS_TYPE_ID, "tid": template_id, "n": count}
+            )
+    async with database.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(sa.text("VACUUM ANALYZE"))
+    return int(template_id)
+
+
+async def change_template(database: Database, template_id: int) -> int:
+    """What a template edit does: bump every pass of it and queue pushes, one transaction."""
+    async with database.transaction() as conn:
+        await conn.execute(
+            passes.update()
+            .where(passes.c.template_id == template_id)
+            .values(version=passes.c.version + 1)
+        )
+        return await push_jobs.enqueue_for_template(
+            conn, template_id, now_ms=int(time.time() * 1000)
+        )
+
+
+async def change_pass(database: Database, serial: str) -> None:
+    async with database.transaction() as conn:
+        pass_id = (
+            await conn.execute(
+                passes.update()
+                .where(passes.c.pass_type_id == PASS_TYPE_ID, passes.c.serial_number == serial)
+                .values(version=passes.c.version + 1)
+                .returning(passes.c.id)
+            )
+        ).scalar_one()
+        await push_jobs.enqueue_for_pass(conn, pass_id, now_ms=int(time.time() * 1000))
+
+
+async def queue_depth(database: Database) -> int:
+    async with database.reader() as conn:
+        return int(await push_jobs.queue_depth(conn))
+
+
+# --- the fake server's own capacity ----------------------------------------------------------
+
+
+async def blast(url: str, ca: Path, cert: Path, key: Path, count: int) -> None:
+    settings = Settings(
+        _env_file=None,
+        apns_url=url,
+        apns_ca_file=ca,
+        apns_connections_per_pass_type=2,
+        apns_streams_per_connection=500,
+    )
+    credentials = ApnsCredentials(PASS_TYPE_ID, cert.read_bytes(), key.read_bytes())  # noqa: ASYNC240
+
+    async def load(_: str) -> ApnsCredentials:
+        return credentials
+
+    sender = ApnsSender(settings, load)
+    limit = asyncio.Semaphore(1000)
+
+    async def one(index: int) -> None:
+        async with limit:
+            await sender.send(f"{index:064x}", PASS_TYPE_ID)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    await sender.aclose()
+
+
+def fake_capacity(fake: FakeServer, certs: Path, per_client: int) -> float:
+    start = fake.state.count
+    clients = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "blast",
+                f"https://127.0.0.1:{fake.port}",
+                str(certs / "ca.pem"),
+                str(certs / "client.pem"),
+                str(certs / "client.key"),
+                str(per_client),
+            ]
+        )
+        for _ in range(2)
+    ]
+    first = fake.wait_for(start + 1, 60)
+    t0 = time.time()
+    last = fake.wait_for(start + 2 * per_client, 120)
+    for client in clients:
+        client.wait()
+    del first
+    return (last.count - start - 1) / (last.last_at - t0)
+
+
+# --- fan-out -----------------------------------------------------------------------------
+
+
+def start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "passhouse", "worker", "--log-level", "warning"],
+            env=env,
+            cwd=tempfile.gettempdir(),
+        )
+        for _ in range(count)
+    ]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        worker.wait(30)
+
+
+async def fan_out(
+    database: Database, fake: FakeServer, template_id: int, workers: list[subprocess.Popen[bytes]]
+) -> tuple[float, float, float]:
+    await asyncio.sleep(1.5)  # workers connected and idle
+    cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+    start = fake.state.count
+    queued = await change_template(database, template_id)
+    committed = time.time()
+    last = await asyncio.to_thread(fake.wait_for, start + queued, 600)
+    elapsed = last.last_at - committed
+    cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
+    for _ in range(600):
+        if not await queue_depth(database):
+            break
+        await asyncio.sleep(0.05)
+    return elapsed, queued / elapsed, queued / cpu
+
+
+async def single_latencies(database: Database, fake: FakeServer, count: int) -> list[float]:
+    await asyncio.sleep(1.0)
+    latencies = []
+    for index in range(count):
+        start = fake.state.count
+        await change_pass(database, f"s{index + 1}")
+        committed = time.time()
+        last = await asyncio.to_thread(fake.wait_for, start + 1, 10)
+        latencies.append(max(0.0, last.last_at - committed))
+        await asyncio.sleep(0.1)
+    return latencies
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = os.environ.get(
+        "PASSHOUSE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    )
+    url = await create_database(base)
+    database = Database(url)
+    certs = Path(tempfile.mkdtemp(prefix="bench-push-"))
+    fake: FakeServer | None = None
+    try:
+        credentials = make_dev_credentials(PASS_TYPE_ID, "BENCHTEAM1")
+        server_cert, server_key = issue_server_certificate(
+            credentials.root_cert_pem, credentials.root_key_pem
+        )
+        (certs / "server.pem").write_bytes(server_cert)
+        (certs / "server.key").write_bytes(server_key)
+        (certs / "client-ca.pem").write_bytes(credentials.root_cert_pem + credentials.wwdr_cert_pem)
+        (certs / "ca.pem").write_bytes(credentials.root_cert_pem)
+        (certs / "client.pem").write_bytes(credentials.cert_pem)
+        (certs / "client.key").write_bytes(credentials.key_pem)
+
+        t0 = time.perf_counter()
+        template_id = await fill(
+            database, credentials.cert_pem, credentials.key_pem, args.registrations
+        )
+        took = time.perf_counter() - t0
+        print(f"setup: {args.registrations:,} passes, devices, registrations in {took:.1f} s")
+
+        fake = FakeServer(certs)
+        capacity = fake_capacity(fake, certs, args.registrations // 2)
+        print(f"fake APNs capacity (2 client processes, no database): {capacity:,.0f} pushes/s")
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
+        env.update(
+            PASSHOUSE_DATABASE_URL=url,
+            PASSHOUSE_SECRET_KEY=SECRET_KEY,
+            PASSHOUSE_DEV_MODE="false",
+            PASSHOUSE_APNS_URL=f"https://127.0.0.1:{fake.port}",
+            PASSHOUSE_APNS_CA_FILE=str(certs / "ca.pem"),
+            PASSHOUSE_PUSH_RATE_PER_SECOND=str(args.rate),
+        )
+        for count in (1, 2):
+            workers = start_workers(count, env)
+            try:
+                elapsed, rate, per_cpu = await fan_out(database, fake, template_id, workers)
+            finally:
+                stop_workers(workers)
+            print(
+                f"fan-out, {count} worker(s): {args.registrations:,} pushes in {elapsed:.2f} s "
+                f"= {rate:,.0f} pushes/s ({per_cpu:,.0f} per worker CPU-second)"
+            )
+
+        workers = start_workers(1, env)
+        try:
+            latencies = await single_latencies(database, fake, args.singles)
+        finally:
+            stop_workers(workers)
+        latencies.sort()
+        p95 = latencies[int(len(latencies) * 0.95) - 1]
+        print(
+            f"single update, idle queue, commit -> push received: p50 "
+            f"{statistics.median(latencies) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
+            f"max {latencies[-1] * 1000:.1f} ms ({len(latencies)} updates)"
+        )
+    finally:
+        if fake is not None:
+            fake.close()
+        await database.dispose()
+        await drop_database(url)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "blast":
+        url, ca, cert, key, n = sys.argv[2:7]
+        import uvloop
+
+        uvloop.run(blast(url, Path(ca), Path(cert), Path(key), int(n)))
+        sys.exit(0)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--registrations", type=int, default=100_000)
+    parser.add_argument("--singles", type=int, default=50)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="PASSHOUSE_PUSH_RATE_PER_SECOND for the workers"
+    )
+    asyncio.run(main(parser.parse_args()))
