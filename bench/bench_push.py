@@ -233,8 +233,10 @@ async def blast(url: str, ca: Path, cert: Path, key: Path, count: int) -> None:
     await sender.aclose()
 
 
-def fake_capacity(fake: FakeServer, certs: Path, per_client: int) -> float:
+def fake_capacity(fake: FakeServer, certs: Path, per_client: int) -> tuple[float, float]:
+    """Pushes per second the fake answered under two blasting clients, and per fake CPU-s."""
     start = fake.state.count
+    cpu_before = cpu_seconds(fake.process.pid)
     clients = [
         subprocess.Popen(
             [
@@ -256,7 +258,8 @@ def fake_capacity(fake: FakeServer, certs: Path, per_client: int) -> float:
     for client in clients:
         client.wait()
     del first
-    return (last.count - start - 1) / (last.last_at - t0)
+    cpu = cpu_seconds(fake.process.pid) - cpu_before
+    return (last.count - start - 1) / (last.last_at - t0), (last.count - start) / cpu
 
 
 # --- fan-out -----------------------------------------------------------------------------
@@ -339,8 +342,11 @@ async def main(args: argparse.Namespace) -> None:
         print(f"setup: {args.registrations:,} passes, devices, registrations in {took:.1f} s")
 
         fake = FakeServer(certs)
-        capacity = fake_capacity(fake, certs, args.registrations // 2)
-        print(f"fake APNs capacity (2 client processes, no database): {capacity:,.0f} pushes/s")
+        capacity, fake_per_cpu = fake_capacity(fake, certs, args.registrations // 2)
+        print(
+            f"fake APNs alone (2 client processes, no database): {capacity:,.0f} pushes/s, "
+            f"{fake_per_cpu:,.0f} pushes per fake-server CPU-second"
+        )
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
         env.update(
@@ -353,13 +359,16 @@ async def main(args: argparse.Namespace) -> None:
         )
         for count in (1, 2):
             workers = start_workers(count, env)
+            fake_cpu = cpu_seconds(fake.process.pid)
             try:
                 elapsed, rate, per_cpu = await fan_out(database, fake, template_id, workers)
             finally:
                 stop_workers(workers)
+            fake_busy = (cpu_seconds(fake.process.pid) - fake_cpu) / elapsed
             print(
                 f"fan-out, {count} worker(s): {args.registrations:,} pushes in {elapsed:.2f} s "
-                f"= {rate:,.0f} pushes/s ({per_cpu:,.0f} per worker CPU-second)"
+                f"= {rate:,.0f} pushes/s ({per_cpu:,.0f} per worker CPU-second; "
+                f"fake APNs busy {fake_busy:.0%} of a core)"
             )
 
         workers = start_workers(1, env)

@@ -187,3 +187,12 @@ async def test_token_auth_sends_an_es256_provider_token(
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+async def test_a_push_for_a_deleted_pass_type_is_rejected_not_blocked(
+    sender: ApnsSender, fake_apns: FakeApns
+) -> None:
+    result = await sender.send(TOKEN, "pass.test.gone")
+
+    assert (result.reason, result.outcome) == ("UnknownPassType", PushOutcome.REJECTED)
+    assert fake_apns.received == []

@@ -101,6 +101,10 @@ class ApnsConnectionError(Exception):
     """No HTTP answer: the connection failed, dropped, or went away before answering."""
 
 
+class UnknownPassType(Exception):
+    """The pass type of a queued push no longer exists."""
+
+
 class SendingStopped(Exception):
     """The sender is shutting down; the push was not sent."""
 
@@ -565,6 +569,9 @@ class ApnsSender:
         started = time.perf_counter()
         try:
             pool = await self._pool(pass_type_id)
+        except UnknownPassType:
+            # Deleted since the push was queued: nobody is left to authenticate as.
+            return PushResult(400, "UnknownPassType", None, 0.0)
         except (ValueError, OSError, ssl.SSLError) as error:
             # Unusable credentials are a certificate problem, like APNs' own 403.
             log.error("apns_credentials_unusable", pass_type_id=pass_type_id, error=str(error))
@@ -634,7 +641,7 @@ class ApnsSender:
             if pool is None:
                 credentials = await self._load_credentials(pass_type_id)
                 if credentials is None:
-                    raise ValueError(f"no pass type {pass_type_id!r}")
+                    raise UnknownPassType(pass_type_id)
                 pool = self._make_pool(credentials)
                 self._pools[pass_type_id] = pool
         return pool
