@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import math
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from passhouse import issuing
 from passhouse.errors import InvalidInput, NotFound
@@ -23,8 +24,42 @@ PKPASS_TYPE = "application/vnd.apple.pkpass"
 MAX_ZIP_BYTES = 10 * 1024 * 1024
 
 
+MAX_ID = 2**63 - 1  # ids are BIGINT; a larger number cannot name a row
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        _check_storable(value, "body")
+        return value
+
+
+def _check_storable(value: Any, where: str) -> None:
+    """Refuse what neither JSON nor the database can hold, naming where it is.
+
+    Python's JSON reader accepts NaN, Infinity and unpaired surrogates; PostgreSQL text
+    cannot hold NUL. Left in, they would fail on save or in every later download.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where} contains a NUL character")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} contains an unpaired surrogate") from None
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} is not a finite number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key, where)
+            _check_storable(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_storable(item, f"{where}[{index}]")
 
 
 def _iso(seconds: int | None) -> str | None:
@@ -306,7 +341,8 @@ async def list_passes(
         template_id = template_row.id
     after_id = None
     if cursor is not None:
-        if not cursor.isdigit():
+        # isascii(): str.isdigit() also accepts digits int() cannot read, such as "²".
+        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_ID:
             raise InvalidInput("cursor is not one this API returned.")
         after_id = int(cursor)
     rows = await passes.list_passes(conn, template_id=template_id, after_id=after_id, limit=limit)
@@ -413,7 +449,9 @@ async def push_stats(conn: ReadConn) -> dict[str, Any]:
 async def list_device_logs(
     conn: ReadConn,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(description="id of the oldest entry already seen")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="id of the oldest entry already seen")
+    ] = None,
 ) -> dict[str, Any]:
     """What devices posted to /v1/log, newest first."""
     rows = await device_logs.recent_messages(conn, limit=limit, before_id=before)

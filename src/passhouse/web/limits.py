@@ -8,7 +8,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class RequestLimits:
-    """Refuse bodies over `max_bytes` with a JSON 413, and fold `//v1` into `/v1`.
+    """Refuse bodies over `max_bytes` with a JSON 413, odd paths with a JSON 400, and fold
+    `//v1` into `/v1`.
 
     A webServiceURL that ends in a slash makes Wallet call `.../passkit//v1/...`; the
     route table only knows one slash.
@@ -23,39 +24,65 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        raw_path: bytes = scope.get("raw_path") or path.encode()
+        # An encoded slash would be decoded into a real one and route the request
+        # elsewhere; a NUL cannot be stored or compared in PostgreSQL text.
+        if b"%2f" in raw_path.lower() or "\x00" in path or b"%00" in scope["query_string"]:
+            await _send_error(send, 400, "bad_request", "The URL holds an encoded / or a NUL.")
+            return
         if "//" in path:
             while "//" in path:
                 path = path.replace("//", "/")
             scope = {**scope, "path": path, "raw_path": path.encode()}
         for name, value in scope["headers"]:
             if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
+                if not value.isdigit():
                     await _send_error(send, 400, "bad_request", "Invalid Content-Length.")
                     return
-                if too_big:
+                if int(value) > self.max_bytes:
                     await _send_error(send, 413, "payload_too_large", self._message())
                     return
                 break
-        await self.app(scope, self._counting(receive), send)
+        await self._guarded(scope, receive, send)
 
-    def _message(self) -> str:
-        return f"The request body is larger than {self.max_bytes} bytes."
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; once a chunked body grows too large, answer 413 whatever it does.
 
-    def _counting(self, receive: Receive) -> Receive:
+        The app sees BodyTooLarge while reading and may turn it into a 400 or a 500 of
+        its own; that answer is replaced.
+        """
+        exceeded = False
         seen = 0
+        response_started = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge(self._message())
             return message
 
-        return counted
+        async def guarded_send(message: Message) -> None:
+            nonlocal response_started
+            if exceeded:
+                if not response_started:
+                    response_started = True
+                    await _send_error(send, 413, "payload_too_large", self._message())
+                return
+            response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded_send)
+        except BodyTooLarge:
+            if not response_started:
+                await _send_error(send, 413, "payload_too_large", self._message())
+
+    def _message(self) -> str:
+        return f"The request body is larger than {self.max_bytes} bytes."
 
 
 class BodyTooLarge(Exception):
