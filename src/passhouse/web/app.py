@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 from passhouse import __version__
 from passhouse.bootstrap import Runtime
 from passhouse.issuing import PassBuilder
-from passhouse.web import admin, share
+from passhouse.web import admin, dashboard, share
 from passhouse.web.errors import EXCEPTION_HANDLERS
 from passhouse.web.limits import RequestLimits
 from passhouse.web.passkit import PassKitContext, RateLimiter, passkit_routes
@@ -56,6 +56,7 @@ def create_app(runtime: Runtime, *, background: BackgroundTask | None = None) ->
     app.state.builder = builder
     app.include_router(admin.router)
     app.include_router(share.router)
+    app.include_router(dashboard.router)
     context = PassKitContext(
         settings=settings,
         database=runtime.database,

@@ -1,0 +1,703 @@
+// passhouse issuer dashboard: a client of the admin API (/api/v1), nothing more.
+// Every value from the server reaches the page through textContent or an attribute
+// set by the DOM API; there is no innerHTML anywhere in this file.
+"use strict";
+
+(function () {
+  const KEY_NAME = "passhouse.apiKey";
+  const PAGE_SIZE = 50;
+  const SOON_DAYS = 30;
+
+  // --- DOM helpers ---------------------------------------------------------------------
+
+  // h("a", {href: "#/x", class: "y"}, "text", child, ...): strings become text nodes.
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else if (value === true) node.setAttribute(name, "");
+      else node.setAttribute(name, String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  const $ = (id) => document.getElementById(id);
+  const view = $("view");
+
+  function announce(message) {
+    $("status").textContent = message;
+  }
+
+  function banner(kind, ...content) {
+    return h("p", { class: `banner ${kind}`, role: kind.startsWith("error") ? "alert" : null }, ...content);
+  }
+
+  // An error banner at the top of the current view, replacing the previous one.
+  function showError(error) {
+    const message = error instanceof Error ? error.message : String(error);
+    view.querySelector(":scope > .banner.error.transient")?.remove();
+    const node = banner("error transient", message);
+    const heading = view.querySelector("h1");
+    if (heading) heading.after(node);
+    else view.prepend(node);
+    node.scrollIntoView({ block: "nearest" });
+  }
+
+  function clearError() {
+    view.querySelector(":scope > .banner.error.transient")?.remove();
+  }
+
+  function table(headers, rows, caption) {
+    return h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        {},
+        caption ? h("caption", {}, caption) : null,
+        h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col" }, name)))),
+        h("tbody", {}, rows)
+      )
+    );
+  }
+
+  function when(iso) {
+    if (!iso) return "—";
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return String(iso);
+    return h("time", { datetime: iso, title: iso }, date.toLocaleString());
+  }
+
+  function whenSeconds(seconds) {
+    return seconds ? when(new Date(seconds * 1000).toISOString()) : "—";
+  }
+
+  function whenMs(ms) {
+    return ms ? when(new Date(ms).toISOString()) : "—";
+  }
+
+  function duration(seconds) {
+    const s = Math.round(Number(seconds));
+    if (s < 120) return `${s} s`;
+    if (s < 7200) return `${Math.round(s / 60)} min`;
+    if (s < 172800) return `${Math.round(s / 3600)} h`;
+    return `${Math.round(s / 86400)} days`;
+  }
+
+  function humanize(key) {
+    const text = key.replace(/_/g, " ");
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  }
+
+  function definitions(pairs) {
+    return h(
+      "dl",
+      { class: "facts" },
+      pairs.filter(Boolean).map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)])
+    );
+  }
+
+  function safeHref(url) {
+    // Links come from the server's configured public URL; refuse anything but http(s).
+    return /^https?:\/\//i.test(String(url)) ? String(url) : null;
+  }
+
+  // --- the API ---------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(message, status) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function errorMessage(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error && body.error.message) return String(body.error.message);
+    } catch (_) {
+      // not JSON: fall through to the status line
+    }
+    return `The server answered ${response.status} ${response.statusText}`.trim();
+  }
+
+  async function api(path, { method = "GET", json, form, raw = false } = {}) {
+    const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY_NAME) || ""}` };
+    let body;
+    if (json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      body = JSON.stringify(json);
+    } else if (form !== undefined) {
+      body = form; // the browser sets the multipart boundary
+    }
+    let response;
+    try {
+      response = await fetch(`/api/v1${path}`, { method, headers, body, credentials: "omit" });
+    } catch (error) {
+      throw new ApiError(`Could not reach the server: ${error.message}`, 0);
+    }
+    if (response.status === 401) {
+      const message = await errorMessage(response);
+      signOut(message);
+      throw new ApiError(message, 401);
+    }
+    if (!response.ok) throw new ApiError(await errorMessage(response), response.status);
+    if (raw) return response;
+    if (response.status === 204) return null;
+    return response.json();
+  }
+
+  const passPath = (p) =>
+    `/passes/${encodeURIComponent(p.pass_type_id)}/${encodeURIComponent(p.serial_number)}`;
+  const passHash = (p) =>
+    `#/passes/${encodeURIComponent(p.pass_type_id)}/${encodeURIComponent(p.serial_number)}`;
+  const templateHash = (name) => `#/templates/${encodeURIComponent(name)}`;
+
+  // --- signing in and out ----------------------------------------------------------------
+
+  function signOut(message) {
+    sessionStorage.removeItem(KEY_NAME);
+    $("nav").hidden = true;
+    $("sign-out").hidden = true;
+    view.hidden = true;
+    view.replaceChildren();
+    $("sign-in").hidden = false;
+    const error = $("sign-in-error");
+    error.textContent = message || "";
+    error.hidden = !message;
+    $("api-key").value = "";
+    $("api-key").focus();
+  }
+
+  function signedIn() {
+    $("sign-in").hidden = true;
+    $("nav").hidden = false;
+    $("sign-out").hidden = false;
+    view.hidden = false;
+  }
+
+  $("sign-in-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = $("api-key").value.trim();
+    if (!key) return;
+    sessionStorage.setItem(KEY_NAME, key);
+    try {
+      await api("/pass-types"); // a 401 brings the form back with the API's message
+    } catch (error) {
+      if (error.status !== 401) {
+        $("sign-in-error").textContent = error.message;
+        $("sign-in-error").hidden = false;
+      }
+      return;
+    }
+    $("api-key").value = "";
+    $("sign-in-error").hidden = true;
+    signedIn();
+    if (!location.hash || location.hash === "#" || location.hash === "#/") {
+      location.hash = "#/overview";
+    } else {
+      route();
+    }
+  });
+
+  $("sign-out").addEventListener("click", () => {
+    signOut("");
+    announce("Signed out.");
+  });
+
+  // --- routing ---------------------------------------------------------------------------
+
+  function parseHash() {
+    const raw = location.hash.replace(/^#\/?/, "");
+    const [path, query = ""] = raw.split("?");
+    const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+    return { parts, params: new URLSearchParams(query) };
+  }
+
+  let routeCount = 0;
+
+  async function route() {
+    if (!sessionStorage.getItem(KEY_NAME)) {
+      signOut("");
+      return;
+    }
+    signedIn();
+    const { parts, params } = parseHash();
+    const section = parts[0] || "overview";
+    for (const link of document.querySelectorAll("#nav a")) {
+      if (link.dataset.section === section) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    const current = ++routeCount;
+    view.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    view.setAttribute("aria-busy", "true");
+    let content;
+    try {
+      content = await render(section, parts.slice(1), params);
+    } catch (error) {
+      if (error.status === 401) return;
+      content = [h("h1", {}, "Something went wrong"), banner("error", error.message)];
+    } finally {
+      view.removeAttribute("aria-busy");
+    }
+    if (current !== routeCount) return; // a newer navigation won
+    view.replaceChildren(...[content].flat());
+    document.title = `${view.querySelector("h1")?.textContent || "passhouse"} · passhouse`;
+    view.focus({ preventScroll: true });
+  }
+
+  function render(section, rest, params) {
+    switch (section) {
+      case "overview":
+        return overview();
+      case "templates":
+        return rest.length ? templateDetail(rest.join("/")) : templateList();
+      case "passes":
+        if (rest[0] === "new") return issueForm(params.get("template"));
+        if (rest.length >= 2) return passDetail(rest[0], rest.slice(1).join("/"));
+        return passList(params.get("template"));
+      case "device-logs":
+        return deviceLogs();
+      default:
+        return [h("h1", {}, "Not found"), h("p", {}, "There is no such page. "), h("a", { href: "#/overview" }, "Go to the overview")];
+    }
+  }
+
+  // --- overview --------------------------------------------------------------------------
+
+  function certificateState(passType) {
+    const notAfter = new Date(passType.certificate.not_after);
+    const days = Math.floor((notAfter.getTime() - Date.now()) / 86400000);
+    if (passType.expired || days < 0) return { kind: "expired", text: `expired ${notAfter.toLocaleDateString()}` };
+    if (days < SOON_DAYS) return { kind: "soon", text: `expires in ${days} day${days === 1 ? "" : "s"} (${notAfter.toLocaleDateString()})` };
+    return { kind: "ok", text: `valid until ${notAfter.toLocaleDateString()}` };
+  }
+
+  function statValue(key, value) {
+    if (value === null || value === undefined) return "—";
+    if (Array.isArray(value)) {
+      if (!value.length) return "none";
+      return h("ul", { class: "plain" }, value.map((item) => h("li", {}, typeof item === "object" ? JSON.stringify(item) : String(item))));
+    }
+    if (typeof value === "object") {
+      const entries = Object.entries(value);
+      if (!entries.length) return "none";
+      return definitions(entries.map(([k, v]) => [k, statValue(k, v)]));
+    }
+    if (key.endsWith("_seconds") && typeof value === "number") return duration(value);
+    if (key.endsWith("_ms") && typeof value === "number") return whenMs(value);
+    return String(value);
+  }
+
+  async function overview() {
+    const [types, stats] = await Promise.all([api("/pass-types"), api("/push/stats")]);
+    const alerts = [];
+    const cards = types.items.map((passType) => {
+      const cert = certificateState(passType);
+      if (passType.apns_error) {
+        alerts.push(
+          banner(
+            "error",
+            h("strong", {}, `APNs rejected the certificate of ${passType.pass_type_id}: `),
+            `${passType.apns_error.reason} — pushes are held until the certificate is replaced.`
+          )
+        );
+      }
+      return h(
+        "article",
+        { class: "card" },
+        h("h3", {}, passType.pass_type_id),
+        definitions([
+          ["Team id", passType.team_id],
+          ["Certificate", h("span", { class: `pill ${cert.kind}` }, cert.text)],
+          ["APNs auth", passType.apns_auth],
+          passType.apns_error ? ["APNs error", h("span", { class: "pill expired" }, passType.apns_error.reason)] : null,
+          ["Added", when(passType.created_at)],
+        ]),
+        passType.dev_mode
+          ? banner("note", "Dev mode: passes signed with a local dev certificate will not install on a real iPhone.")
+          : null
+      );
+    });
+    return [
+      h("h1", {}, "Overview"),
+      ...alerts,
+      h("h2", {}, "Pass types"),
+      cards.length ? h("div", { class: "cards" }, cards) : h("p", { class: "muted" }, "No pass type yet: add one with passhouse pass-type add."),
+      h("h2", {}, "Push delivery"),
+      definitions(Object.entries(stats).map(([key, value]) => [humanize(key), statValue(key, value)])),
+    ];
+  }
+
+  // --- templates -------------------------------------------------------------------------
+
+  async function templateList() {
+    const [list, types] = await Promise.all([api("/templates"), api("/pass-types")]);
+    const rows = list.items.map((t) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, h("a", { href: templateHash(t.name) }, t.name)),
+        h("td", {}, t.pass_type_id),
+        h("td", { class: "num" }, t.pass_count),
+        h("td", { class: "num" }, t.revision)
+      )
+    );
+    const form = h(
+      "form",
+      { class: "stack", id: "template-upload" },
+      h("label", { for: "template-name" }, "Name"),
+      h("input", { id: "template-name", name: "name", required: true, maxlength: 200, autocomplete: "off" }),
+      h("label", { for: "template-pass-type" }, "Pass type"),
+      h("select", { id: "template-pass-type", name: "pass_type_id", required: true }, types.items.map((t) => h("option", { value: t.pass_type_id }, t.pass_type_id))),
+      h("label", { for: "template-file" }, "Template zip (pass.json, images, xx.lproj folders)"),
+      h("input", { id: "template-file", name: "file", type: "file", accept: ".zip,application/zip", required: true }),
+      h("button", { type: "submit" }, "Upload template")
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      const button = form.querySelector("button");
+      button.disabled = true;
+      try {
+        const created = await api("/templates/upload", { method: "POST", form: new FormData(form) });
+        announce(`Template ${created.name} created.`);
+        location.hash = templateHash(created.name);
+      } catch (error) {
+        showError(error);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return [
+      h("h1", {}, "Templates"),
+      rows.length ? table(["Name", "Pass type", "Passes", "Revision"], rows) : h("p", { class: "muted" }, "No templates yet."),
+      h("h2", {}, "New template from a zip"),
+      types.items.length ? form : h("p", { class: "muted" }, "Add a pass type first."),
+    ];
+  }
+
+  async function templateDetail(ref) {
+    const t = await api(`/templates/${encodeURIComponent(ref)}`);
+    return [
+      h("p", { class: "crumbs" }, h("a", { href: "#/templates" }, "Templates"), " / "),
+      h("h1", {}, t.name),
+      h(
+        "p",
+        { class: "actions" },
+        h("a", { class: "button", href: `#/passes/new?template=${encodeURIComponent(t.name)}` }, "Issue a pass"),
+        h("a", { href: `#/passes?template=${encodeURIComponent(t.name)}` }, `Its ${t.pass_count} pass${t.pass_count === 1 ? "" : "es"}`)
+      ),
+      definitions([
+        ["Id", t.id],
+        ["Pass type", t.pass_type_id],
+        ["Revision", t.revision],
+        ["Passes", t.pass_count],
+        ["Created", when(t.created_at)],
+        ["Updated", when(t.updated_at)],
+      ]),
+      h("h2", {}, "Assets"),
+      t.assets.length ? h("ul", { class: "assets" }, t.assets.map((name) => h("li", {}, h("code", {}, name)))) : h("p", { class: "muted" }, "None."),
+      h("h2", {}, "pass.json"),
+      h("pre", { class: "code", tabindex: 0 }, JSON.stringify(t.pass_json, null, 2)),
+    ];
+  }
+
+  // --- passes ----------------------------------------------------------------------------
+
+  function passRow(p) {
+    return h(
+      "tr",
+      {},
+      h("td", {}, h("a", { href: passHash(p) }, p.serial_number)),
+      h("td", {}, p.template),
+      h("td", { class: "num" }, p.version),
+      h("td", {}, p.voided ? h("span", { class: "pill expired" }, "voided") : h("span", { class: "pill ok" }, "active")),
+      h("td", {}, when(p.modified_at))
+    );
+  }
+
+  async function passList(template) {
+    const templates = await api("/templates");
+    const query = (cursor) => {
+      const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      if (template) params.set("template", template);
+      if (cursor) params.set("cursor", cursor);
+      return `/passes?${params}`;
+    };
+    const first = await api(query(null));
+    const body = h("tbody", {}, first.items.map(passRow));
+    const more = h("button", { type: "button", class: "quiet", id: "load-more", hidden: !first.next_cursor }, "Load more");
+    let cursor = first.next_cursor;
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      clearError();
+      try {
+        const page = await api(query(cursor));
+        body.append(...page.items.map(passRow));
+        cursor = page.next_cursor;
+        more.hidden = !cursor;
+        announce(`${page.items.length} more passes loaded.`);
+      } catch (error) {
+        showError(error);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    const filter = h(
+      "select",
+      { id: "pass-filter", name: "template" },
+      h("option", { value: "" }, "All templates"),
+      templates.items.map((t) => h("option", { value: t.name, selected: t.name === template }, t.name))
+    );
+    filter.addEventListener("change", () => {
+      location.hash = filter.value ? `#/passes?template=${encodeURIComponent(filter.value)}` : "#/passes";
+    });
+    const issueHref = template ? `#/passes/new?template=${encodeURIComponent(template)}` : "#/passes/new";
+    return [
+      h("h1", {}, "Passes"),
+      h(
+        "div",
+        { class: "toolbar" },
+        h("span", {}, h("label", { for: "pass-filter" }, "Template "), filter),
+        h("a", { class: "button", href: issueHref }, "Issue a pass")
+      ),
+      first.items.length
+        ? h(
+            "div",
+            { class: "table-wrap" },
+            h(
+              "table",
+              {},
+              h("thead", {}, h("tr", {}, ["Serial", "Template", "Version", "Status", "Modified"].map((n) => h("th", { scope: "col" }, n)))),
+              body
+            )
+          )
+        : h("p", { class: "muted" }, "No passes yet."),
+      more,
+    ];
+  }
+
+  function parseJsonObject(text, what) {
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new Error(`${what} is not valid JSON: ${error.message}`);
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      throw new Error(`${what} must be a JSON object, like {"name": "Ada"}.`);
+    }
+    return value;
+  }
+
+  // {"balance": "", "name": ""} for a template that uses {{balance}} and {{name}}.
+  function placeholderData(passJson) {
+    const names = new Set();
+    for (const match of JSON.stringify(passJson).matchAll(/\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g)) names.add(match[1]);
+    return Object.fromEntries([...names].map((name) => [name, ""]));
+  }
+
+  async function issueForm(selected) {
+    const templates = await api("/templates");
+    if (!templates.items.length) {
+      return [h("h1", {}, "Issue a pass"), h("p", {}, "Create a template first. "), h("a", { href: "#/templates" }, "Templates")];
+    }
+    const select = h(
+      "select",
+      { id: "issue-template", name: "template", required: true },
+      templates.items.map((t) => h("option", { value: t.name, selected: t.name === selected }, `${t.name} (${t.pass_type_id})`))
+    );
+    const data = h("textarea", { id: "issue-data", name: "data", rows: 8, spellcheck: "false", class: "code" });
+    const serial = h("input", { id: "issue-serial", name: "serial_number", maxlength: 255, autocomplete: "off", spellcheck: "false" });
+    const prefill = () => {
+      const t = templates.items.find((item) => item.name === select.value);
+      data.value = JSON.stringify(t ? placeholderData(t.pass_json) : {}, null, 2);
+    };
+    select.addEventListener("change", prefill);
+    prefill();
+    const form = h(
+      "form",
+      { class: "stack", id: "issue-form" },
+      h("label", { for: "issue-template" }, "Template"),
+      select,
+      h("label", { for: "issue-data" }, "Data (JSON object; fills the template's {{placeholders}})"),
+      data,
+      h("label", { for: "issue-serial" }, "Serial number (optional; one is generated if empty)"),
+      serial,
+      h("button", { type: "submit" }, "Issue pass")
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      const button = form.querySelector("button");
+      button.disabled = true;
+      try {
+        const body = { template: select.value, data: parseJsonObject(data.value, "Data") };
+        if (serial.value.trim()) body.serial_number = serial.value.trim();
+        const created = await api("/passes", { method: "POST", json: body });
+        announce(`Pass ${created.serial_number} issued.`);
+        location.hash = passHash(created);
+      } catch (error) {
+        showError(error);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return [h("p", { class: "crumbs" }, h("a", { href: "#/passes" }, "Passes"), " / "), h("h1", {}, "Issue a pass"), form];
+  }
+
+  async function download(p) {
+    const response = await api(`${passPath(p)}/pkpass`, { raw: true });
+    const blob = await response.blob();
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: `${p.serial_number}.pkpass`, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  async function passDetail(passTypeId, serial) {
+    const p = await api(passPath({ pass_type_id: passTypeId, serial_number: serial }));
+    const [registrations, pushes] = await Promise.all([
+      api(`${passPath(p)}/registrations`),
+      api(`${passPath(p)}/pushes`),
+    ]);
+
+    const data = h("textarea", { id: "pass-data", rows: 8, spellcheck: "false", class: "code", readonly: p.voided }, JSON.stringify(p.data, null, 2));
+    const save = h("button", { type: "submit", disabled: p.voided }, "Save data");
+    const editor = h(
+      "form",
+      { class: "stack", id: "pass-edit" },
+      h("label", { for: "pass-data" }, "Data (JSON; keys you send are merged into the pass's data)"),
+      data,
+      save
+    );
+    editor.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      save.disabled = true;
+      try {
+        const result = await api(passPath(p), { method: "PATCH", json: { data: parseJsonObject(data.value, "Data") } });
+        announce(result.changed ? `Saved: version ${result.version}.` : "No change to save.");
+        await route();
+        if (!result.changed) showNotice("No change: the pass already holds this data.");
+      } catch (error) {
+        showError(error);
+        save.disabled = false;
+      }
+    });
+
+    const downloadButton = h("button", { type: "button", class: "quiet", id: "download" }, "Download .pkpass");
+    downloadButton.addEventListener("click", async () => {
+      clearError();
+      try {
+        await download(p);
+      } catch (error) {
+        showError(error);
+      }
+    });
+    const voidButton = h("button", { type: "button", class: "danger", id: "void", disabled: p.voided }, p.voided ? "Voided" : "Void pass");
+    voidButton.addEventListener("click", async () => {
+      if (!window.confirm(`Void pass ${p.serial_number}? It stays in Wallet marked void and can no longer change.`)) return;
+      clearError();
+      voidButton.disabled = true;
+      try {
+        await api(passPath(p), { method: "DELETE" });
+        announce(`Pass ${p.serial_number} voided.`);
+        await route();
+      } catch (error) {
+        showError(error);
+        voidButton.disabled = false;
+      }
+    });
+
+    const share = safeHref(p.urls.share);
+    const registrationRows = registrations.items.map((r) =>
+      h("tr", {}, h("td", {}, h("code", {}, r.device_library_id)), h("td", {}, h("code", {}, r.push_token)), h("td", {}, whenSeconds(r.registered_at)))
+    );
+    const pushRows = pushes.items.map((a) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, whenMs(a.at_ms)),
+        h("td", {}, h("span", { class: `pill ${a.outcome === "delivered" ? "ok" : a.outcome === "retry" ? "soon" : "expired"}` }, a.outcome)),
+        h("td", { class: "num" }, a.status ?? "—"),
+        h("td", {}, a.reason || "—"),
+        h("td", { class: "num" }, a.latency_ms ?? "—"),
+        h("td", {}, h("code", {}, String(a.push_token).slice(0, 12)))
+      )
+    );
+    return [
+      h("p", { class: "crumbs" }, h("a", { href: "#/passes" }, "Passes"), " / "),
+      h("h1", {}, p.serial_number),
+      p.voided ? banner("warning", "This pass is void: Wallet shows it as such and it can no longer change.") : null,
+      h("p", { class: "actions" }, downloadButton, share ? h("a", { href: share, rel: "noopener noreferrer", target: "_blank" }, "Share page") : null, voidButton),
+      definitions([
+        ["Pass type", p.pass_type_id],
+        ["Template", h("a", { href: templateHash(p.template) }, p.template)],
+        ["Version", h("span", { id: "pass-version" }, p.version)],
+        ["Status", h("span", { id: "pass-status", class: `pill ${p.voided ? "expired" : "ok"}` }, p.voided ? "voided" : "active")],
+        ["Personalized", p.personalized ? "yes" : "no"],
+        ["Created", when(p.created_at)],
+        ["Modified", when(p.modified_at)],
+        share ? ["Share link", h("a", { href: share, class: "break" }, share)] : null,
+      ]),
+      h("h2", {}, "Data"),
+      editor,
+      h("h2", {}, "Devices"),
+      registrationRows.length ? table(["Device", "Push token", "Registered"], registrationRows) : h("p", { class: "muted" }, "No device has registered this pass yet."),
+      h("h2", {}, "Recent pushes"),
+      pushRows.length ? table(["At", "Outcome", "Status", "Reason", "Latency (ms)", "Token"], pushRows) : h("p", { class: "muted" }, "No pushes yet."),
+    ];
+  }
+
+  function showNotice(message) {
+    const node = banner("note transient-note", message);
+    view.querySelector("h1")?.after(node);
+  }
+
+  // --- device logs -----------------------------------------------------------------------
+
+  async function deviceLogs() {
+    const first = await api(`/device-logs?limit=${PAGE_SIZE}`);
+    const row = (entry) => h("tr", {}, h("td", {}, when(entry.at)), h("td", {}, entry.remote_addr || "—"), h("td", { class: "message" }, entry.message));
+    const body = h("tbody", {}, first.items.map(row));
+    let oldest = first.items.length ? first.items[first.items.length - 1].id : null;
+    const more = h("button", { type: "button", class: "quiet", hidden: first.items.length < PAGE_SIZE }, "Load older");
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      clearError();
+      try {
+        const page = await api(`/device-logs?limit=${PAGE_SIZE}&before=${oldest}`);
+        body.append(...page.items.map(row));
+        if (page.items.length) oldest = page.items[page.items.length - 1].id;
+        more.hidden = page.items.length < PAGE_SIZE;
+      } catch (error) {
+        showError(error);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    return [
+      h("h1", {}, "Device logs"),
+      h("p", { class: "muted" }, "What devices posted to the PassKit log endpoint, newest first."),
+      first.items.length
+        ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["At", "From", "Message"].map((n) => h("th", { scope: "col" }, n)))), body))
+        : h("p", { class: "muted" }, "No device has logged anything."),
+      more,
+    ];
+  }
+
+  // --- start -----------------------------------------------------------------------------
+
+  window.addEventListener("hashchange", route);
+  if (sessionStorage.getItem(KEY_NAME)) route();
+  else signOut("");
+})();
