@@ -1,6 +1,6 @@
 // passhouse issuer dashboard: a client of the admin API (/api/v1), nothing more.
 // Every value from the server reaches the page through textContent or an attribute
-// set by the DOM API; there is no innerHTML anywhere in this file.
+// set by the DOM API; nothing in this file parses a string as HTML.
 "use strict";
 
 (function () {
@@ -19,7 +19,7 @@
       else if (value === true) node.setAttribute(name, "");
       else node.setAttribute(name, String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -52,6 +52,12 @@
     view.querySelector(":scope > .banner.error.transient")?.remove();
   }
 
+  const NUMERIC = new Set(["Passes", "Revision", "Version", "HTTP status", "Latency (ms)"]);
+
+  function head(headers) {
+    return h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col", class: NUMERIC.has(name) ? "num" : null }, name))));
+  }
+
   function table(headers, rows, caption) {
     return h(
       "div",
@@ -60,7 +66,7 @@
         "table",
         {},
         caption ? h("caption", {}, caption) : null,
-        h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col" }, name)))),
+        head(headers),
         h("tbody", {}, rows)
       )
     );
@@ -282,7 +288,7 @@
     if (value === null || value === undefined) return "—";
     if (Array.isArray(value)) {
       if (!value.length) return "none";
-      return h("ul", { class: "plain" }, value.map((item) => h("li", {}, typeof item === "object" ? JSON.stringify(item) : String(item))));
+      return h("ul", { class: "plain" }, value.map((item) => h("li", {}, statValue("", item))));
     }
     if (typeof value === "object") {
       const entries = Object.entries(value);
@@ -474,7 +480,7 @@
             h(
               "table",
               {},
-              h("thead", {}, h("tr", {}, ["Serial", "Template", "Version", "Status", "Modified"].map((n) => h("th", { scope: "col" }, n)))),
+              head(["Serial", "Template", "Version", "Status", "Modified"]),
               body
             )
           )
@@ -654,7 +660,7 @@
       h("h2", {}, "Devices"),
       registrationRows.length ? table(["Device", "Push token", "Registered"], registrationRows) : h("p", { class: "muted" }, "No device has registered this pass yet."),
       h("h2", {}, "Recent pushes"),
-      pushRows.length ? table(["At", "Outcome", "Status", "Reason", "Latency (ms)", "Token"], pushRows) : h("p", { class: "muted" }, "No pushes yet."),
+      pushRows.length ? table(["At", "Outcome", "HTTP status", "Reason", "Latency (ms)", "Token"], pushRows) : h("p", { class: "muted" }, "No pushes yet."),
     ];
   }
 
@@ -689,7 +695,7 @@
       h("h1", {}, "Device logs"),
       h("p", { class: "muted" }, "What devices posted to the PassKit log endpoint, newest first."),
       first.items.length
-        ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["At", "From", "Message"].map((n) => h("th", { scope: "col" }, n)))), body))
+        ? h("div", { class: "table-wrap" }, h("table", {}, head(["At", "From", "Message"]), body))
         : h("p", { class: "muted" }, "No device has logged anything."),
       more,
     ];

@@ -1,0 +1,411 @@
+"""The issuer dashboard: its files as served, then the whole flow in a real browser."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import re
+import socket
+import threading
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from pydantic import SecretStr
+
+from conftest import ADMIN_TOKEN, SECRET_KEY, TEMPLATE_JSON
+from passhouse import devmode
+from passhouse.bootstrap import Runtime
+from passhouse.settings import Settings
+from passhouse.storage.database import Database
+from passhouse.storage.sealing import Sealer
+from passhouse.storage.tables import pass_types
+from passhouse.web.app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Set to a folder to keep a screenshot of every view the browser test visits.
+SCREENSHOTS_ENV = "PASSHOUSE_DASHBOARD_SCREENSHOTS"
+
+
+# --- the files as served -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/dashboard", "text/html; charset=utf-8"),
+        ("/dashboard/static/dashboard.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/static/dashboard.css", "text/css; charset=utf-8"),
+    ],
+)
+async def test_dashboard_files_are_served_with_their_type_and_a_strict_csp(
+    client: httpx.AsyncClient, path: str, content_type: str
+) -> None:
+    response = await client.get(path)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == content_type
+    assert response.headers["x-content-type-options"] == "nosniff"
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in response.headers["content-security-policy"].split(";")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == "'self'"  # no 'unsafe-inline', no remote origin
+    assert policy["connect-src"] == "'self'"
+    assert "http" not in response.headers["content-security-policy"]
+
+
+async def test_the_page_loads_only_its_own_files_and_runs_nothing_inline(
+    client: httpx.AsyncClient,
+) -> None:
+    page = (await client.get("/dashboard")).text
+
+    assert '<script src="/dashboard/static/dashboard.js" defer></script>' in page
+    assert page.count("<script") == 1
+    assert "<style" not in page
+    assert not re.search(r"\son[a-z]+\s*=", page)  # no inline event handlers
+    assert "http://" not in page
+    assert "https://" not in page
+
+
+async def test_the_script_never_writes_html(client: httpx.AsyncClient) -> None:
+    script = (await client.get("/dashboard/static/dashboard.js")).text
+
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script
+
+
+async def test_the_dashboard_needs_no_api_key_and_is_not_in_the_api_schema(
+    client: httpx.AsyncClient,
+) -> None:
+    schema = (await client.get("/api/openapi.json")).json()
+
+    assert (await client.get("/dashboard")).status_code == 200
+    assert not [path for path in schema["paths"] if path.startswith("/dashboard")]
+
+
+@pytest.mark.parametrize(
+    "name", ["dashboard.html", "app.py", "dashboard.JS", "dashboard.js.map", ".dashboard.js"]
+)
+async def test_an_unknown_static_name_is_a_json_404(client: httpx.AsyncClient, name: str) -> None:
+    response = await client.get(f"/dashboard/static/{name}")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        b"/dashboard/static/../dashboard.py",
+        b"/dashboard/static/../../app.py",
+        b"/dashboard/static/%2e%2e/dashboard.py",
+        b"/dashboard/static/..%5cdashboard.py",
+        b"/dashboard/static/....//dashboard.py",
+        b"/dashboard/static/dashboard.js/../../../etc/passwd",
+        b"/dashboard/static/%2fetc%2fpasswd",
+        b"/dashboard/static//etc/passwd",
+        b"/dashboard/static/",
+    ],
+)
+async def test_path_traversal_finds_nothing(app: Any, raw_path: bytes) -> None:
+    # Sent byte for byte: httpx would tidy the dots away before the server saw them.
+    status, body = await _raw_get(app, raw_path)
+
+    assert status in (400, 404)  # an encoded slash is refused (400) before routing
+    assert b'"error"' in body
+    assert b"import" not in body
+    assert b"root:" not in body
+
+
+def test_the_package_holds_every_file_the_page_names() -> None:
+    static = Path(__file__).parents[2] / "src" / "passhouse" / "web" / "static"
+
+    assert sorted(path.name for path in static.iterdir()) == [
+        "dashboard.css",
+        "dashboard.html",
+        "dashboard.js",
+    ]
+
+
+async def _raw_get(app: Any, raw_path: bytes) -> tuple[int, bytes]:
+    path = raw_path.decode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path.replace("%2e", ".").replace("%5c", "\\"),
+        "raw_path": raw_path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"passes.example.test")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("passes.example.test", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, body
+
+
+# --- in a real browser -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server_url(settings: Settings, template: str) -> Iterator[str]:
+    """The app under uvicorn on a free port, in a thread with its own event loop and its own
+    engine on the test database (an engine's connections belong to one loop)."""
+    port = _free_port()
+    server_settings = settings.model_copy(
+        update={"public_url": f"http://127.0.0.1:{port}", "admin_token": SecretStr(ADMIN_TOKEN)}
+    )
+    runtime = Runtime(
+        settings=server_settings,
+        database=Database(settings.database_url),
+        sealer=Sealer(SECRET_KEY),
+    )
+    config = uvicorn.Config(
+        create_app(runtime),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws="none",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+async def browser_page(server_url: str) -> AsyncIterator[Any]:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            context = await browser.new_context(accept_downloads=True)
+            page = await context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: _keep_console_error(message, errors))
+            page.set_default_timeout(10_000)
+            yield page
+            assert not errors, errors  # no script error and no CSP violation on the way
+        finally:
+            await browser.close()
+
+
+def _keep_console_error(message: Any, errors: list[str]) -> None:
+    # A 401 or 404 the page handles is logged by Chromium too; a CSP refusal is kept.
+    if message.type == "error" and not message.text.startswith("Failed to load resource"):
+        errors.append(message.text)
+
+
+async def _shot(page: Any, name: str) -> None:
+    folder = os.environ.get(SCREENSHOTS_ENV)
+    if folder:
+        await page.screenshot(path=str(Path(folder) / f"dashboard-{name}.png"), full_page=True)
+
+
+async def _api_pass(admin: httpx.AsyncClient, template: str) -> dict[str, Any]:
+    listing = (await admin.get("/api/v1/passes", params={"template": template})).json()
+    assert len(listing["items"]) == 1
+    item: dict[str, Any] = listing["items"][0]
+    return item
+
+
+def _template_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("pass.json", json.dumps(TEMPLATE_JSON))
+        for name, data in devmode.demo_assets().items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+async def _accept(dialog: Any) -> None:
+    await dialog.accept()
+
+
+def _nav(page: Any, name: str) -> Any:
+    return page.locator("#nav").get_by_role("link", name=name, exact=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"
+)
+async def test_an_issuer_signs_in_issues_edits_and_voids_a_pass_in_the_browser(
+    browser_page: Any,
+    server_url: str,
+    admin: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    template: str,
+) -> None:
+    page = browser_page
+    page.on("dialog", _accept)
+    async with runtime.database.transaction() as conn:
+        await conn.execute(
+            sa.update(pass_types).values(
+                apns_error="BadCertificate", apns_error_at=1_700_000_000, dev_mode=True
+            )
+        )
+
+    # A wrong key: the form stays, with the API's own message.
+    await page.goto(f"{server_url}/dashboard")
+    await page.get_by_label("API key").fill("not-the-key")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_text("The API key is not valid.").wait_for()
+    await _shot(page, "sign-in")
+
+    await page.get_by_label("API key").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Overview").wait_for()
+    alert = page.get_by_role("alert").filter(has_text="APNs rejected the certificate")
+    assert "BadCertificate" in await alert.inner_text()
+    assert "will not install on a real iPhone" in await page.locator("main").inner_text()
+    assert "Queue depth" in await page.locator("main").inner_text()
+    await _shot(page, "overview")
+
+    # Issue a pass from the template.
+    await _nav(page, "Passes").click()
+    await page.get_by_role("heading", name="Passes").wait_for()
+    await page.get_by_role("link", name="Issue a pass").click()
+    await page.get_by_label("Template", exact=True).select_option(template)
+    await page.get_by_label("Data").fill('{"name": "Ada <b>", "balance": 5}')
+    await page.get_by_label("Serial number").fill("dash-0001")
+    await _shot(page, "issue")
+    await page.get_by_role("button", name="Issue pass").click()
+    await page.get_by_role("heading", name="dash-0001").wait_for()
+
+    issued = await _api_pass(admin, template)
+    assert (issued["serial_number"], issued["version"], issued["voided"]) == ("dash-0001", 1, False)
+    assert issued["data"] == {"name": "Ada <b>", "balance": 5}
+    assert await page.locator("#pass-version").inner_text() == "1"
+
+    # Invalid JSON never reaches the API; an API refusal shows the API's message.
+    await page.get_by_label("Data").fill("{not json")
+    await page.get_by_role("button", name="Save data").click()
+    await page.get_by_role("alert").filter(has_text="not valid JSON").wait_for()
+
+    # Edit its data.
+    await page.get_by_label("Data").fill('{"balance": 42}')
+    await page.get_by_role("button", name="Save data").click()
+    await page.locator("#pass-version", has_text="2").wait_for()
+
+    edited = await _api_pass(admin, template)
+    assert edited["version"] == 2
+    assert edited["data"] == {"name": "Ada <b>", "balance": 42}
+    assert '"Ada <b>"' in await page.get_by_label("Data").input_value()
+
+    # Download the signed file through the authorised fetch.
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name="Download .pkpass").click()
+    download = await download_info.value
+    assert download.suggested_filename == "dash-0001.pkpass"
+    pkpass = await asyncio.to_thread(Path(await download.path()).read_bytes)
+    assert pkpass[:2] == b"PK"
+
+    # Void it (the confirm dialog is accepted).
+    await page.get_by_role("button", name="Void pass").click()
+    await page.locator("#pass-status", has_text="voided").wait_for()
+    await _shot(page, "pass")
+
+    voided = await _api_pass(admin, template)
+    assert (voided["voided"], voided["version"]) == (True, 3)
+    assert await page.get_by_role("button", name="Save data").is_disabled()
+
+    # The list shows it; the other views render.
+    await _nav(page, "Passes").click()
+    await page.get_by_role("link", name="dash-0001").wait_for()
+    await _shot(page, "passes")
+    await _nav(page, "Templates").click()
+    await page.get_by_role("link", name=template, exact=True).click()
+    await page.get_by_role("heading", name="pass.json").wait_for()
+    assert '"organizationName"' in await page.locator("pre").inner_text()
+    await _shot(page, "template")
+    await _nav(page, "Templates").click()
+    await page.get_by_role("heading", name="New template from a zip").wait_for()
+    await _shot(page, "templates")
+
+    # Upload a template zip: a broken one shows the API's refusal, a good one is created.
+    await page.get_by_label("Name").fill("uploaded")
+    await page.get_by_label("Template zip").set_input_files(
+        {"name": "broken.zip", "mimeType": "application/zip", "buffer": b"not a zip"}
+    )
+    await page.get_by_role("button", name="Upload template").click()
+    refusal = page.get_by_role("alert")
+    await refusal.wait_for()
+    assert await refusal.inner_text()
+    assert (await admin.get("/api/v1/templates/uploaded")).status_code == 404
+
+    await page.get_by_label("Template zip").set_input_files(
+        {"name": "card.zip", "mimeType": "application/zip", "buffer": _template_zip()}
+    )
+    await page.get_by_role("button", name="Upload template").click()
+    await page.get_by_role("heading", name="uploaded", exact=True).wait_for()
+    uploaded = (await admin.get("/api/v1/templates/uploaded")).json()
+    assert "icon.png" in uploaded["assets"]
+    assert uploaded["pass_json"]["organizationName"] == TEMPLATE_JSON["organizationName"]
+
+    await client.post("/passkit/v1/log", json={"logs": ["<script>alert(1)</script> from a device"]})
+    await _nav(page, "Device logs").click()
+    await page.get_by_role("cell", name="<script>alert(1)</script> from a device").wait_for()
+    await _shot(page, "device-logs")
+
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await _nav(page, "Overview").click()
+    await page.get_by_role("heading", name="Overview").wait_for()
+    await _shot(page, "overview-phone")
+
+    # Signing out forgets the key.
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_label("API key").wait_for()
+    assert await page.evaluate("sessionStorage.length") == 0
