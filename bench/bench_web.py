@@ -18,8 +18,8 @@ with the small database's server so both are measured in the same conditions.
     .venv/bin/python bench/bench_web.py [--db sqlite|postgresql|both] [--passes 10000]
         [--duration 10] [--large 1000000] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
 
---large 0 skips the flat-cost part. --profile DIR records a py-spy flame graph of the
-server during each scenario (this slows the server: do not read figures from such a run).
+--large 0 skips the flat-cost part. --profile DIR records py-spy samples of the server
+(collapsed stacks, for flamegraph.pl or speedscope) during each scenario (this slows the server: do not read figures from such a run).
 """
 
 from __future__ import annotations
@@ -252,6 +252,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of all local PostgreSQL processes, reaped backends included (via the
+    postmaster's cutime/cstime). Counts every database on that server, not only ours."""
+    ticks = 0
+    procs: dict[int, tuple[str, int, int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        own = int(fields[11]) + int(fields[12])
+        children = int(fields[13]) + int(fields[14])
+        procs[int(entry.name)] = (name, int(fields[1]), own, children)
+    for name, ppid, own, children in procs.values():
+        if name != "postgres":
+            continue
+        ticks += own
+        if procs.get(ppid, ("",))[0] != "postgres":  # the postmaster
+            ticks += children
+    return ticks / CLK_TCK
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -424,6 +450,7 @@ class Result:
     cpu_ms_per_req: float
     req_per_cpu_s: float
     cpu_util: float
+    pg_cpu_ms_per_req: float = float("nan")
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -436,22 +463,23 @@ def run_wrk(server: Server, lua: Path, duration: float, profile: Path | None = N
     if profile is not None:
         spy = subprocess.Popen(
             [str(VENV_BIN / "py-spy"), "record", "-o", str(profile), "--pid", str(server.pid),
-             "-d", str(int(duration)), "-r", "200"],  # fmt: skip
+             "-d", str(int(duration)), "-r", "200", "--format", "raw"],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-    cpu0, wall0 = server.cpu_seconds(), time.perf_counter()
+    pg0, cpu0, wall0 = postgres_cpu_seconds(), server.cpu_seconds(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
     out = done.stdout
-    cpu1, wall1 = server.cpu_seconds(), time.perf_counter()
+    cpu1, wall1, pg1 = server.cpu_seconds(), time.perf_counter(), postgres_cpu_seconds()
     if spy is not None:
         spy.wait()
     for line in out.splitlines():
         if line.startswith("BENCHJSON "):
             report = json.loads(line.removeprefix("BENCHJSON "))
             report["cpu_s"] = cpu1 - cpu0
+            report["pg_cpu_s"] = pg1 - pg0
             report["wall_s"] = wall1 - wall0
             return report
     raise RuntimeError(f"no report from wrk:\n{out}")
@@ -469,7 +497,7 @@ def measure(
         write_lua(lua, mode, data)  # a new run id: register must not reuse device ids
     profile = None
     if profile_dir is not None:
-        profile = profile_dir / f"{label}-{mode}.svg"
+        profile = profile_dir / f"{label}-{mode}.collapsed"
     report = run_wrk(server, lua, duration, profile)
     requests = report["requests"]
     seconds = report["duration_us"] / 1e6
@@ -486,6 +514,7 @@ def measure(
         cpu_ms_per_req=1000 * cpu / requests if requests else float("nan"),
         req_per_cpu_s=requests / cpu if cpu else float("nan"),
         cpu_util=cpu / report["wall_s"],
+        pg_cpu_ms_per_req=1000 * report["pg_cpu_s"] / requests if requests else float("nan"),
     )
 
 
@@ -505,16 +534,18 @@ def prewarm(server: Server, data: Dataset) -> float:
 # --- report ------------------------------------------------------------------------------
 
 
-def print_table(title: str, results: list[Result]) -> None:
+def print_table(title: str, results: list[Result], pg: bool) -> None:
     print(f"\n### {title}\n")
+    extra = " PostgreSQL CPU ms/req (all its processes) |" if pg else ""
     print("| Scenario | req/s | p50 ms | p99 ms | unexpected | statuses | server CPU ms/req |"
-          " req per CPU-s | server CPU use |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+          f" req per CPU-s | server CPU use |{extra}")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|" + ("---:|" if pg else ""))
     for r in results:
         statuses = " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
         print(
             f"| {r.scenario} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.bad} |"
             f" {statuses} | {r.cpu_ms_per_req:.3f} | {r.req_per_cpu_s:,.0f} | {r.cpu_util:.0%} |"
+            + (f" {r.pg_cpu_ms_per_req:.3f} |" if pg else "")
         )
     sys.stdout.flush()
 
@@ -552,7 +583,9 @@ def run_database(kind: str, args: argparse.Namespace, creds: DevCredentials, wor
                         args.profile, f"{kind}-small")  # fmt: skip
             )
             print(f"  {name}: {results[-1].rps:,.0f} req/s", flush=True)
-        print_table(f"{kind}, {args.passes:,} passes, one server process", results)
+        print_table(
+            f"{kind}, {args.passes:,} passes, one server process", results, kind == "postgresql"
+        )
         if args.large:
             started = time.perf_counter()
             large = populate(kind, args.pg_url, workdir, f"{kind}_large", args.large, creds)
@@ -604,7 +637,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1_000_000, help="0 skips the flat-cost part")
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="any database on the server; a fresh one is created and dropped")  # fmt: skip
-    parser.add_argument("--profile", type=Path, help="write py-spy flame graphs here")
+    parser.add_argument("--profile", type=Path, help="write py-spy samples (collapsed stacks) here")
     parser.add_argument("--keep", action="store_true", help="keep the databases and files")
     args = parser.parse_args()
     if args.passes < 2 * SAMPLE or (args.large and args.large < 2 * SAMPLE):
