@@ -17,7 +17,7 @@ from passhouse.push.sender import PushResult
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.storage.tables import devices, pass_types, push_attempts, push_jobs, registrations
-from passhouse.worker import run_worker, send_due_pushes
+from passhouse.worker import batch_size, run_worker, send_due_pushes
 from push.rows import World, add_pass_type, make_world
 
 PT = "pass.test.worker"
@@ -284,3 +284,15 @@ async def test_the_worker_wakes_soon_after_a_change_and_stops_on_request(
 
     assert sender.tokens() == [world.tokens[0]]
     assert woke_after < 0.5
+
+
+def test_a_paced_batch_fits_well_within_its_lease(fast: Settings) -> None:
+    paced = fast.model_copy(
+        update={"push_lease_seconds": 60.0, "push_concurrency": 4, "push_batch_size": 500}
+    )
+
+    size = batch_size(paced, Pacer(overall=10.0, per_pass_type=0.0))
+
+    # Four lanes of `size` pushes at 10/s take a quarter of the lease at most.
+    assert size * 4 / 10.0 <= 60.0 / 4
+    assert batch_size(paced, Pacer(overall=0.0, per_pass_type=0.0)) == 500

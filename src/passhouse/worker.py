@@ -49,8 +49,10 @@ def batch_size(settings: Settings, pacer: Pacer | None) -> int:
     size = settings.push_batch_size
     rate = pacer.slowest_rate if pacer is not None else 0.0
     if rate > 0:
-        # A paced batch must finish well within its lease, or another worker takes it too.
-        size = min(size, max(1, int(rate * settings.push_lease_seconds / 4)))
+        # A paced batch must finish well within its lease, or another worker takes it too;
+        # the lanes of a worker share one pacer, so their batches wait for each other.
+        budget = rate * settings.push_lease_seconds / (4 * settings.push_concurrency)
+        size = min(size, max(1, int(budget)))
     return size
 
 
