@@ -8,6 +8,7 @@ import signal
 
 import click
 import structlog
+from prometheus_client import start_http_server
 
 from passhouse.bootstrap import open_runtime
 from passhouse.cli.server import load_settings
@@ -16,7 +17,14 @@ from passhouse.settings import Settings
 
 @click.command("worker")
 @click.option("--log-level", default="info", show_default=True)
-def worker(log_level: str) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Serve Prometheus /metrics of this worker on this port (0: off).",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def worker(log_level: str, metrics_port: int, metrics_host: str) -> None:
     """Send queued pushes to APNs.
 
     Run as many as you like against PostgreSQL; they share the queue. SIGTERM or Ctrl-C
@@ -25,6 +33,10 @@ def worker(log_level: str) -> None:
     """
     settings = load_settings()
     _configure_logging(log_level)
+    if metrics_port:
+        # Pushes by outcome and APNs latency are counted in the worker process, so a
+        # separate worker needs its own scrape target.
+        start_http_server(metrics_port, addr=metrics_host)
     try:
         import uvloop
 
