@@ -37,7 +37,7 @@ pass_types = sa.Table(
     sa.Column("apns_key_encrypted", sa.LargeBinary, nullable=True),
     # Set by the push worker on a 403 from APNs; sending stops until the cert is replaced.
     sa.Column("apns_error", sa.Text, nullable=True),
-    sa.Column("apns_error_at", sa.BigInteger, nullable=True),
+    sa.Column("apns_error_at", sa.BigInteger, nullable=True),  # Unix ms
     # The change counter: every change to a pass of this type takes the next value, and
     # the UPDATE's row lock, held until commit, makes versions commit in order.
     sa.Column("last_version", sa.BigInteger, nullable=False, server_default="0"),

@@ -91,7 +91,9 @@ def _pass_type_view(row: sa.Row[Any], warnings: list[str] | None = None) -> dict
         "has_wwdr": row.wwdr_pem is not None,
         "apns_auth": "token" if row.apns_key_id else "certificate",
         "apns_error": (
-            {"reason": row.apns_error, "at": _iso(row.apns_error_at)} if row.apns_error else None
+            {"reason": row.apns_error, "at": _iso((row.apns_error_at or 0) // 1000)}
+            if row.apns_error
+            else None
         ),
         "expired": row.not_after < issuing.now_seconds(),
         "dev_mode": row.dev_mode,
