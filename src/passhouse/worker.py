@@ -216,10 +216,14 @@ class _Doorbell:
             timeout = self._listen_poll if self._listening else self._poll
             if due is not None:
                 timeout = min(timeout, (due - now) / 1000)
+            rung = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await _first(self._event.wait(), stop.wait())
+                rung = True
             self._event.clear()
+            if rung:
+                return  # a NOTIFY (or stop): claim at once, skip the due query
 
     async def listen(self, stop: asyncio.Event) -> None:
         """Keep a LISTEN connection open (PostgreSQL only); reconnect if it drops."""
