@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 from pydantic import SecretStr, ValidationError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse import devmode, issuing
@@ -46,6 +47,9 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"cannot reach the database or a file: {error}") from None
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+        # e.g. a SQLite path in a missing folder, or a server that refuses the login
+        raise click.ClickException(f"cannot use the database: {error.orig}") from None
 
 
 async def in_transaction(

@@ -1,0 +1,388 @@
+"""The server-side `passhouse` commands, run the way an operator runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from conftest import PASS_TYPE_ID, SECRET_KEY, TEAM_ID, TEMPLATE_JSON
+from passhouse import devmode
+from passhouse.bootstrap import open_runtime
+from passhouse.cli import main
+from passhouse.pkpass.devcerts import DevCredentials
+from passhouse.settings import Settings
+from passhouse.web.app import create_app
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    # Settings also read ./.env: run from an empty folder so the developer's file is ignored.
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("PASSHOUSE_"):
+            monkeypatch.delenv(name)
+    return {
+        "PASSHOUSE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "PASSHOUSE_SECRET_KEY": SECRET_KEY,
+        "PASSHOUSE_DATA_DIR": str(tmp_path / "data"),
+        "PASSHOUSE_PUBLIC_URL": "https://passes.example.test",
+    }
+
+
+@pytest.fixture
+def passhouse(env: dict[str, str]) -> CliInvoker:
+    return CliInvoker(env)
+
+
+class CliInvoker:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, **env: str) -> Result:
+        return self.runner.invoke(main, list(args), env={**self.env, **env}, catch_exceptions=True)
+
+    def ok(self, *args: str) -> str:
+        result = self(*args)
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result.output
+
+
+@pytest.fixture
+def cert_files(tmp_path: Path, credentials: DevCredentials) -> dict[str, Path]:
+    files = {
+        "cert": (tmp_path / "pass.pem", credentials.cert_pem),
+        "key": (tmp_path / "pass-key.pem", credentials.key_pem),
+        "wwdr": (tmp_path / "wwdr.pem", credentials.wwdr_cert_pem),
+    }
+    for path, data in files.values():
+        path.write_bytes(data)
+    return {name: path for name, (path, _) in files.items()}
+
+
+@pytest.fixture
+def template_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "card.pass"
+    folder.mkdir()
+    (folder / "pass.json").write_text(json.dumps(TEMPLATE_JSON))
+    (folder / "icon.png").write_bytes(devmode.solid_png(29, 29))
+    return folder
+
+
+@pytest.fixture
+def with_template(passhouse: CliInvoker, cert_files: dict[str, Path], template_dir: Path) -> str:
+    passhouse.ok(
+        "pass-type", "add", "--cert", str(cert_files["cert"]), "--key", str(cert_files["key"]),
+        "--wwdr", str(cert_files["wwdr"]),
+    )  # fmt: skip
+    passhouse.ok(
+        "template", "add", str(template_dir), "--name", "card", "--pass-type", PASS_TYPE_ID
+    )
+    return "card"
+
+
+def assert_one_clean_line(result: Result) -> str:
+    """A user error: exit code 1 and one sentence on stderr, never a traceback."""
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# --- help -------------------------------------------------------------------------------
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in sorted(group.commands.items()):
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from all_commands(command, (*prefix, name))
+
+
+@pytest.mark.parametrize("command", list(all_commands(main)), ids=" ".join)
+def test_every_command_has_help(passhouse: CliInvoker, command: tuple[str, ...]) -> None:
+    output = passhouse.ok(*command, "--help")
+
+    assert output.startswith("Usage:")
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def test_migrate_brings_an_empty_database_to_head(passhouse: CliInvoker, tmp_path: Path) -> None:
+    output = passhouse.ok("migrate")
+
+    assert output.startswith("database at revision ")
+    assert (tmp_path / "cli.db").exists()
+
+
+def test_a_pass_type_is_added_from_pem_files_and_listed(
+    passhouse: CliInvoker, cert_files: dict[str, Path]
+) -> None:
+    args = ["pass-type", "add", "--cert", str(cert_files["cert"]), "--key", str(cert_files["key"])]
+
+    added = passhouse(*args, "--wwdr", str(cert_files["wwdr"]))
+    replaced = passhouse(*args)
+    listed = passhouse.ok("pass-type", "list")
+
+    assert added.output == f"added pass type {PASS_TYPE_ID}\n"
+    assert replaced.stdout == f"replaced certificate of pass type {PASS_TYPE_ID}\n"
+    assert "WWDR" in replaced.stderr
+    assert listed.startswith(f"{PASS_TYPE_ID}  team {TEAM_ID}  expires ")
+
+
+def test_pass_type_add_needs_a_certificate_and_key(passhouse: CliInvoker) -> None:
+    result = passhouse("pass-type", "add")
+
+    assert result.exit_code == 2
+    assert "--p12" in result.output
+
+
+def test_a_wrong_key_file_is_one_clean_line(
+    passhouse: CliInvoker, cert_files: dict[str, Path]
+) -> None:
+    result = passhouse(
+        "pass-type", "add", "--cert", str(cert_files["cert"]), "--key", str(cert_files["wwdr"])
+    )
+
+    assert assert_one_clean_line(result).startswith("Error: ")
+
+
+def test_a_template_is_added_from_a_folder(with_template: str, passhouse: CliInvoker) -> None:
+    result = passhouse("template", "add", "nowhere", "--name", "x", "--pass-type", PASS_TYPE_ID)
+
+    assert with_template == "card"
+    assert result.exit_code == 2  # the folder does not exist
+
+
+def test_a_template_for_an_unknown_pass_type_is_one_clean_line(
+    passhouse: CliInvoker, template_dir: Path
+) -> None:
+    result = passhouse("template", "add", str(template_dir), "--name", "c", "--pass-type", "x.y")
+
+    assert "x.y" in assert_one_clean_line(result)
+
+
+def test_a_pass_is_issued_updated_and_voided(passhouse: CliInvoker, with_template: str) -> None:
+    data = json.dumps({"name": "Ada", "balance": 10})
+
+    issued = passhouse.ok(
+        "pass", "issue", "--template", with_template, "--data", data, "--serial", "s-1"
+    )
+    updated = passhouse.ok("pass", "update", PASS_TYPE_ID, "s-1", "balance=20")
+    unchanged = passhouse.ok("pass", "update", PASS_TYPE_ID, "s-1", "balance=20")
+    voided = passhouse.ok("pass", "void", PASS_TYPE_ID, "s-1")
+    after_void = passhouse("pass", "update", PASS_TYPE_ID, "s-1", "balance=30")
+
+    assert issued.startswith(f"issued {PASS_TYPE_ID} s-1 (version ")
+    assert "share link: https://passes.example.test/p/" in issued
+    assert updated.startswith("updated s-1 to version ")
+    assert unchanged == "s-1 already had these values; nothing changed\n"
+    assert voided == "voided s-1\n"
+    assert "voided" in assert_one_clean_line(after_void)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--data", "{not json"], "--data"),
+        (["--data", "[1, 2]"], "--data"),
+        (["--data", '{"name": "Ada"}'], "balance"),
+        (["--data", '{"name": "Ada", "balance": 1}', "--serial", "has space"], "serial"),
+        (["--data", "@missing.json"], "--data"),
+    ],
+)
+def test_bad_pass_input_is_refused_without_a_traceback(
+    passhouse: CliInvoker, with_template: str, args: list[str], needle: str
+) -> None:
+    result = passhouse("pass", "issue", "--template", with_template, *args)
+
+    assert result.exit_code in (1, 2)
+    assert isinstance(result.exception, SystemExit)
+    assert needle in result.output
+    assert "Traceback" not in result.output
+
+
+def test_api_keys_are_created_listed_and_revoked(passhouse: CliInvoker) -> None:
+    created = passhouse.ok("api-key", "create", "--name", "ci")
+    key = created.splitlines()[1]
+    listed = passhouse.ok("api-key", "list")
+    revoked = passhouse.ok("api-key", "revoke", "1")
+    again = passhouse("api-key", "revoke", "1")
+    listed_after = passhouse.ok("api-key", "list")
+
+    assert created.startswith("created API key 1 (ci)")
+    assert key.startswith("ph_")
+    assert listed == f"1  {key[:10]}…  ci  active\n"
+    assert revoked == "revoked API key 1\n"
+    assert "no active API key with id 1" in assert_one_clean_line(again)
+    assert listed_after.endswith("revoked\n")
+
+
+async def test_a_created_key_works_against_the_api_until_revoked(
+    passhouse: CliInvoker, env: dict[str, str], with_template: str
+) -> None:
+    # The commands run their own event loop, so they run in a thread here.
+    created = await asyncio.to_thread(passhouse.ok, "api-key", "create", "--name", "ci")
+    key = created.splitlines()[1]
+    settings = Settings(
+        _env_file=None,
+        database_url=env["PASSHOUSE_DATABASE_URL"],
+        secret_key=env["PASSHOUSE_SECRET_KEY"],
+        data_dir=Path(env["PASSHOUSE_DATA_DIR"]),
+    )
+    runtime = open_runtime(settings)
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"template": with_template, "data": {"name": "Ada", "balance": 1}}
+
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            issued = await http.post("/api/v1/passes", headers=headers, json=body)
+            await asyncio.to_thread(passhouse.ok, "api-key", "revoke", "1")
+            refused = await http.get("/api/v1/passes", headers=headers)
+    finally:
+        await runtime.database.dispose()
+
+    assert issued.status_code == 201, issued.text
+    assert refused.status_code == 401
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "needle"),
+    [
+        (["migrate"], {"PASSHOUSE_PUBLIC_URL": "ftp://x"}, "PASSHOUSE_PUBLIC_URL"),
+        (["serve"], {"PASSHOUSE_PUBLIC_URL": "ftp://x"}, "PASSHOUSE_PUBLIC_URL"),
+        (["pass-type", "list"], {"PASSHOUSE_DATABASE_URL": "mysql://x"}, "PASSHOUSE_DATABASE_URL"),
+        (["serve"], {"PASSHOUSE_SECRET_KEY": "short"}, "PASSHOUSE_SECRET_KEY"),
+        (["migrate"], {"PASSHOUSE_SECRET_KEY": "short"}, "PASSHOUSE_SECRET_KEY"),
+        (["serve"], {"PASSHOUSE_PUSH_MAX_ATTEMPTS": "many"}, "PASSHOUSE_PUSH_MAX_ATTEMPTS"),
+        (
+            ["serve"],
+            {"PASSHOUSE_SECRET_KEY": "", "PASSHOUSE_DEV_MODE": "false"},
+            "PASSHOUSE_SECRET_KEY",
+        ),
+    ],
+)
+def test_invalid_configuration_is_one_clear_line(
+    passhouse: CliInvoker, command: list[str], env: dict[str, str], needle: str
+) -> None:
+    result = passhouse(*command, **env)
+
+    line = assert_one_clean_line(result)
+    assert needle in line
+
+
+def test_a_database_that_cannot_be_opened_is_one_clear_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # In a process of its own: the failed SQLite connection's thread outlives the
+    # command's event loop, which only matters inside a test process.
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
+    process_env |= {**env, "PASSHOUSE_DATABASE_URL": "sqlite:////nonexistent/folder/x.db"}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "passhouse", "pass-type", "list"],
+        cwd=tmp_path,
+        env=process_env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: cannot use the database: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- a real server process --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_health(base: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server did not answer /healthz in time")
+
+
+@pytest.mark.slow
+def test_serve_runs_dev_mode_end_to_end_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
+    env |= {
+        "PASSHOUSE_DATA_DIR": str(data_dir),
+        "PASSHOUSE_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+    }
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "passhouse", "serve", "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--log-level", "warning"], cwd=tmp_path, env=env, stdout=out, stderr=out
+        )
+    try:
+        wait_for_health(base, process)
+        token = (data_dir / "admin_token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+
+        issued = httpx.post(
+            f"{base}/api/v1/passes",
+            headers=headers,
+            json={"template": devmode.DEMO_TEMPLATE, "data": {"name": "Ada", "balance": 12.5}},
+            timeout=30,
+        )
+        pkpass_url = issued.json()["urls"]["pkpass"]
+        local = httpx.URL(pkpass_url).copy_with(host="127.0.0.1")  # localhost may be ::1
+        download = httpx.get(local, headers=headers, timeout=30)
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log.read_text()
+
+    assert issued.status_code == 201, issued.text
+    assert pkpass_url.startswith(f"http://localhost:{port}/api/v1/passes/")
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/vnd.apple.pkpass"
+    # uvicorn shuts down gracefully, then re-raises the signal so supervisors see it.
+    assert returncode in (0, -signal.SIGTERM), output
+    assert "push_worker_stopped" in output
+    assert "DEV MODE" in output
+    assert "Traceback" not in output
