@@ -296,3 +296,38 @@ def test_a_paced_batch_fits_well_within_its_lease(fast: Settings) -> None:
     # Four lanes of `size` pushes at 10/s take a quarter of the lease at most.
     assert size * 4 / 10.0 <= 60.0 / 4
     assert batch_size(paced, Pacer(overall=0.0, per_pass_type=0.0)) == 500
+
+
+async def test_a_pass_shows_the_recent_attempts_to_its_devices(
+    database: Database, fast: Settings, world: World
+) -> None:
+    sender = RecordingSender()
+    token = world.tokens[0]
+    sender.script[token] = [PushResult(503, "ServiceUnavailable"), PushResult(200)]
+    await _enqueue_all(database, world)
+
+    await _drain(database, sender, fast)
+
+    async with database.reader() as conn:
+        attempts = await jobs.recent_attempts_for_pass(conn, world.pass_ids[0])
+        other = await jobs.recent_attempts_for_pass(conn, world.pass_ids[1])
+    assert [(a["push_token"], a["outcome"], a["status"]) for a in attempts] == [
+        (token, "delivered", 200),
+        (token, "retry", 503),
+    ]
+    assert [a["push_token"] for a in other] == [world.tokens[1]]
+
+
+async def test_stats_report_the_age_of_the_oldest_pending_push(
+    database: Database, world: World
+) -> None:
+    async with database.transaction() as conn:
+        await jobs.enqueue_for_pass(conn, world.pass_ids[0], now_ms=1_000)
+        await jobs.enqueue_for_pass(conn, world.pass_ids[1], now_ms=5_000)
+
+    async with database.reader() as conn:
+        stats = await jobs.push_stats(conn, now_ms=11_000)
+
+    assert stats["queue_depth"] == 2
+    assert stats["due_now"] == 2
+    assert stats["oldest_pending_age_seconds"] == 10.0
