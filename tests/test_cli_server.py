@@ -294,8 +294,7 @@ def test_invalid_configuration_is_one_clear_line(
 def test_a_database_that_cannot_be_opened_is_one_clear_line(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    # In a process of its own: the failed SQLite connection's thread outlives the
-    # command's event loop, which only matters inside a test process.
+    # In a process of its own, as an operator sees it, stderr and all.
     process_env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
     process_env |= {**env, "PASSHOUSE_DATABASE_URL": "sqlite:////nonexistent/folder/x.db"}
 
@@ -311,7 +310,7 @@ def test_a_database_that_cannot_be_opened_is_one_clear_line(
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("Error: cannot use the database: ")
+    assert result.stderr.startswith("Error: invalid configuration: PASSHOUSE_DATABASE_URL: ")
     assert len(result.stderr.strip().splitlines()) == 1
 
 

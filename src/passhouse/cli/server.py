@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import sqlalchemy as sa
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,13 +29,31 @@ T = TypeVar("T")
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and .env, with CLI flags on top; one sentence if wrong."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
         problems = []
         for item in error.errors():
             name = "PASSHOUSE_" + "_".join(str(p) for p in item["loc"]).upper()
             problems.append(f"{name}: {item['msg']}")
         raise click.ClickException("invalid configuration: " + "; ".join(problems)) from None
+    _check_sqlite_folder(settings.database_url)
+    return settings
+
+
+def _check_sqlite_folder(database_url: str) -> None:
+    # Said here, before any connection: a failed aiosqlite connect leaves its thread
+    # reporting to an event loop that is already closed, which prints a traceback.
+    try:
+        url = sa.make_url(database_url)
+    except sa_exc.ArgumentError:
+        return  # Database() reports an unusable URL in its own words
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    folder = Path(url.database).expanduser().absolute().parent
+    if not folder.is_dir():
+        raise click.ClickException(
+            f"invalid configuration: PASSHOUSE_DATABASE_URL: the folder {folder} does not exist"
+        )
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
