@@ -6,7 +6,9 @@ what an HTTP client would normalise away: `..`, `%2F`, `%00`, invalid UTF-8.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,14 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.types import ASGIApp, Message
 
-from conftest import ADMIN_TOKEN, PASS_TYPE_ID
+from conftest import ADMIN_TOKEN, PASS_TYPE_ID, TEMPLATE_JSON
 from factories import IssuedPass
+from passhouse import devmode
 from passhouse.bootstrap import Runtime
 from passhouse.storage.database import Database
 from passhouse.storage.tables import metadata
 from passhouse.web.app import create_app
 
-MAX_BYTES = 4096
+MAX_BYTES = 8192
 ADMIN = ((b"authorization", f"Bearer {ADMIN_TOKEN}".encode()),)
 JSON = ((b"content-type", b"application/json"),)
 FUZZ = settings(
@@ -103,6 +106,14 @@ async def call(
     start = next(m for m in sent if m["type"] == "http.response.start")
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return Answer(start["status"], dict(start["headers"]), content)
+
+
+def template_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("pass.json", json.dumps(TEMPLATE_JSON))
+        archive.writestr("icon.png", devmode.solid_png(29, 29))
+    return buffer.getvalue()
 
 
 async def row_counts(database: Database) -> dict[str, int]:
@@ -639,3 +650,24 @@ async def test_generated_bodies_are_4xx(
     }[target]
 
     await assert_refused(small_app, database, method, path, headers=headers, body=body)
+
+
+@pytest.mark.parametrize(
+    ("name", "pass_type_id"),
+    [("a\x00b", PASS_TYPE_ID), ("zipped", "pass.\x00"), ("", PASS_TYPE_ID), ("x" * 201, "p")],
+)
+async def test_odd_form_fields_in_a_template_upload_are_4xx(
+    small_app: ASGIApp, database: Database, held_pass: IssuedPass, name: str, pass_type_id: str
+) -> None:
+    fields = {"name": name, "pass_type_id": pass_type_id}
+    parts = [
+        f'--b\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    file_part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="t.zip"\r\n\r\n'
+    body = b"".join(parts) + file_part + template_zip() + b"\r\n--b--\r\n"
+    headers = [*ADMIN, (b"content-type", b"multipart/form-data; boundary=b")]
+
+    await assert_refused(
+        small_app, database, "POST", b"/api/v1/templates/upload", headers=headers, body=body
+    )

@@ -25,6 +25,7 @@ MAX_ZIP_BYTES = 10 * 1024 * 1024
 
 
 MAX_ID = 2**63 - 1  # ids are BIGINT; a larger number cannot name a row
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 
 
 class _Body(BaseModel):
@@ -222,8 +223,8 @@ async def create_template(body: TemplateIn, conn: WriteConn) -> dict[str, Any]:
 @router.post("/templates/upload", status_code=status.HTTP_201_CREATED, tags=["templates"])
 async def upload_template(
     conn: WriteConn,
-    name: Annotated[str, Form(min_length=1, max_length=200)],
-    pass_type_id: Annotated[str, Form(min_length=1, max_length=255)],
+    name: Annotated[str, Form(min_length=1, max_length=200, pattern=NO_NUL)],
+    pass_type_id: Annotated[str, Form(min_length=1, max_length=255, pattern=NO_NUL)],
     file: Annotated[UploadFile, File(description="A zip of the template folder")],
 ) -> dict[str, Any]:
     """Create a template from a zip (pass.json, images, xx.lproj/ folders)."""
