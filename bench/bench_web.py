@@ -4,11 +4,11 @@ Populates a fresh database set-based (10,000 passes, 2 registrations each by def
 starts `passhouse serve --no-worker` pinned to CPU 0 and drives it with wrk pinned to CPU 1
 (-t1 -c32) through Lua scripts that pick random passes and devices from the data set:
 
-    changed-serials 204   GET  /passkit/v1/devices/{dlid}/registrations/{ptid}?passesUpdatedSince=<max>
-    latest pass 304       GET  /passkit/v1/passes/{ptid}/{serial}  (If-Modified-Since = Last-Modified)
-    latest pass 200       GET  the same without If-Modified-Since, over passes whose bytes are cached
-    register 201          POST /passkit/v1/devices/{new id}/registrations/{ptid}/{serial}
-    device mix            50% 304, 30% 204, 10% 200, 10% register
+    changed-serials 204  GET  .../devices/{dlid}/registrations/{ptid}?passesUpdatedSince=<max>
+    latest pass 304      GET  .../passes/{ptid}/{serial} (If-Modified-Since = Last-Modified)
+    latest pass 200      GET  the same without If-Modified-Since, over passes with cached bytes
+    register 201         POST .../devices/{new id}/registrations/{ptid}/{serial}
+    device mix           50% 304, 30% 204, 10% 200, 10% register
 
 Besides wrk's req/s and latency it reads the server's CPU time from /proc/<pid>/stat:
 requests per CPU-second of the server is the less noisy figure on a shared machine.
@@ -19,8 +19,12 @@ with the small database's server so both are measured in the same conditions.
         [--duration 10] [--large 1000000] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
 
 --large 0 skips the flat-cost part. --profile DIR records py-spy samples of the server
-(collapsed stacks, for flamegraph.pl or speedscope) during each scenario (this slows the server: do not read figures from such a run).
+(collapsed stacks, for flamegraph.pl or speedscope) during each scenario; this slows the
+server, so do not read figures from such a run.
 """
+
+# The populating SQL is built from integers and constants of this file, never from input.
+# ruff: noqa: S608
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import email.utils
 import json
 import os
 import platform
+import re
 import secrets
 import shlex
 import shutil
@@ -42,6 +47,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +62,7 @@ from passhouse.storage.sealing import Sealer
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-PASS_TYPE_ID = "pass.bench.passhouse"
+PASS_TYPE_ID = "pass.bench.passhouse"  # noqa: S105 (an identifier)
 TEAM_ID = "BENCHTEAM1"
 SECRET_KEY = "bench-secret-key-" + secrets.token_hex(8)
 ADMIN_TOKEN = "bench-admin-token-" + secrets.token_hex(8)
@@ -66,6 +72,8 @@ SERVER_CPU = "0"
 WRK_CPU = "1"
 CONNECTIONS = 32
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The last line of a traceback: "package.module.SomeError: message".
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Disconnect|Timeout)\w*(:|$)")
 
 SCENARIOS = {
     # name: (lua mode, statuses that count as success)
@@ -139,7 +147,7 @@ def _populate_sql(dialect: str, n: int, template_id: int, now: int) -> list[str]
     if dialect == "postgresql":
         gen = f"generate_series(1, {n}) AS g"
         serial = f"'s' || lpad(g::text, {width}, '0')"
-        token = "md5(random()::text || g::text)"
+        token = "md5(random()::text || g::text)"  # noqa: S105 (SQL, not a secret)
         push = "md5(random()::text) || md5(random()::text)"
         return [
             "SET LOCAL synchronous_commit = off",
@@ -205,7 +213,9 @@ async def _populate(url: str, n: int, creds: DevCredentials) -> None:
         await database.dispose()
 
 
-def populate(kind: str, pg_url: str, workdir: Path, label: str, n: int, creds: DevCredentials) -> Dataset:
+def populate(
+    kind: str, pg_url: str, workdir: Path, label: str, n: int, creds: DevCredentials
+) -> Dataset:
     url, drop = fresh_database(kind, pg_url, workdir, label)
     started = time.perf_counter()
     asyncio.run(_populate(url, n, creds))
@@ -236,9 +246,9 @@ async def _sample(url: str) -> tuple[list[tuple[str, str, int]], list[str]]:
                     sa.text(f"SELECT device_library_id FROM devices WHERE id IN ({ids})")
                 )
             ).scalars()
-            return [(r.serial_number, r.authentication_token, int(r.modified_at)) for r in rows], list(
-                devices
-            )
+            return [
+                (r.serial_number, r.authentication_token, int(r.modified_at)) for r in rows
+            ], list(devices)
     finally:
         await database.dispose()
 
@@ -316,9 +326,17 @@ def start_server(url: str, workdir: Path, label: str) -> Server:
     )
     log = workdir / f"server-{label}.log"
     command = [
-        "taskset", "-c", SERVER_CPU, str(VENV_BIN / "passhouse"), "serve", "--no-worker",
-        "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
+        "taskset",
+        "-c",
+        SERVER_CPU,
+        str(VENV_BIN / "passhouse"),
+        "serve",
+        "--no-worker",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(
         command, env=env, cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
@@ -422,7 +440,8 @@ def write_lua(path: Path, mode: str, data: Dataset) -> None:
         return email.utils.formatdate(seconds, usegmt=True)
 
     passes = ", ".join(
-        f'{{"{serial}", "{token}", "{http_date(modified)}"}}' for serial, token, modified in data.sample
+        f'{{"{serial}", "{token}", "{http_date(modified)}"}}'
+        for serial, token, modified in data.sample
     )
     devices = ", ".join(f'"{d}"' for d in data.devices)
     path.write_text(
@@ -454,16 +473,40 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_wrk(server: Server, lua: Path, duration: float, profile: Path | None = None) -> dict[str, Any]:
+def run_wrk(
+    server: Server, lua: Path, duration: float, profile: Path | None = None
+) -> dict[str, Any]:
     command = [
-        "taskset", "-c", WRK_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s",
-        "--timeout", "10s", "-s", str(lua), f"http://127.0.0.1:{server.port}",
-    ]  # fmt: skip
+        "taskset",
+        "-c",
+        WRK_CPU,
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(lua),
+        f"http://127.0.0.1:{server.port}",
+    ]
     spy = None
     if profile is not None:
         spy = subprocess.Popen(
-            [str(VENV_BIN / "py-spy"), "record", "-o", str(profile), "--pid", str(server.pid),
-             "-d", str(int(duration)), "-r", "200", "--format", "raw"],  # fmt: skip
+            [
+                str(VENV_BIN / "py-spy"),
+                "record",
+                "-o",
+                str(profile),
+                "--pid",
+                str(server.pid),
+                "-d",
+                str(int(duration)),
+                "-r",
+                "200",
+                "--format",
+                "raw",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -477,7 +520,7 @@ def run_wrk(server: Server, lua: Path, duration: float, profile: Path | None = N
         spy.wait()
     for line in out.splitlines():
         if line.startswith("BENCHJSON "):
-            report = json.loads(line.removeprefix("BENCHJSON "))
+            report: dict[str, Any] = json.loads(line.removeprefix("BENCHJSON "))
             report["cpu_s"] = cpu1 - cpu0
             report["pg_cpu_s"] = pg1 - pg0
             report["wall_s"] = wall1 - wall0
@@ -486,9 +529,15 @@ def run_wrk(server: Server, lua: Path, duration: float, profile: Path | None = N
 
 
 def measure(
-    server: Server, name: str, data: Dataset, workdir: Path, duration: float, warmup: float,
-    profile_dir: Path | None = None, label: str = "",
-) -> Result:  # fmt: skip
+    server: Server,
+    name: str,
+    data: Dataset,
+    workdir: Path,
+    duration: float,
+    warmup: float,
+    profile_dir: Path | None = None,
+    label: str = "",
+) -> Result:
     mode, expected = SCENARIOS[name]
     lua = workdir / f"{mode}.lua"
     write_lua(lua, mode, data)
@@ -526,7 +575,7 @@ def prewarm(server: Server, data: Dataset) -> float:
             f"http://127.0.0.1:{server.port}/passkit/v1/passes/{PASS_TYPE_ID}/{serial}",
             headers={"Authorization": f"ApplePass {token}"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (local)
             response.read()
     return time.perf_counter() - started
 
@@ -537,8 +586,10 @@ def prewarm(server: Server, data: Dataset) -> float:
 def print_table(title: str, results: list[Result], pg: bool) -> None:
     print(f"\n### {title}\n")
     extra = " PostgreSQL CPU ms/req (all its processes) |" if pg else ""
-    print("| Scenario | req/s | p50 ms | p99 ms | unexpected | statuses | server CPU ms/req |"
-          f" req per CPU-s | server CPU use |{extra}")  # fmt: skip
+    print(
+        "| Scenario | req/s | p50 ms | p99 ms | unexpected | statuses | server CPU ms/req |"
+        f" req per CPU-s | server CPU use |{extra}"
+    )
     print("|---|---:|---:|---:|---:|---|---:|---:|---:|" + ("---:|" if pg else ""))
     for r in results:
         statuses = " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
@@ -579,8 +630,16 @@ def run_database(kind: str, args: argparse.Namespace, creds: DevCredentials, wor
         results = []
         for name in SCENARIOS:
             results.append(
-                measure(server, name, small, workdir, args.duration, args.warmup,
-                        args.profile, f"{kind}-small")  # fmt: skip
+                measure(
+                    server,
+                    name,
+                    small,
+                    workdir,
+                    args.duration,
+                    args.warmup,
+                    args.profile,
+                    f"{kind}-small",
+                )
             )
             print(f"  {name}: {results[-1].rps:,.0f} req/s", flush=True)
         print_table(
@@ -589,8 +648,10 @@ def run_database(kind: str, args: argparse.Namespace, creds: DevCredentials, wor
         if args.large:
             started = time.perf_counter()
             large = populate(kind, args.pg_url, workdir, f"{kind}_large", args.large, creds)
-            print(f"\npopulated {args.large:,} passes in {time.perf_counter() - started:.1f} s",
-                  flush=True)  # fmt: skip
+            print(
+                f"\npopulated {args.large:,} passes in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
             big = start_server(large.url, workdir, f"{kind}-large")
             servers.append(big)
             write_lua(lua, "mix", large)
@@ -602,8 +663,10 @@ def run_database(kind: str, args: argparse.Namespace, creds: DevCredentials, wor
                 b = measure(big, name, large, workdir, args.duration, args.warmup)
                 flat.append((name, s, b))
             print(f"\n### {kind}: flat cost, {args.large:,} vs {args.passes:,} passes\n")
-            print("| Scenario | small req/s | large req/s | ratio | small req/CPU-s |"
-                  " large req/CPU-s | ratio | unexpected (small/large) |")  # fmt: skip
+            print(
+                "| Scenario | small req/s | large req/s | ratio | small req/CPU-s |"
+                " large req/CPU-s | ratio | unexpected (small/large) |"
+            )
             print("|---|---:|---:|---:|---:|---:|---:|---:|")
             for name, s, b in flat:
                 print(
@@ -615,14 +678,13 @@ def run_database(kind: str, args: argparse.Namespace, creds: DevCredentials, wor
     finally:
         for server in servers:
             server.stop()
-            errors = [
-                line for line in server.log.read_text(errors="replace").splitlines()
-                if "error" in line.lower() or "Traceback" in line
-            ]  # fmt: skip
-            if errors:
-                print(f"\nserver log {server.log} has {len(errors)} error lines, e.g.:")
-                for line in errors[:10]:
-                    print("   ", line[:300])
+            lines = server.log.read_text(errors="replace").splitlines()
+            raised = Counter(line[:200] for line in lines if EXCEPTION_LINE.match(line))
+            errors = sum(1 for line in lines if "[error" in line or line.startswith("ERROR:"))
+            if errors or raised:
+                print(f"\nserver log {server.log}: {errors} error records; exceptions raised:")
+                for line, count in raised.most_common(10):
+                    print(f"    {count} x {line}")
         for data in (small, large):
             if data is not None and not args.keep:
                 data.drop()
@@ -635,18 +697,23 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--large", type=int, default=1_000_000, help="0 skips the flat-cost part")
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test",
-                        help="any database on the server; a fresh one is created and dropped")  # fmt: skip
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="any database on the server; a fresh one is created and dropped",
+    )
     parser.add_argument("--profile", type=Path, help="write py-spy samples (collapsed stacks) here")
     parser.add_argument("--keep", action="store_true", help="keep the databases and files")
     args = parser.parse_args()
     if args.passes < 2 * SAMPLE or (args.large and args.large < 2 * SAMPLE):
         parser.error(f"--passes and --large must be at least {2 * SAMPLE}")
-    print("command: " + shlex.join([Path(sys.executable).name, *sys.argv]))
+    print("command: " + shlex.join([os.path.relpath(sys.executable), *sys.argv]))
     print(f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
     print("machine: " + machine_info())
-    print(f"server: 1 process (passhouse serve --no-worker, uvicorn) on CPU {SERVER_CPU};"
-          f" load: wrk -t1 -c{CONNECTIONS} on CPU {WRK_CPU}; {args.duration:g} s per scenario")  # fmt: skip
+    print(
+        f"server: 1 process (passhouse serve --no-worker, uvicorn) on CPU {SERVER_CPU};"
+        f" load: wrk -t1 -c{CONNECTIONS} on CPU {WRK_CPU}; {args.duration:g} s per scenario"
+    )
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         print(f"PROFILING with py-spy into {args.profile}: figures are slowed, do not quote them")
