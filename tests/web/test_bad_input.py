@@ -167,7 +167,7 @@ BAD_JSON = [
     b'{"template": "card",}',
     b"\xff\xfe\x00{",
     b'{"template": "card"}{"x": 1}',
-    b"[" * 5000 + b"]" * 5000,
+    b"[" * 3000 + b"]" * 3000,  # deeper than the JSON reader recurses
     b"null",
 ]
 WRONG_TYPES: list[Any] = [
@@ -186,26 +186,31 @@ WRONG_TYPES: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("body", BAD_JSON, ids=range(len(BAD_JSON)))
+# Each table is one test that loops over its rows: the arranged database is the slow part.
+
+
 async def test_malformed_json_to_the_admin_api_is_4xx(
-    small_app: ASGIApp, database: Database, held_pass: IssuedPass, body: bytes
+    small_app: ASGIApp, database: Database, held_pass: IssuedPass
 ) -> None:
-    error = await assert_refused(
-        small_app, database, "POST", PASSES, headers=ADMIN + JSON, body=body
-    )
+    for body in BAD_JSON:
+        error = await assert_refused(
+            small_app, database, "POST", PASSES, headers=ADMIN + JSON, body=body
+        )
 
-    assert error["code"] in {"invalid_input", "bad_request", "payload_too_large"}
+        assert error["code"] in {"invalid_input", "bad_request"}, body[:50]
 
 
-@pytest.mark.parametrize("body", WRONG_TYPES, ids=range(len(WRONG_TYPES)))
 async def test_wrong_json_types_when_issuing_are_422(
-    small_app: ASGIApp, database: Database, held_pass: IssuedPass, body: Any
+    small_app: ASGIApp, database: Database, held_pass: IssuedPass
 ) -> None:
-    error = await assert_refused(
-        small_app, database, "POST", PASSES, headers=ADMIN + JSON, body=json.dumps(body).encode()
-    )
+    for value in WRONG_TYPES:
+        body = json.dumps(value).encode()
 
-    assert error["code"] == "invalid_input"
+        error = await assert_refused(
+            small_app, database, "POST", PASSES, headers=ADMIN + JSON, body=body
+        )
+
+        assert error["code"] == "invalid_input", value
 
 
 @pytest.mark.parametrize(
@@ -473,105 +478,94 @@ async def test_odd_path_segments_are_4xx(
         await assert_refused(small_app, database, method, path, headers=ADMIN)
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        "template=%00",
-        "cursor=%00",
-        "cursor=abc",
-        "cursor=%C2%B2",
-        "cursor=99999999999999999999999",
-        "limit=99999999999999999999999",
-        "limit=-1",
-        "limit=1.5",
-        "limit=%00",
-        "template=" + "x" * 1000,
-    ],
-)
-async def test_odd_query_strings_when_listing_passes_are_4xx(
-    small_app: ASGIApp, database: Database, held_pass: IssuedPass, query: str
+PASS_LIST_QUERIES = [
+    "template=%00",
+    "cursor=%00",
+    "cursor=abc",
+    "cursor=%C2%B2",
+    "cursor=99999999999999999999999",
+    "limit=99999999999999999999999",
+    "limit=-1",
+    "limit=1.5",
+    "limit=%00",
+    "template=" + "x" * 1000,
+]
+DEVICE_LOG_QUERIES = [
+    "before=abc",
+    "before=99999999999999999999999",
+    "before=-5",
+    "limit=0",
+    "limit=%00",
+]
+WRONG_METHODS = [
+    ("PATCH", "/api/v1/pass-types"),
+    ("PUT", "/api/v1/passes"),
+    ("POST", "/api/v1/passes/" + PASS_TYPE_ID + "/x"),
+    ("POST", "/api/v1/device-logs"),
+    ("DELETE", "/healthz"),
+    ("POST", "/metrics"),
+    ("GET", "/passkit/v1/log"),
+    ("PUT", "/passkit/v1/devices/d/registrations/" + PASS_TYPE_ID + "/x"),
+    ("POST", "/p/abc"),
+]
+UNKNOWN_ROUTES = [
+    "/",
+    "/nope",
+    "/api/v1",
+    "/api/v1/nope",
+    "/api/v2/passes",
+    "/passkit/v2/log",
+    "/passkit/v1/passes/" + PASS_TYPE_ID,
+    "/api/v1/passes/" + PASS_TYPE_ID + "/x/y/z",
+]
+ODD_AUTHORIZATIONS = [
+    b"Bearer \x00",
+    b"Bearer \xff\xfe",
+    b"Bearer " + b"k" * 10_000,
+    b"\xe9",
+    b"Bearer  " + ADMIN_TOKEN.encode(),
+]
+
+
+async def test_odd_query_strings_are_4xx(
+    small_app: ASGIApp, database: Database, held_pass: IssuedPass
 ) -> None:
-    await assert_refused(
-        small_app, database, "GET", b"/api/v1/passes?" + query.encode(), headers=ADMIN
-    )
+    paths = [b"/api/v1/passes?" + query.encode() for query in PASS_LIST_QUERIES]
+    paths += [b"/api/v1/device-logs?" + query.encode() for query in DEVICE_LOG_QUERIES]
+
+    for path in paths:
+        await assert_refused(small_app, database, "GET", path, headers=ADMIN)
 
 
-@pytest.mark.parametrize(
-    "query", ["before=abc", "before=99999999999999999999999", "before=-5", "limit=0", "limit=%00"]
-)
-async def test_odd_query_strings_when_reading_device_logs_are_4xx(
-    small_app: ASGIApp, database: Database, held_pass: IssuedPass, query: str
-) -> None:
-    path = b"/api/v1/device-logs?" + query.encode()
-
-    await assert_refused(small_app, database, "GET", path, headers=ADMIN)
-
-
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("PATCH", "/api/v1/pass-types"),
-        ("PUT", "/api/v1/passes"),
-        ("POST", "/api/v1/passes/" + PASS_TYPE_ID + "/x"),
-        ("POST", "/api/v1/device-logs"),
-        ("DELETE", "/healthz"),
-        ("POST", "/metrics"),
-        ("GET", "/passkit/v1/log"),
-        ("PUT", "/passkit/v1/devices/d/registrations/" + PASS_TYPE_ID + "/x"),
-        ("POST", "/p/abc"),
-    ],
-)
 async def test_a_wrong_method_is_405(
-    small_app: ASGIApp, database: Database, held_pass: IssuedPass, method: str, path: str
+    small_app: ASGIApp, database: Database, held_pass: IssuedPass
 ) -> None:
-    error = await assert_refused(small_app, database, method, path.encode(), headers=ADMIN)
+    for method, path in WRONG_METHODS:
+        error = await assert_refused(small_app, database, method, path.encode(), headers=ADMIN)
 
-    assert error["code"] == "method_not_allowed"
+        assert error["code"] == "method_not_allowed", (method, path)
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/",
-        "/nope",
-        "/api/v1",
-        "/api/v1/nope",
-        "/api/v2/passes",
-        "/passkit/v2/log",
-        "/passkit/v1/passes/" + PASS_TYPE_ID,
-        "/api/v1/passes/" + PASS_TYPE_ID + "/x/y/z",
-    ],
-)
 async def test_an_unknown_route_is_404(
-    small_app: ASGIApp, database: Database, held_pass: IssuedPass, path: str
+    small_app: ASGIApp, database: Database, held_pass: IssuedPass
 ) -> None:
-    error = await assert_refused(small_app, database, "GET", path.encode(), headers=ADMIN)
+    for path in UNKNOWN_ROUTES:
+        error = await assert_refused(small_app, database, "GET", path.encode(), headers=ADMIN)
 
-    assert error["code"] == "not_found"
+        assert error["code"] == "not_found", path
 
 
-@pytest.mark.parametrize(
-    "authorization",
-    [
-        b"Bearer \x00",
-        b"Bearer \xff\xfe",
-        b"Bearer " + b"k" * 10_000,
-        b"\xe9",
-        b"Bearer  " + ADMIN_TOKEN.encode(),
-    ],
-)
 async def test_odd_authorization_headers_are_401(
-    small_app: ASGIApp, database: Database, held_pass: IssuedPass, authorization: bytes
+    small_app: ASGIApp, database: Database, held_pass: IssuedPass
 ) -> None:
-    error = await assert_refused(
-        small_app,
-        database,
-        "GET",
-        b"/api/v1/pass-types",
-        headers=[(b"authorization", authorization)],
-    )
+    for authorization in ODD_AUTHORIZATIONS:
+        headers = [(b"authorization", authorization)]
 
-    assert error["code"] == "unauthorized"
+        error = await assert_refused(
+            small_app, database, "GET", b"/api/v1/pass-types", headers=headers
+        )
+
+        assert error["code"] == "unauthorized", authorization[:20]
 
 
 # --- generated input --------------------------------------------------------------------
