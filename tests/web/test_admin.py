@@ -911,3 +911,16 @@ async def test_health_metrics_and_openapi_answer_without_a_key(client: httpx.Asy
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "/api/v1/passes" in openapi.json()["paths"]
+
+
+async def test_renaming_a_template_to_a_taken_name_is_409(
+    admin: httpx.AsyncClient, template: str
+) -> None:
+    await admin.post("/api/v1/templates", json=template_body(name="other"))
+    body = template_body(name=template)
+    del body["pass_type_id"]
+
+    response = await admin.put("/api/v1/templates/other", json=body)
+
+    assert_error(response, 409, "conflict")
+    assert (await admin.get("/api/v1/templates/other")).status_code == 200
