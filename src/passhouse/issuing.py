@@ -203,8 +203,8 @@ def decode_assets(encoded: Mapping[str, str]) -> dict[str, bytes]:
 def checked_template(
     name: str, pass_json: Mapping[str, Any], assets: Mapping[str, bytes]
 ) -> Template:
-    if not name.strip():
-        raise InvalidInput("A template needs a non-empty name.")
+    if not name.strip() or not name.isprintable():
+        raise InvalidInput("A template needs a non-empty name of printable characters.")
     _require_plain_json(pass_json, "pass_json")
     for asset_name in assets:
         parts = asset_name.split("/")

@@ -332,11 +332,6 @@ async def test_bad_device_log_bodies_are_400(
     await assert_refused(small_app, database, "POST", b"/passkit/v1/log", headers=JSON, body=body)
 
 
-@pytest.mark.xfail(
-    reason="web/passkit.py stores pushToken and log messages as they come: a NUL character "
-    "cannot be stored in a PostgreSQL text column (500 there, stored on SQLite)",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("kind", "body"),
     [("register", b'{"pushToken": "abc\\u0000def"}'), ("log", b'{"logs": ["a\\u0000b"]}')],
@@ -350,11 +345,6 @@ async def test_nul_characters_from_a_device_are_refused(
     await assert_refused(small_app, database, "POST", path.encode(), headers=auth + JSON, body=body)
 
 
-@pytest.mark.xfail(
-    reason="storage.templates.get_template reads any str.isdigit() ref as an id: int('²') "
-    "raises ValueError, and a number past BIGINT overflows the driver (500s)",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [

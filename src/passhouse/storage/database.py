@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from passhouse.storage.hot_path import HotPath, open_hot_path
 
 _READ_ONLY = "passhouse_read_only"
 
@@ -26,12 +29,22 @@ def async_url(url: str) -> str:
 class Database:
     """The engine plus the two ways in: a write transaction and a read-only connection."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, hot_pool_size: int = 32) -> None:
         self.url = async_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         kwargs: dict[str, Any] = {}
         if self.dialect == "postgresql":
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+            # Overflow connections are closed when handed back, and opening one costs far
+            # more than a query: under load the pool churned (measured: 8.5 % of server
+            # time connecting). A pool sized for the load, without overflow, does not.
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=30)
+        # SQLite allows one writer; writers of this process queue here instead of sleeping
+        # in SQLite's busy handler (which made p99 latencies of 1.5 s under load).
+        self.write_lock = asyncio.Lock()
+        # Device requests' three hottest queries, on the driver itself (see hot_path.py).
+        self.hot: HotPath = open_hot_path(
+            self.url, pool_size=hot_pool_size, sqlite_write_lock=self.write_lock
+        )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
@@ -49,8 +62,12 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction, committed when the block exits without an error."""
-        async with self.engine.begin() as connection:
-            yield connection
+        if self.dialect == "sqlite":
+            async with self.write_lock, self.engine.begin() as connection:
+                yield connection
+        else:
+            async with self.engine.begin() as connection:
+                yield connection
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:
@@ -59,6 +76,7 @@ class Database:
             yield connection
 
     async def dispose(self) -> None:
+        await self.hot.close()
         await self.engine.dispose()
 
 

@@ -13,7 +13,8 @@ from passhouse.storage.tables import passes, template_assets, templates
 
 async def get_template(conn: AsyncConnection, ref: str | int) -> sa.Row[Any] | None:
     """Find a template by id (int or digits) or by name."""
-    if isinstance(ref, int) or ref.isdigit():
+    # Only plain ASCII digits that fit a BIGINT are ids ("²" is a digit to str.isdigit).
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit() and int(ref) < 2**63):
         result = await conn.execute(sa.select(templates).where(templates.c.id == int(ref)))
         row = result.first()
         if row is not None or isinstance(ref, int):

@@ -12,15 +12,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from passhouse import __version__
 from passhouse.bootstrap import Runtime
 from passhouse.issuing import PassBuilder
+from passhouse.metrics import PUSH_QUEUE_DEPTH
+from passhouse.storage import push_jobs
 from passhouse.web import admin, dashboard, share
 from passhouse.web.errors import EXCEPTION_HANDLERS
 from passhouse.web.limits import RequestLimits
-from passhouse.web.passkit import PassKitContext, RateLimiter, passkit_routes
+from passhouse.web.passkit import PassKitContext, RateLimiter, passkit_router
 
 BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -63,14 +65,24 @@ def create_app(runtime: Runtime, *, background: BackgroundTask | None = None) ->
         builder=builder,
         log_limiter=RateLimiter(settings.device_log_rate_per_minute),
     )
-    app.router.routes.extend(passkit_routes(context))
-    app.router.routes.append(Route("/metrics", _metrics, include_in_schema=False))
+
+    async def metrics(_request: Request) -> Response:
+        # The queue is shared by every process: read its depth when scraped.
+        async with runtime.database.reader() as conn:
+            PUSH_QUEUE_DEPTH.set(await push_jobs.queue_depth(conn))
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.router.routes.append(Route("/metrics", metrics, include_in_schema=False))
     app.router.routes.append(Route("/healthz", _health, include_in_schema=False))
-    return RequestLimits(app, max_bytes=settings.max_request_bytes)
+    devices = passkit_router(context)
 
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/passkit/"):
+            await devices(scope, receive, send)
+        else:
+            await app(scope, receive, send)
 
-async def _metrics(_request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return RequestLimits(dispatch, max_bytes=settings.max_request_bytes)
 
 
 async def _health(_request: Request) -> Response:

@@ -24,6 +24,10 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            # No identifier holds NUL, and PostgreSQL cannot even compare text with one.
+            await _send_error(send, 400, "bad_request", "The URL contains a NUL character.")
+            return
         raw_path: bytes = scope.get("raw_path") or path.encode()
         # An encoded slash would be decoded into a real one and route the request
         # elsewhere; a NUL cannot be stored or compared in PostgreSQL text.

@@ -1,0 +1,229 @@
+"""The device hot path on the database driver itself, without SQLAlchemy.
+
+Three queries run on nearly every device request: the pass's token and version, the
+serials changed since a tag, and the registration upsert. Measured on this machine
+(docs/benchmarks.md), SQLAlchemy's async layer around them cost 600-700 us of CPU per read
+(a thread hop per aiosqlite call; BEGIN and ROLLBACK round trips around each asyncpg
+query), 60-70 % of a request. Here they are plain SQL:
+
+- PostgreSQL: an asyncpg pool of its own, statements prepared once per connection, reads
+  in autocommit, the registration upsert in one round trip;
+- SQLite: the stdlib driver called on the event loop thread. An indexed lookup takes
+  about 5 us, far less than handing it to a thread; WAL readers never wait for writers;
+  writes take the process's SQLite write lock first, so they never sleep in SQLite's
+  busy handler behind another connection of this process.
+
+The SQL mirrors storage/registrations.py and storage/passes.py, which keep the
+SQLAlchemy versions for everything off the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy.engine import make_url
+
+
+@dataclass(frozen=True, slots=True)
+class PassAuth:
+    id: int
+    authentication_token: str
+    version: int
+    modified_at: int
+
+
+class HotPath(Protocol):
+    async def pass_for_device(self, pass_type_id: str, serial_number: str) -> PassAuth | None: ...
+
+    async def serials_updated_since(
+        self, device_library_id: str, pass_type_id: str, since: int
+    ) -> list[tuple[str, int]]: ...
+
+    async def register(
+        self, pass_id: int, device_library_id: str, push_token: str, *, now_ms: int
+    ) -> bool:
+        """Store a registration; False when it existed (its push token is then replaced)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+_SELECT_DEVICE_AUTH = (
+    "SELECT id, authentication_token, version, modified_at FROM passes "
+    "WHERE pass_type_id = {0} AND serial_number = {1}"
+)
+_SERIALS_SINCE = (
+    "SELECT p.serial_number, p.version FROM devices d "
+    "JOIN registrations r ON r.device_id = d.id "
+    "JOIN passes p ON p.id = r.pass_id "
+    "WHERE d.device_library_id = {0} AND p.pass_type_id = {1} AND p.version > {2}"
+)
+
+
+def _pg(sql: str, count: int) -> str:
+    return sql.format(*(f"${i}" for i in range(1, count + 1)))
+
+
+def _sqlite(sql: str, count: int) -> str:
+    return sql.format(*("?" for _ in range(count)))
+
+
+# One round trip: the device row (created or found) and the registration upsert. The
+# no-op DO UPDATE on devices makes RETURNING yield the id of an existing row; xmax = 0
+# tells a fresh insert from an update.
+_PG_REGISTER = """
+WITH device AS (
+    INSERT INTO devices (device_library_id, created_at) VALUES ($1, $2)
+    ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
+    RETURNING id
+)
+INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
+SELECT id, $3, $4, $5 FROM device
+ON CONFLICT (device_id, pass_id) DO UPDATE
+    SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
+RETURNING (xmax = 0) AS created
+"""
+
+
+class PostgresHotPath:
+    def __init__(self, dsn: str, *, pool_size: int) -> None:
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._opening = asyncio.Lock()
+
+    async def _get_pool(self) -> Any:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    import asyncpg  # type: ignore[import-untyped]
+
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=self._pool_size
+                    )
+        return self._pool
+
+    async def pass_for_device(self, pass_type_id: str, serial_number: str) -> PassAuth | None:
+        pool = await self._get_pool()
+        row = await pool.fetchrow(_pg(_SELECT_DEVICE_AUTH, 2), pass_type_id, serial_number)
+        return None if row is None else PassAuth(row[0], row[1], row[2], row[3])
+
+    async def serials_updated_since(
+        self, device_library_id: str, pass_type_id: str, since: int
+    ) -> list[tuple[str, int]]:
+        pool = await self._get_pool()
+        rows = await pool.fetch(_pg(_SERIALS_SINCE, 3), device_library_id, pass_type_id, since)
+        return [(row[0], row[1]) for row in rows]
+
+    async def register(
+        self, pass_id: int, device_library_id: str, push_token: str, *, now_ms: int
+    ) -> bool:
+        pool = await self._get_pool()
+        created = await pool.fetchval(
+            _PG_REGISTER, device_library_id, now_ms // 1000, pass_id, push_token, now_ms
+        )
+        return bool(created)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class SqliteHotPath:
+    def __init__(self, path: str, write_lock: asyncio.Lock) -> None:
+        self._path = path
+        self._write_lock = write_lock
+        self._reader: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout=5000")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    def _read(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self._reader = self._connect()
+            self._reader.execute("PRAGMA query_only=ON")
+        return self._reader
+
+    async def pass_for_device(self, pass_type_id: str, serial_number: str) -> PassAuth | None:
+        row = (
+            self._read()
+            .execute(_sqlite(_SELECT_DEVICE_AUTH, 2), (pass_type_id, serial_number))
+            .fetchone()
+        )
+        return None if row is None else PassAuth(row[0], row[1], row[2], row[3])
+
+    async def serials_updated_since(
+        self, device_library_id: str, pass_type_id: str, since: int
+    ) -> list[tuple[str, int]]:
+        cursor = self._read().execute(
+            _sqlite(_SERIALS_SINCE, 3), (device_library_id, pass_type_id, since)
+        )
+        return [(serial, version) for serial, version in cursor.fetchall()]
+
+    async def register(
+        self, pass_id: int, device_library_id: str, push_token: str, *, now_ms: int
+    ) -> bool:
+        async with self._write_lock:
+            if self._writer is None:
+                self._writer = self._connect()
+            db = self._writer
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                created = _sqlite_register(db, pass_id, device_library_id, push_token, now_ms)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return created
+
+    async def close(self) -> None:
+        for connection in (self._reader, self._writer):
+            if connection is not None:
+                connection.close()
+        self._reader = self._writer = None
+
+
+def _sqlite_register(
+    db: sqlite3.Connection, pass_id: int, device_library_id: str, push_token: str, now_ms: int
+) -> bool:
+    found = db.execute(
+        "INSERT INTO devices (device_library_id, created_at) VALUES (?, ?) "
+        "ON CONFLICT (device_library_id) DO NOTHING RETURNING id",
+        (device_library_id, now_ms // 1000),
+    ).fetchall()
+    if not found:
+        found = db.execute(
+            "SELECT id FROM devices WHERE device_library_id = ?", (device_library_id,)
+        ).fetchall()
+    device_id = found[0][0]
+    inserted = db.execute(
+        "INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (device_id, pass_id) DO NOTHING RETURNING device_id",
+        (device_id, pass_id, push_token, now_ms),
+    ).fetchall()
+    if inserted:
+        return True
+    db.execute(
+        "UPDATE registrations SET push_token = ?, registered_at_ms = ? "
+        "WHERE device_id = ? AND pass_id = ?",
+        (push_token, now_ms, device_id, pass_id),
+    )
+    return False
+
+
+def open_hot_path(url: str, *, pool_size: int, sqlite_write_lock: asyncio.Lock) -> HotPath:
+    """The hot path for a database URL (any of the forms Database accepts)."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername.startswith("sqlite"):
+        return SqliteHotPath(parsed.database or ":memory:", sqlite_write_lock)
+    dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    return PostgresHotPath(dsn, pool_size=pool_size)
