@@ -35,8 +35,9 @@ class Settings(BaseSettings):
     apns_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     # A push with no answer by then is retried with backoff.
     apns_request_timeout_seconds: float = Field(default=10.0, gt=0)
-    # Attempts per push before it is recorded as failed; a 410 is never retried.
-    push_max_attempts: int = Field(default=8, ge=1)
+    # Attempts per push before it is recorded as failed; a 410 is never retried. With the
+    # backoff below (1 s doubling, capped at 15 min), 12 attempts ride out ~45 min of outage.
+    push_max_attempts: int = Field(default=12, ge=1)
     push_backoff_base_seconds: float = Field(default=1.0, gt=0)
     push_backoff_max_seconds: float = Field(default=900.0, gt=0)
     # Each push makes a device call back at least twice, so fan-out is paced to what the

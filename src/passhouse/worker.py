@@ -23,7 +23,7 @@ from passhouse.push.apns import make_sender
 from passhouse.push.pacing import Pacer
 from passhouse.push.sender import NOT_SENT, PushOutcome, PushResult, PushSender
 from passhouse.settings import Settings
-from passhouse.storage import push_jobs
+from passhouse.storage import pass_types, push_jobs
 from passhouse.storage.database import Database
 from passhouse.storage.push_jobs import ClaimedPush
 
@@ -287,10 +287,26 @@ async def run_worker(
                     log.exception("push_poll_failed")
                     await asyncio.sleep(1.0)
 
+    fingerprints: dict[str, str] = {}
+
+    async def reload_replaced_credentials() -> None:
+        # A renewed certificate (no 403 first) must reach this process's open APNs
+        # connections too: drop the pool of any pass type whose credentials changed.
+        async with database.reader() as conn:
+            current = await pass_types.credential_fingerprints(conn)
+        for pass_type_id, fingerprint in current.items():
+            known = fingerprints.get(pass_type_id)
+            if known is not None and known != fingerprint:
+                log.info("apns_credentials_reloaded", pass_type_id=pass_type_id)
+                await sender.forget_credentials(pass_type_id)
+        fingerprints.clear()
+        fingerprints.update(current)
+
     async def housekeeping() -> None:
         while not stop.is_set():
             try:
                 await _housekeeping(database, settings)
+                await reload_replaced_credentials()
             except Exception:
                 log.exception("push_housekeeping_failed")
             with contextlib.suppress(TimeoutError):

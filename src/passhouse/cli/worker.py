@@ -12,7 +12,9 @@ from prometheus_client import start_http_server
 
 from passhouse.bootstrap import open_runtime
 from passhouse.cli.server import load_settings
+from passhouse.errors import PasshouseError
 from passhouse.settings import Settings
+from passhouse.storage import migrate
 
 
 @click.command("worker")
@@ -54,8 +56,19 @@ async def _run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runtime = open_runtime(settings)
     try:
+        runtime = open_runtime(settings)
+    except PasshouseError as error:
+        raise click.ClickException(error.message) from None
+    try:
+        try:
+            current = await migrate.current_revision(runtime.database)
+        except OSError as error:
+            raise click.ClickException(f"cannot reach the database: {error}") from None
+        if current != migrate.head_revision():
+            raise click.ClickException(
+                "the database schema is not up to date: run `passhouse migrate` first."
+            )
         await run_worker(runtime, stop)
     finally:
         await runtime.database.dispose()

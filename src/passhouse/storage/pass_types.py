@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import sqlalchemy as sa
@@ -95,3 +96,19 @@ async def clear_pkpass_cache(conn: AsyncConnection, pass_type_id: str) -> None:
             )
         )
     )
+
+
+async def credential_fingerprints(conn: AsyncConnection) -> dict[str, str]:
+    """A value per pass type that changes whenever its push credentials are replaced."""
+    result = await conn.execute(
+        sa.select(
+            pass_types.c.pass_type_id,
+            pass_types.c.certificate_pem,
+            pass_types.c.apns_key_id,
+            pass_types.c.apns_team_id,
+        )
+    )
+    return {
+        pass_type_id: hashlib.sha256(f"{cert}|{key_id}|{team}".encode()).hexdigest()
+        for pass_type_id, cert, key_id, team in result.all()
+    }
