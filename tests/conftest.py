@@ -4,8 +4,8 @@ PASSHOUSE_TEST_DATABASE_URL is set), the app, an HTTP client, and throwaway cert
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from databases import fresh_postgres_database
 from factories import IssuedPass, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
@@ -34,50 +35,26 @@ PASS_TYPE_ID = "pass.test.passhouse"
 TEAM_ID = "TESTTEAM42"
 
 
-def _maintenance_url(base: str) -> tuple[sa.URL, str]:
-    parsed = sa.make_url(base.replace("postgres://", "postgresql://", 1))
-    maintenance = parsed.set(drivername="postgresql", database="postgres")
-    return parsed, maintenance.render_as_string(hide_password=False)
-
-
-async def _pg_admin(url: str, sql: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def migrated_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database migrated to head once per session: a PostgreSQL database of its own,
     or a SQLite file that each test copies."""
     base = os.environ.get(PG_ENV)
-    if base:
-        parsed, maintenance = _maintenance_url(base)
-        name = f"passhouse_test_{secrets.token_hex(4)}"
-        asyncio.run(_pg_admin(maintenance, f'CREATE DATABASE "{name}"'))
-        url = parsed.set(drivername="postgresql", database=name).render_as_string(
-            hide_password=False
-        )
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('schema') / 'migrated.db'}"
-
-    async def upgrade() -> None:
-        database = Database(url)
-        try:
-            await migrate.upgrade(database)
-        finally:
-            await database.dispose()
-
-    asyncio.run(upgrade())
-    try:
-        yield url
-    finally:
+    with contextlib.ExitStack() as stack:
         if base:
-            asyncio.run(_pg_admin(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            url = stack.enter_context(fresh_postgres_database(base, "passhouse_test"))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('schema') / 'migrated.db'}"
+
+        async def upgrade() -> None:
+            database = Database(url)
+            try:
+                await migrate.upgrade(database)
+            finally:
+                await database.dispose()
+
+        asyncio.run(upgrade())
+        yield url
 
 
 @pytest.fixture

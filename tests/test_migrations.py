@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,19 +12,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from databases import fresh_postgres_database
 from passhouse.storage import migrate
 from passhouse.storage.database import Database
 from passhouse.storage.tables import metadata
-
-
-async def _pg_admin(url: str, sql: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 @pytest.fixture
@@ -35,17 +24,8 @@ def empty_database_url(tmp_path: Path) -> Iterator[str]:
     if not base:
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    parsed = sa.make_url(base.replace("postgres://", "postgresql://", 1))
-    maintenance = parsed.set(drivername="postgresql", database="postgres")
-    admin_url = maintenance.render_as_string(hide_password=False)
-    name = f"passhouse_migrations_{secrets.token_hex(4)}"
-    asyncio.run(_pg_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        yield parsed.set(drivername="postgresql", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        asyncio.run(_pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database(base, "passhouse_migrations") as url:
+        yield url
 
 
 async def schema_differences(database: Database) -> list[Any]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from databases import fresh_postgres_database
 from passhouse.pkpass.devcerts import DevCredentials, issue_server_certificate, make_dev_credentials
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
@@ -33,30 +32,8 @@ def pg_database_url() -> Iterator[str | None]:
     if not base:
         yield None
         return
-    import asyncio
-
-    import asyncpg  # type: ignore[import-untyped]
-
-    parsed = sa.make_url(base.replace("postgres://", "postgresql://", 1))
-    name = f"test_push_{secrets.token_hex(4)}"
-    maintenance = parsed.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
-    )
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(maintenance)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield parsed.set(drivername="postgresql", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database(base, "test_push") as url:
+        yield url
 
 
 @pytest.fixture

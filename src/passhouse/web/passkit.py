@@ -28,6 +28,7 @@ from passhouse.pkpass.errors import PkpassError
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, passes, registrations
 from passhouse.storage.database import Database
+from passhouse.storage.hot_path import PassAuth
 from passhouse.web.errors import error_response
 from passhouse.web.limits import BodyTooLarge
 
@@ -156,17 +157,27 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
     builder = context.builder
     settings = context.settings
 
-    async def register_device(request: Request) -> Response:
-        """developer.apple.com/documentation/walletpasses/register-a-pass-for-update-notifications"""
+    async def authorized_pass(request: Request) -> PassAuth | Response:
+        """The pass named in the path if the request holds its token, else the answer.
+
+        One 401 for "no such pass" and "wrong token", so serials cannot be probed.
+        """
         params = request.path_params
-        device_library_id = params["device_library_id"]
         pass_type_id, serial = params["pass_type_id"], params["serial_number"]
-        if not _segments_ok(device_library_id, pass_type_id, serial):
+        if not _segments_ok(pass_type_id, serial, params.get("device_library_id", "-")):
             return _bad_segment("Each path segment")
         found = await hot.pass_for_device(pass_type_id, serial)
         if not _token_matches(request, found.authentication_token if found else None):
             return _unauthorized()
         assert found is not None
+        return found
+
+    async def register_device(request: Request) -> Response:
+        """developer.apple.com/documentation/walletpasses/register-a-pass-for-update-notifications"""
+        found = await authorized_pass(request)
+        if isinstance(found, Response):
+            return found
+        device_library_id = request.path_params["device_library_id"]
         try:
             body = await _read_json(request)
         except ValueError as error:
@@ -182,15 +193,10 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
 
     async def unregister_device(request: Request) -> Response:
         """developer.apple.com/documentation/walletpasses/unregister-a-pass-for-update-notifications"""
-        params = request.path_params
-        device_library_id = params["device_library_id"]
-        pass_type_id, serial = params["pass_type_id"], params["serial_number"]
-        if not _segments_ok(device_library_id, pass_type_id, serial):
-            return _bad_segment("Each path segment")
-        found = await hot.pass_for_device(pass_type_id, serial)
-        if not _token_matches(request, found.authentication_token if found else None):
-            return _unauthorized()
-        assert found is not None
+        found = await authorized_pass(request)
+        if isinstance(found, Response):
+            return found
+        device_library_id = request.path_params["device_library_id"]
         async with database.transaction() as conn:
             await registrations.unregister_device(conn, found.id, device_library_id)
         return Response(status_code=200)
@@ -215,14 +221,9 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
 
     async def latest_pass(request: Request) -> Response:
         """developer.apple.com/documentation/walletpasses/send-an-updated-pass"""
-        params = request.path_params
-        pass_type_id, serial = params["pass_type_id"], params["serial_number"]
-        if not _segments_ok(pass_type_id, serial):
-            return _bad_segment("Each path segment")
-        found = await hot.pass_for_device(pass_type_id, serial)
-        if not _token_matches(request, found.authentication_token if found else None):
-            return _unauthorized()
-        assert found is not None
+        found = await authorized_pass(request)
+        if isinstance(found, Response):
+            return found
         since = _parse_if_modified_since(request.headers.get("if-modified-since"))
         if since is not None and since >= found.modified_at:
             return Response(
@@ -231,7 +232,8 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         data, version = await builder.pkpass(database, found.id, found.version)
         modified_at = found.modified_at
         if version != found.version:  # a newer version was built meanwhile: say so
-            newer = await hot.pass_for_device(pass_type_id, serial)
+            params = request.path_params
+            newer = await hot.pass_for_device(params["pass_type_id"], params["serial_number"])
             modified_at = newer.modified_at if newer else modified_at
         return Response(
             data,
