@@ -98,6 +98,23 @@ async def _send(
         return PushResult(None, f"SenderError: {type(error).__name__}")
 
 
+# One warning a minute per pass type while APNs keeps failing: visible, never a flood.
+_RETRY_WARNING_INTERVAL_MS = 60_000
+_last_retry_warning: dict[str, int] = {}
+
+
+def _warn_retrying(pass_type_id: str, reason: str | None, now: int) -> None:
+    if now - _last_retry_warning.get(pass_type_id, 0) < _RETRY_WARNING_INTERVAL_MS:
+        return
+    _last_retry_warning[pass_type_id] = now
+    log.warning(
+        "apns_push_retrying",
+        pass_type_id=pass_type_id,
+        reason=reason,
+        action="retrying with backoff; see GET /api/v1/push/stats",
+    )
+
+
 async def _finish(
     database: Database,
     sender: PushSender,
@@ -132,6 +149,7 @@ async def _finish(
             due = now + int(backoff_seconds(settings, job.attempts) * 1000)
             retry.append((job, due))
             stored = push_jobs.RETRY
+            _warn_retrying(job.pass_type_id, result.reason, now)
         elif outcome is PushOutcome.CREDENTIALS_REJECTED:
             held.append(job.id)
             blocked[job.pass_type_id] = f"{result.status} {result.reason or 'Forbidden'}"

@@ -574,3 +574,41 @@ async def test_concurrent_downloads_of_a_new_version_sign_it_once(
     assert {r.status_code for r in responses} == {200}
     assert len({r.content for r in responses}) == 1
     assert PASSES_SIGNED._value.get() - before == 1
+
+
+async def test_unregistering_the_last_device_drops_its_queued_push(
+    client: httpx.AsyncClient,
+    wallet_pass: IssuedPass,
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
+    template: str,
+) -> None:
+    other = await issue(runtime, builder, template)
+    await register(client, wallet_pass, device="phone", token="shared-token")
+    await register(client, other, device="phone", token="shared-token")
+    await change(runtime, builder, wallet_pass, balance=50)
+
+    await client.delete(wallet_pass.registration_path("phone"), headers=wallet_pass.auth)
+    async with runtime.database.reader() as conn:
+        kept = await conn.scalar(sa.select(sa.func.count()).select_from(push_jobs))
+    await client.delete(other.registration_path("phone"), headers=other.auth)
+    async with runtime.database.reader() as conn:
+        dropped = await conn.scalar(sa.select(sa.func.count()).select_from(push_jobs))
+
+    assert (kept, dropped) == (1, 0)  # the token still held `other` until its own DELETE
+
+
+async def test_admin_api_says_plainly_when_the_body_is_not_json(
+    admin: httpx.AsyncClient, template: str
+) -> None:
+    broken = await admin.post(
+        "/api/v1/passes",
+        content=b'{"template": "card", "data": {',
+        headers={"Content-Type": "application/json"},
+    )
+    untyped = await admin.post("/api/v1/passes", content=b'{"template": "card"}')
+
+    assert broken.status_code == 400
+    assert broken.json()["error"]["message"] == "The request body is not valid JSON."
+    assert untyped.status_code == 422
+    assert "Content-Type: application/json" in untyped.json()["error"]["message"]

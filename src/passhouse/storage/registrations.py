@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse.storage.tables import devices, passes, registrations
+from passhouse.storage.tables import devices, passes, push_jobs, registrations
 
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
@@ -60,17 +60,39 @@ async def unregister_device(conn: AsyncConnection, pass_id: int, device_library_
     )
     if device_id is None:
         return False
-    result = await conn.execute(
-        registrations.delete().where(
-            registrations.c.device_id == device_id, registrations.c.pass_id == pass_id
+    removed = (
+        await conn.execute(
+            registrations.delete()
+            .where(registrations.c.device_id == device_id, registrations.c.pass_id == pass_id)
+            .returning(registrations.c.push_token)
         )
-    )
+    ).all()
+    for (push_token,) in removed:
+        await _drop_orphan_push(conn, push_token, pass_id)
     remaining = await conn.scalar(
         sa.select(registrations.c.pass_id).where(registrations.c.device_id == device_id).limit(1)
     )
     if remaining is None:
         await conn.execute(devices.delete().where(devices.c.id == device_id))
-    return bool(result.rowcount)
+    return bool(removed)
+
+
+async def _drop_orphan_push(conn: AsyncConnection, push_token: str, pass_id: int) -> None:
+    """Forget a queued push nobody will receive: no registration of its pass type is left."""
+    pass_type_id = sa.select(passes.c.pass_type_id).where(passes.c.id == pass_id).scalar_subquery()
+    still_registered = (
+        sa.select(registrations.c.pass_id)
+        .join(passes, passes.c.id == registrations.c.pass_id)
+        .where(registrations.c.push_token == push_token, passes.c.pass_type_id == pass_type_id)
+        .exists()
+    )
+    await conn.execute(
+        push_jobs.delete().where(
+            push_jobs.c.push_token == push_token,
+            push_jobs.c.pass_type_id == pass_type_id,
+            ~still_registered,
+        )
+    )
 
 
 _UPDATED_SINCE = (

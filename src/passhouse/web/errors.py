@@ -62,7 +62,20 @@ async def on_http_error(_request: Request, exc: Exception) -> Response:
 
 async def on_validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    problems = [_describe(error) for error in exc.errors()]
+    errors = exc.errors()
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return error_response(400, "The request body is not valid JSON.")
+    if any(
+        tuple(error.get("loc", ())) == ("body",)
+        and error.get("type") in ("model_attributes_type", "dict_type", "missing")
+        for error in errors
+    ):
+        return error_response(
+            422,
+            "The body must be a JSON object, sent with Content-Type: application/json.",
+            code="invalid_input",
+        )
+    problems = [_describe(error) for error in errors]
     return error_response(422, "; ".join(problems) or "Invalid request.", code="invalid_input")
 
 

@@ -65,7 +65,7 @@ async def share_page(share_id: str, runtime: RuntimeDep, builder: BuilderDep) ->
     )
 
 
-@router.get("/p/{share_id}/pass.pkpass")
+@router.api_route("/p/{share_id}/pass.pkpass", methods=["GET", "HEAD"])
 async def share_download(share_id: str, runtime: RuntimeDep, builder: BuilderDep) -> Response:
     pass_id, version, names = await _find(runtime, share_id)
     data, _ = await builder.pkpass(runtime.database, pass_id, version)
