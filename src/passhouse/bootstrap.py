@@ -47,7 +47,9 @@ def _read_or_create(path: Path, make: object) -> str:
 
 def open_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
     try:
-        database = Database(settings.database_url, pool_size=pool_size)
+        database = Database(
+            settings.database_url, pool_size=pool_size, hot_pool_size=settings.database_pool_size
+        )
     except ValueError as error:
         raise ConfigurationError(f"PASSHOUSE_DATABASE_URL is not usable: {error}.") from None
     return Runtime(

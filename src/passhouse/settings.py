@@ -14,6 +14,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///passhouse.db"
+    # PostgreSQL connections one process may hold for device requests (plus up to 10 for
+    # the admin API and the worker). Keep processes x (this + 10) under max_connections.
+    database_pool_size: int = Field(default=20, ge=1, le=500)
     # Externally visible base URL; a pass's webServiceURL is f"{public_url}/passkit".
     public_url: str = "http://localhost:8000"
     # Bootstrap admin API key (accepted in addition to keys made with `api-key create`).

@@ -29,7 +29,7 @@ def async_url(url: str) -> str:
 class Database:
     """The engine plus the two ways in: a write transaction and a read-only connection."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, hot_pool_size: int = 32) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, hot_pool_size: int = 20) -> None:
         self.url = async_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         kwargs: dict[str, Any] = {}
