@@ -37,9 +37,10 @@ import passhouse.storage.push_jobs as push_jobs
 from passhouse.pkpass.devcerts import issue_server_certificate, make_dev_credentials
 from passhouse.push.apns import ApnsCredentials, ApnsSender
 from passhouse.settings import Settings
+from passhouse.storage import migrate
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
-from passhouse.storage.tables import metadata, pass_types, passes, templates
+from passhouse.storage.tables import pass_types, passes, templates
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = ROOT / "tests" / "push" / "fake_apns.py"
@@ -126,8 +127,7 @@ async def drop_database(url: str) -> None:
 
 async def fill(database: Database, cert_pem: bytes, key_pem: bytes, count: int) -> int:
     """Schema, one pass type and template, `count` passes each registered by one device."""
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+    await migrate.upgrade(database)  # the worker refuses a schema that is not at head
     async with database.transaction() as conn:
         await conn.execute(
             pass_types.insert().values(
