@@ -228,9 +228,10 @@ def test_api_keys_are_created_listed_and_revoked(passhouse: CliInvoker) -> None:
 
     assert created.startswith("created API key 1 (ci)")
     assert key.startswith("ph_")
-    assert listed == f"1  {key[:10]}…  ci  active\n"
+    assert listed.startswith(f"1  {key[:10]}…  ci  created 20")
+    assert listed.endswith("Z  active\n")
     assert revoked == "revoked API key 1\n"
-    assert "no active API key with id 1" in assert_one_clean_line(again)
+    assert "No active API key has id 1" in assert_one_clean_line(again)
     assert listed_after.endswith("revoked\n")
 
 

@@ -45,22 +45,23 @@ def admin_token(data_dir: Path) -> str:
 
 def _credentials(data_dir: Path) -> issuing.Credentials:
     folder = data_dir / "dev-certs"
-    files = {name: folder / f"{name}.pem" for name in ("root", "wwdr", "pass", "pass-key")}
+    # The same names as `passhouse certs dev` writes.
+    files = {name: folder / f"{name}.pem" for name in ("root", "wwdr", "cert", "key")}
     if not all(path.exists() for path in files.values()):
         made = make_dev_credentials(DEV_PASS_TYPE_ID, DEV_TEAM_ID)
         folder.mkdir(parents=True, exist_ok=True)
         contents = {
             "root": made.root_cert_pem,
             "wwdr": made.wwdr_cert_pem,
-            "pass": made.cert_pem,
-            "pass-key": made.key_pem,
+            "cert": made.cert_pem,
+            "key": made.key_pem,
         }
         for name, path in files.items():
             path.touch(mode=0o600)
             path.write_bytes(contents[name])
     return issuing.Credentials(
-        certificate_pem=files["pass"].read_bytes(),
-        private_key_pem=files["pass-key"].read_bytes(),
+        certificate_pem=files["cert"].read_bytes(),
+        private_key_pem=files["key"].read_bytes(),
         wwdr_pem=files["wwdr"].read_bytes(),
     )
 
@@ -125,6 +126,7 @@ def demo_assets() -> dict[str, bytes]:
         "icon@3x.png": solid_png(87, 87),
         "logo.png": solid_png(160, 50),
         "logo@2x.png": solid_png(320, 100),
+        "logo@3x.png": solid_png(480, 150),
     }
 
 

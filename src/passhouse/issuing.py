@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import io
 import json
@@ -61,6 +62,11 @@ def now_seconds() -> int:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def iso_time(seconds: int) -> str:
+    """Unix seconds as the ISO 8601 UTC text the API shows (2026-11-22T14:00:00Z)."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- pass types -------------------------------------------------------------------------
@@ -450,7 +456,7 @@ async def list_registrations(conn: AsyncConnection, pass_id: int) -> list[dict[s
             # Both values are device credentials: shown shortened, enough to tell apart.
             "device_library_id": _shorten(device_library_id),
             "push_token": _shorten(push_token),
-            "registered_at": int(registered_at_ms) // 1000,
+            "registered_at": iso_time(int(registered_at_ms) // 1000),
         }
         for device_library_id, push_token, registered_at_ms in rows
     ]

@@ -382,6 +382,10 @@ def pass_issue(template: str, data: str | None, serial: str | None) -> None:
 
     row = run(in_transaction(settings, action))
     click.echo(f"issued {row.pass_type_id} {row.serial_number} (version {row.version})")
+    click.echo(
+        f"  download (admin API key): {settings.public_url}/api/v1/passes/"
+        f"{row.pass_type_id}/{row.serial_number}/pkpass"
+    )
     click.echo(f"  share link: {settings.public_url}/p/{row.share_id}")
 
 
@@ -459,7 +463,8 @@ def api_key_list() -> None:
 
     for row in run(in_transaction(load_settings(), action)):
         state = "revoked" if row.revoked_at else "active"
-        click.echo(f"{row.id}  {row.prefix}…  {row.name}  {state}")
+        created = issuing.iso_time(row.created_at)
+        click.echo(f"{row.id}  {row.prefix}…  {row.name}  created {created}  {state}")
 
 
 @api_key_group.command("revoke")
@@ -471,7 +476,7 @@ def api_key_revoke(key_id: int) -> None:
         return await api_keys.revoke_key(conn, key_id, now=issuing.now_seconds())
 
     if not run(in_transaction(load_settings(), action)):
-        raise click.ClickException(f"no active API key with id {key_id}")
+        raise click.ClickException(f"No active API key has id {key_id} (see `api-key list`).")
     click.echo(f"revoked API key {key_id}")
 
 
