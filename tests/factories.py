@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from passhouse import issuing
 from passhouse.bootstrap import Runtime
 
@@ -39,3 +41,8 @@ async def issue(
             conn, builder, template_ref=template, data={"name": "Ada", "balance": 10, **data}
         )
     return IssuedPass(row.pass_type_id, row.serial_number, row.authentication_token, row.id)
+
+
+async def count_rows(runtime: Runtime, table: sa.Table) -> int:
+    async with runtime.database.reader() as conn:
+        return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)

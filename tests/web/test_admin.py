@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from conftest import ADMIN_TOKEN, PASS_TYPE_ID, TEAM_ID, TEMPLATE_JSON
-from factories import IssuedPass
+from factories import IssuedPass, count_rows
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.pkpass.devcerts import DevCredentials, issue_server_certificate
@@ -83,9 +83,7 @@ def pass_json_in(pkpass: bytes) -> dict[str, Any]:
     return loaded
 
 
-async def count(runtime: Runtime, table: sa.Table) -> int:
-    async with runtime.database.reader() as conn:
-        return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+count = count_rows
 
 
 async def register_device(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from factories import IssuedPass, issue
+from factories import IssuedPass, count_rows, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.metrics import PASSES_SIGNED
@@ -101,8 +101,7 @@ async def test_register_with_a_wrong_token_is_401_and_stores_nothing(
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
-    async with runtime.database.reader() as conn:
-        assert await conn.scalar(sa.select(sa.func.count()).select_from(devices)) == 0
+    assert await count_rows(runtime, devices) == 0
 
 
 async def test_unknown_pass_and_wrong_token_give_the_same_401(
@@ -195,8 +194,7 @@ async def test_unregister_keeps_a_device_that_holds_other_passes(
 
     await client.delete(wallet_pass.registration_path(DEVICE), headers=wallet_pass.auth)
 
-    async with runtime.database.reader() as conn:
-        assert await conn.scalar(sa.select(sa.func.count()).select_from(devices)) == 1
+    assert await count_rows(runtime, devices) == 1
 
 
 async def test_unregister_with_a_wrong_token_is_401_and_keeps_the_registration(
@@ -209,8 +207,7 @@ async def test_unregister_with_a_wrong_token_is_401_and_keeps_the_registration(
     )
 
     assert response.status_code == 401
-    async with runtime.database.reader() as conn:
-        assert await conn.scalar(sa.select(sa.func.count()).select_from(registrations)) == 1
+    assert await count_rows(runtime, registrations) == 1
 
 
 # --- changed serials --------------------------------------------------------------------
@@ -449,8 +446,7 @@ async def test_a_malformed_log_body_is_400(
     response = await client.post("/passkit/v1/log", json=body)
 
     assert response.status_code == 400
-    async with runtime.database.reader() as conn:
-        assert await conn.scalar(sa.select(sa.func.count()).select_from(device_logs)) == 0
+    assert await count_rows(runtime, device_logs) == 0
 
 
 async def test_log_is_rate_limited_per_client(client: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -558,8 +554,7 @@ async def test_personalizing_a_plain_pass_is_refused(
     response = await client.post(wallet_pass.path + "/personalize", json=body)
 
     assert response.status_code == 422
-    async with runtime.database.reader() as conn:
-        assert await conn.scalar(sa.select(sa.func.count()).select_from(push_jobs)) == 0
+    assert await count_rows(runtime, push_jobs) == 0
 
 
 async def test_concurrent_downloads_of_a_new_version_sign_it_once(
@@ -589,11 +584,9 @@ async def test_unregistering_the_last_device_drops_its_queued_push(
     await change(runtime, builder, wallet_pass, balance=50)
 
     await client.delete(wallet_pass.registration_path("phone"), headers=wallet_pass.auth)
-    async with runtime.database.reader() as conn:
-        kept = await conn.scalar(sa.select(sa.func.count()).select_from(push_jobs))
+    kept = await count_rows(runtime, push_jobs)
     await client.delete(other.registration_path("phone"), headers=other.auth)
-    async with runtime.database.reader() as conn:
-        dropped = await conn.scalar(sa.select(sa.func.count()).select_from(push_jobs))
+    dropped = await count_rows(runtime, push_jobs)
 
     assert (kept, dropped) == (1, 0)  # the token still held `other` until its own DELETE
 
