@@ -333,13 +333,16 @@ async def test_an_issuer_signs_in_issues_edits_and_voids_a_pass_in_the_browser(
     await page.get_by_role("button", name="Save data").click()
     await page.get_by_role("alert").filter(has_text="not valid JSON").wait_for()
 
-    # Edit its data.
-    await page.get_by_label("Data").fill('{"balance": 42}')
+    # Edit its data: saving replaces it, so a key left out is removed.
+    await page.get_by_label("Data").fill('{"name": "Ada <b>", "balance": 42, "tier": "gold"}')
     await page.get_by_role("button", name="Save data").click()
     await page.locator("#pass-version", has_text="2").wait_for()
+    await page.get_by_label("Data").fill('{"name": "Ada <b>", "balance": 42}')
+    await page.get_by_role("button", name="Save data").click()
+    await page.locator("#pass-version", has_text="3").wait_for()
 
     edited = await _api_pass(admin, template)
-    assert edited["version"] == 2
+    assert edited["version"] == 3
     assert edited["data"] == {"name": "Ada <b>", "balance": 42}
     assert '"Ada <b>"' in await page.get_by_label("Data").input_value()
 
@@ -357,7 +360,7 @@ async def test_an_issuer_signs_in_issues_edits_and_voids_a_pass_in_the_browser(
     await _shot(page, "pass")
 
     voided = await _api_pass(admin, template)
-    assert (voided["voided"], voided["version"]) == (True, 3)
+    assert (voided["voided"], voided["version"]) == (True, 4)
     assert await page.get_by_role("button", name="Save data").is_disabled()
 
     # The list shows it; the other views render.

@@ -581,7 +581,7 @@
     const editor = h(
       "form",
       { class: "stack", id: "pass-edit" },
-      h("label", { for: "pass-data" }, "Data (JSON; keys you send are merged into the pass's data)"),
+      h("label", { for: "pass-data" }, "Data (JSON; saving replaces the pass's data with exactly this)"),
       data,
       save
     );
@@ -590,7 +590,7 @@
       clearError();
       save.disabled = true;
       try {
-        const result = await api(passPath(p), { method: "PATCH", json: { data: parseJsonObject(data.value, "Data") } });
+        const result = await api(passPath(p), { method: "PUT", json: { data: parseJsonObject(data.value, "Data") } });
         announce(result.changed ? `Saved: version ${result.version}.` : "No change to save.");
         await route();
         if (!result.changed) showNotice("No change: the pass already holds this data.");
