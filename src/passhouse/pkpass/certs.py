@@ -316,6 +316,15 @@ def check_credentials_in_detail(
                 "warning",
             )
         )
+    if result.wwdr_generation == "G4" and issuer.serial_number != APPLE_WWDR_G4_SERIAL:
+        problems.append(
+            Problem(
+                "The intermediate is named like Apple's WWDR G4 but is not Apple's (its serial "
+                "number differs): passes signed with it will not install on an iPhone. Fine "
+                "for local development (`certs dev`, dev mode).",
+                "warning",
+            )
+        )
     if not issuer.not_valid_before_utc <= now <= issuer.not_valid_after_utc:
         problems.append(
             Problem(
