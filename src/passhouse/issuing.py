@@ -119,8 +119,15 @@ async def save_pass_type(
         },
     )
     if not created:
-        # Passes signed with the old certificate must be rebuilt with the new one.
+        # Passes signed with the old certificate must be rebuilt with the new one. A new
+        # version moves every cache key (the shared table and each process's memory) at
+        # once; no push is queued: installed copies stay valid, and devices that ask
+        # anyway get the re-signed file.
         await pass_types.clear_pkpass_cache(conn, signer.pass_type_id)
+        version = await pass_types.next_version(conn, signer.pass_type_id)
+        await passes.bump_pass_type_passes(
+            conn, signer.pass_type_id, version=version, now=now_seconds()
+        )
     return signer.pass_type_id, created, warnings
 
 

@@ -17,7 +17,7 @@ from factories import IssuedPass, count_rows, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.metrics import PASSES_SIGNED
-from passhouse.pkpass.devcerts import DevCredentials
+from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
 from passhouse.storage.tables import device_logs, devices, push_jobs, registrations
 
 DEVICE = "device-library-0001"
@@ -605,3 +605,30 @@ async def test_admin_api_says_plainly_when_the_body_is_not_json(
     assert broken.json()["error"]["message"] == "The request body is not valid JSON."
     assert untyped.status_code == 422
     assert "Content-Type: application/json" in untyped.json()["error"]["message"]
+
+
+async def test_a_renewed_certificate_signs_the_next_download(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, runtime: Runtime, tmp_path: Path
+) -> None:
+    first = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+    renewed = make_dev_credentials(wallet_pass.pass_type_id, "TESTTEAM42")
+    async with runtime.database.transaction() as conn:
+        await issuing.save_pass_type(
+            conn,
+            runtime.sealer,
+            issuing.Credentials(
+                certificate_pem=renewed.cert_pem,
+                private_key_pem=renewed.key_pem,
+                wwdr_pem=renewed.wwdr_cert_pem,
+            ),
+        )
+
+    again = await client.get(
+        wallet_pass.path,
+        headers={**wallet_pass.auth, "If-Modified-Since": first.headers["last-modified"]},
+    )
+
+    assert again.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(again.content)) as archive:
+        manifest, signature = archive.read("manifest.json"), archive.read("signature")
+    assert openssl_verify(signature, manifest, renewed.root_cert_pem, tmp_path) == ""

@@ -106,10 +106,21 @@ async def bump_template_passes(
     conn: AsyncConnection, template_id: int, *, version: int, now: int
 ) -> int:
     """Give every pass of a template a new version in one statement; returns how many."""
+    return await _bump(conn, passes.c.template_id == template_id, version=version, now=now)
+
+
+async def bump_pass_type_passes(
+    conn: AsyncConnection, pass_type_id: str, *, version: int, now: int
+) -> int:
+    """Give every pass of a pass type a new version in one statement; returns how many."""
+    return await _bump(conn, passes.c.pass_type_id == pass_type_id, version=version, now=now)
+
+
+async def _bump(
+    conn: AsyncConnection, where: sa.ColumnElement[bool], *, version: int, now: int
+) -> int:
     result = await conn.execute(
-        passes.update()
-        .where(passes.c.template_id == template_id)
-        .values(version=version, modified_at=_next_modified_at(now))
+        passes.update().where(where).values(version=version, modified_at=_next_modified_at(now))
     )
     return int(result.rowcount)
 
