@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import math
 import secrets
 import time
 import zipfile
@@ -48,12 +49,39 @@ SERVER_KEYS = (
 MAX_SERIAL_LENGTH = 128
 
 
-def _require_plain_json(value: Any, what: str) -> None:
-    """Refuse NaN and Infinity: Python's JSON reader accepts them, PostgreSQL and Apple don't."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except ValueError:
-        raise InvalidInput(f"{what} holds NaN or Infinity, which JSON does not allow.") from None
+def storable_problem(value: Any, where: str) -> str | None:
+    """What neither JSON nor the database can hold in `value`, naming where it is; or None.
+
+    Python's JSON reader accepts NaN, Infinity and unpaired surrogates; PostgreSQL text
+    cannot hold NUL. Left in, they would fail on save or in every later download.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{where} contains a NUL character"
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return f"{where} contains an unpaired surrogate"
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return f"{where} is NaN or Infinity, not a finite number"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            problem = storable_problem(key, where) or storable_problem(item, f"{where}.{key}")
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = storable_problem(item, f"{where}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+def _require_storable(value: Any, what: str) -> None:
+    problem = storable_problem(value, what)
+    if problem:
+        raise InvalidInput(problem + ".")
 
 
 def now_seconds() -> int:
@@ -218,7 +246,7 @@ def checked_template(
 ) -> Template:
     if not name.strip() or not name.isprintable():
         raise InvalidInput("A template needs a non-empty name of printable characters.")
-    _require_plain_json(pass_json, "pass_json")
+    _require_storable(pass_json, "pass_json")
     for asset_name in assets:
         parts = asset_name.split("/")
         if asset_name.startswith("/") or any(part in ("", ".", "..") for part in parts):
@@ -319,7 +347,7 @@ async def issue_pass(
     data: Mapping[str, Any],
     serial_number: str | None = None,
 ) -> sa.Row[Any]:
-    _require_plain_json(data, "data")
+    _require_storable(data, "data")
     template_row = await _template_or_404(conn, template_ref)
     serial_number = serial_number or secrets.token_hex(8)
     _check_serial(serial_number)
@@ -373,7 +401,7 @@ async def change_pass_data(
     A request that changes nothing makes no version and wakes no device: Apple asks to
     push only when a pass really changed.
     """
-    _require_plain_json(data, "data")
+    _require_storable(data, "data")
     row = await get_pass_or_404(conn, pass_type_id, serial_number)
     if row.voided:
         raise Conflict(f"Pass {serial_number!r} is voided; it can no longer change.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import math
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -39,28 +38,9 @@ class _Body(BaseModel):
 
 
 def _check_storable(value: Any, where: str) -> None:
-    """Refuse what neither JSON nor the database can hold, naming where it is.
-
-    Python's JSON reader accepts NaN, Infinity and unpaired surrogates; PostgreSQL text
-    cannot hold NUL. Left in, they would fail on save or in every later download.
-    """
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where} contains a NUL character")
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise ValueError(f"{where} contains an unpaired surrogate") from None
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where} is not a finite number")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_storable(key, where)
-            _check_storable(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_storable(item, f"{where}[{index}]")
+    problem = issuing.storable_problem(value, where)
+    if problem:
+        raise ValueError(problem)
 
 
 def _iso(seconds: int | None) -> str | None:
