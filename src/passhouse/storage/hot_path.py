@@ -13,8 +13,8 @@ query), 60-70 % of a request. Here they are plain SQL:
   writes take the process's SQLite write lock first, so they never sleep in SQLite's
   busy handler behind another connection of this process.
 
-The SQL mirrors storage/registrations.py and storage/passes.py, which keep the
-SQLAlchemy versions for everything off the hot path.
+These are the only copies of these statements; the rest of storage/ uses SQLAlchemy
+Core for everything off the hot path.
 """
 
 from __future__ import annotations

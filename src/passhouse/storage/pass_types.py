@@ -23,10 +23,6 @@ async def list_pass_types(conn: AsyncConnection) -> list[sa.Row[Any]]:
     return list(result.all())
 
 
-async def count_pass_types(conn: AsyncConnection) -> int:
-    return int(await conn.scalar(sa.select(sa.func.count()).select_from(pass_types)) or 0)
-
-
 async def save_pass_type(conn: AsyncConnection, values: dict[str, Any]) -> bool:
     """Insert, or replace the credentials of an existing pass type; True when it is new.
 

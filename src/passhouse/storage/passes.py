@@ -41,28 +41,6 @@ async def get_pass_by_share_id(conn: AsyncConnection, share_id: str) -> sa.Row[A
     return result.first()
 
 
-# The device hot path reads only what it needs, with a statement compiled once.
-_AUTH_COLUMNS = sa.select(
-    passes.c.id,
-    passes.c.authentication_token,
-    passes.c.version,
-    passes.c.modified_at,
-).where(
-    passes.c.pass_type_id == sa.bindparam("pass_type_id"),
-    passes.c.serial_number == sa.bindparam("serial_number"),
-)
-
-
-async def get_pass_for_device(
-    conn: AsyncConnection, pass_type_id: str, serial_number: str
-) -> sa.Row[int, str, int, int] | None:
-    """(id, authentication_token, version, modified_at) of a pass, for device requests."""
-    result = await conn.execute(
-        _AUTH_COLUMNS, {"pass_type_id": pass_type_id, "serial_number": serial_number}
-    )
-    return result.first()
-
-
 async def serial_exists(conn: AsyncConnection, pass_type_id: str, serial_number: str) -> bool:
     found = await conn.scalar(
         sa.select(passes.c.id).where(

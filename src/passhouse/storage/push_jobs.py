@@ -64,12 +64,6 @@ async def enqueue_for_pass(conn: AsyncConnection, pass_id: int, *, now_ms: int) 
     return await _enqueue(conn, passes.c.id == pass_id, now_ms=now_ms)
 
 
-async def enqueue_for_passes(conn: AsyncConnection, pass_ids: Sequence[int], *, now_ms: int) -> int:
-    if not pass_ids:
-        return 0
-    return await _enqueue(conn, passes.c.id.in_(list(pass_ids)), now_ms=now_ms)
-
-
 async def enqueue_for_template(conn: AsyncConnection, template_id: int, *, now_ms: int) -> int:
     """Queue pushes for every pass made from a template, as one INSERT ... SELECT."""
     return await _enqueue(conn, passes.c.template_id == template_id, now_ms=now_ms)
