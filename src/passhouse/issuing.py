@@ -149,9 +149,8 @@ async def save_pass_type(
     if not created:
         # Passes signed with the old certificate must be rebuilt with the new one. A new
         # version moves every cache key (the shared table and each process's memory) at
-        # once; no push is queued: installed copies stay valid, and devices that ask
-        # anyway get the re-signed file.
-        await pass_types.clear_pkpass_cache(conn, signer.pass_type_id)
+        # once, as a template change does; no push is queued: installed copies stay
+        # valid, and devices that ask anyway get the re-signed file.
         version = await pass_types.next_version(conn, signer.pass_type_id)
         await passes.bump_pass_type_passes(
             conn, signer.pass_type_id, version=version, now=now_seconds()

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse.storage.tables import pass_types, passes, pkpass_cache, templates
+from passhouse.storage.tables import pass_types, passes, templates
 
 
 async def get_pass_type(conn: AsyncConnection, pass_type_id: str) -> sa.Row[Any] | None:
@@ -80,17 +80,6 @@ async def next_version(conn: AsyncConnection, pass_type_id: str) -> int:
 async def team_id(conn: AsyncConnection, pass_type_id: str) -> str | None:
     return await conn.scalar(
         sa.select(pass_types.c.team_id).where(pass_types.c.pass_type_id == pass_type_id)
-    )
-
-
-async def clear_pkpass_cache(conn: AsyncConnection, pass_type_id: str) -> None:
-    """Forget signed files of a pass type, so new downloads are signed with new credentials."""
-    await conn.execute(
-        pkpass_cache.delete().where(
-            pkpass_cache.c.pass_id.in_(
-                sa.select(passes.c.id).where(passes.c.pass_type_id == pass_type_id)
-            )
-        )
     )
 
 
