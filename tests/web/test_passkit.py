@@ -176,9 +176,8 @@ async def test_unregister_answers_200_and_forgets_the_device(
     response = await client.delete(wallet_pass.registration_path(DEVICE), headers=wallet_pass.auth)
 
     assert response.status_code == 200
-    async with runtime.database.reader() as conn:
-        assert await conn.scalar(sa.select(sa.func.count()).select_from(devices)) == 0
-        assert await conn.scalar(sa.select(sa.func.count()).select_from(registrations)) == 0
+    assert await count_rows(runtime, devices) == 0
+    assert await count_rows(runtime, registrations) == 0
 
 
 async def test_unregister_keeps_a_device_that_holds_other_passes(
