@@ -23,11 +23,6 @@ async def get_template(conn: AsyncConnection, ref: str | int) -> sa.Row[Any] | N
     return result.first()
 
 
-async def get_template_by_id(conn: AsyncConnection, template_id: int) -> sa.Row[Any] | None:
-    result = await conn.execute(sa.select(templates).where(templates.c.id == template_id))
-    return result.first()
-
-
 async def list_templates(conn: AsyncConnection) -> list[sa.Row[Any]]:
     result = await conn.execute(sa.select(templates).order_by(templates.c.id))
     return list(result.all())

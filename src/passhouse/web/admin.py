@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -44,9 +43,7 @@ def _check_storable(value: Any, where: str) -> None:
 
 
 def _iso(seconds: int | None) -> str | None:
-    if seconds is None:
-        return None
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
+    return None if seconds is None else issuing.iso_time(seconds)
 
 
 # --- pass types -------------------------------------------------------------------------
@@ -176,7 +173,7 @@ async def _template_view(conn: Any, row: sa.Row[Any]) -> dict[str, Any]:
 
 
 async def _template_by_id(conn: Any, template_id: int) -> dict[str, Any]:
-    row = await templates.get_template_by_id(conn, template_id)
+    row = await templates.get_template(conn, template_id)
     assert row is not None
     return await _template_view(conn, row)
 
@@ -293,7 +290,7 @@ def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[st
 
 
 async def _pass_response(conn: Any, row: sa.Row[Any], runtime: Any) -> dict[str, Any]:
-    template_row = await templates.get_template_by_id(conn, row.template_id)
+    template_row = await templates.get_template(conn, row.template_id)
     name = template_row.name if template_row is not None else str(row.template_id)
     return _pass_view(row, runtime.settings.public_url, name)
 
