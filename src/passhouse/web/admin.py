@@ -12,13 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from passhouse import issuing
 from passhouse.errors import InvalidInput, NotFound
+from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.template import Template
 from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
 from passhouse.web.deps import BuilderDep, ReadConn, RuntimeDep, WriteConn, require_api_key
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
 
-PKPASS_TYPE = "application/vnd.apple.pkpass"
 MAX_ZIP_BYTES = 10 * 1024 * 1024
 
 
@@ -390,7 +390,7 @@ async def void_pass(
     "/passes/{pass_type_id}/{serial_number}/pkpass",
     tags=["passes"],
     response_class=Response,
-    responses={200: {"content": {PKPASS_TYPE: {}}}},
+    responses={200: {"content": {PKPASS_MEDIA_TYPE: {}}}},
 )
 async def download_pkpass(
     pass_type_id: str, serial_number: str, runtime: RuntimeDep, builder: BuilderDep
@@ -400,7 +400,7 @@ async def download_pkpass(
     data, _ = await builder.pkpass(runtime.database, row.id, row.version)
     return Response(
         data,
-        media_type=PKPASS_TYPE,
+        media_type=PKPASS_MEDIA_TYPE,
         headers={"content-disposition": f'attachment; filename="{serial_number}.pkpass"'},
     )
 

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from passhouse import issuing
 from passhouse.errors import PasshouseError
 from passhouse.metrics import DEVICE_LATENCY, DEVICE_REQUESTS
+from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.errors import PkpassError
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, passes, registrations
@@ -34,7 +35,6 @@ from passhouse.web.limits import BodyTooLarge
 
 log = structlog.get_logger("passhouse.passkit")
 
-PKPASS_TYPE = "application/vnd.apple.pkpass"
 MAX_SEGMENT = 255
 MAX_DEVICE_BODY = 64 * 1024
 # Compared against when a pass does not exist, so both 401s take the same time.
@@ -237,7 +237,7 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
             modified_at = newer.modified_at if newer else modified_at
         return Response(
             data,
-            media_type=PKPASS_TYPE,
+            media_type=PKPASS_MEDIA_TYPE,
             headers={"last-modified": _http_date(modified_at), "cache-control": "no-cache"},
         )
 

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from passhouse import issuing
 from passhouse.errors import NotFound
+from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.storage import pass_types, passes
 from passhouse.web.deps import BuilderDep, RuntimeDep
 
@@ -71,6 +72,6 @@ async def share_download(share_id: str, runtime: RuntimeDep, builder: BuilderDep
     data, _ = await builder.pkpass(runtime.database, pass_id, version)
     return Response(
         data,
-        media_type="application/vnd.apple.pkpass",
+        media_type=PKPASS_MEDIA_TYPE,
         headers={"content-disposition": f'inline; filename="{names["serial"]}.pkpass"'},
     )
