@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
+from passhouse.devmode import solid_png
 
 
 def make_png(width: int, height: int, rgb: tuple[int, int, int] = (40, 90, 160)) -> bytes:
-    row = b"\x00" + bytes(rgb) * width  # filter byte 0, then RGB pixels
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body))
-            + kind
-            + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * height, 9))
-        + chunk(b"IEND", b"")
-    )
+    return solid_png(width, height, rgb)
 
 
 def image_set(base: str, width: int, height: int) -> dict[str, bytes]:
