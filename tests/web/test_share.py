@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import re
@@ -124,17 +126,97 @@ async def test_text_from_the_pass_is_escaped(
     assert "Card of &lt;script&gt;" in response.text
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/p/unknown-share-id", "/p/unknown-share-id/pass.pkpass", "/p/" + "x" * 65, "/p/%20"],
-)
-async def test_an_unknown_share_id_is_a_json_404(
-    client: httpx.AsyncClient, wallet_pass: IssuedPass, path: str
+UNKNOWN_SHARE_PATHS = [
+    "/p/unknown-share-id",
+    "/p/unknown-share-id/pass.pkpass",
+    "/p/" + "x" * 65,
+    "/p/%20",
+]
+# What Safari on an iPhone sends when a customer opens a link.
+SAFARI_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("path", UNKNOWN_SHARE_PATHS)
+@pytest.mark.parametrize("accept", ["application/json", "*/*"])
+async def test_an_unknown_share_id_is_a_json_404_for_a_client(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, path: str, accept: str
 ) -> None:
-    response = await client.get(path)
+    response = await client.get(path, headers={"Accept": accept})
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", UNKNOWN_SHARE_PATHS)
+async def test_an_unknown_share_id_is_an_html_404_page_for_a_browser(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, path: str
+) -> None:
+    response = await client.get(path, headers={"Accept": SAFARI_ACCEPT})
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "<h1>Pass not found</h1>" in response.text
+    assert "error" not in response.text
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_voided_pass_page_says_it_is_no_longer_valid(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    path = await share_path(admin, wallet_pass.pass_type_id, wallet_pass.serial_number)
+    await admin.delete(f"/api/v1/passes/{wallet_pass.pass_type_id}/{wallet_pass.serial_number}")
+
+    response = await client.get(path, headers={"Accept": SAFARI_ACCEPT})
+
+    assert response.status_code == 200
+    assert "Test loyalty card" in response.text
+    assert "This pass is no longer valid." in response.text
+    assert "Add to Apple Wallet" not in response.text
+    assert "pass.pkpass" not in response.text
+
+
+def csp_of(response: httpx.Response) -> dict[str, str]:
+    return dict(
+        directive.strip().split(" ", 1)
+        for directive in response.headers["content-security-policy"].split(";")
+    )
+
+
+@pytest.mark.parametrize("found", [True, False])
+async def test_the_share_page_allows_nothing_but_its_own_style(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, wallet_pass: IssuedPass, found: bool
+) -> None:
+    path = await share_path(admin, wallet_pass.pass_type_id, wallet_pass.serial_number)
+
+    response = await client.get(path if found else "/p/unknown", headers={"Accept": SAFARI_ACCEPT})
+
+    policy = csp_of(response)
+    style = re.search(r"<style>(.*?)</style>", response.text, re.DOTALL)
+    assert style is not None
+    digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
+    assert policy == {
+        "default-src": "'none'",
+        "style-src": f"'sha256-{digest}'",
+        "form-action": "'none'",
+        "frame-ancestors": "'none'",
+        "base-uri": "'none'",
+    }
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_the_share_page_and_the_dashboard_send_the_same_security_headers(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    path = await share_path(admin, wallet_pass.pass_type_id, wallet_pass.serial_number)
+
+    share = await client.get(path)
+    dashboard = await client.get("/dashboard")
+
+    for name in ("x-content-type-options", "referrer-policy", "cache-control"):
+        assert share.headers[name] == dashboard.headers[name]
+    for directive in ("default-src", "frame-ancestors", "form-action", "base-uri"):
+        assert csp_of(share)[directive] == csp_of(dashboard)[directive] == "'none'"
 
 
 async def test_the_share_link_needs_no_api_key_but_the_admin_download_does(

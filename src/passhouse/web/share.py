@@ -2,76 +2,114 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
+from typing import Any
 
-from fastapi import APIRouter, Response
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
 from passhouse import issuing
-from passhouse.errors import NotFound
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.storage import pass_types, passes
 from passhouse.web.deps import BuilderDep, RuntimeDep
+from passhouse.web.errors import error_response
+from passhouse.web.pages import prefers_html, security_headers
 
 router = APIRouter(include_in_schema=False)
+
+_STYLE = """
+body { font-family: -apple-system, system-ui, sans-serif; max-width: 28rem; margin: 3rem auto;
+       padding: 0 1rem; text-align: center; color: #1d1d1f; }
+a.add { display: inline-block; margin-top: 1.5rem; padding: .8rem 1.4rem; border-radius: .6rem;
+        background: #000; color: #fff; text-decoration: none; font-weight: 600; }
+p.note { color: #6e6e73; font-size: .9rem; }
+p.void { margin-top: 1.5rem; padding: .8rem 1rem; border-radius: .6rem; background: #f5f5f7;
+         font-weight: 600; }
+"""
+
+# The page's one inline style is allowed by its hash; nothing else may load or run.
+_HEADERS = security_headers(
+    style_src=f"'sha256-{base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()}'"
+)
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
-<style>
-body {{ font-family: -apple-system, system-ui, sans-serif; max-width: 28rem; margin: 3rem auto;
-       padding: 0 1rem; text-align: center; color: #1d1d1f; }}
-a.add {{ display: inline-block; margin-top: 1.5rem; padding: .8rem 1.4rem; border-radius: .6rem;
-        background: #000; color: #fff; text-decoration: none; font-weight: 600; }}
-p.note {{ color: #6e6e73; font-size: .9rem; }}
-</style></head>
-<body><h1>{title}</h1><p>{organization}</p>
-<a class="add" href="{href}">Add to Apple Wallet</a>
-{note}
+<style>{style}</style></head>
+<body><h1>{title}</h1>
+{body}
 </body></html>
 """
 
-
-async def _find(runtime: RuntimeDep, share_id: str) -> tuple[int, int, dict[str, str]]:
-    if len(share_id) > 64:
-        raise NotFound("No such pass.")
-    async with runtime.database.reader() as conn:
-        row = await passes.get_pass_by_share_id(conn, share_id)
-        if row is None:
-            raise NotFound("No such pass.")
-        return row.id, row.version, {"serial": row.serial_number}
+_NOT_FOUND_BODY = (
+    "<p>This link does not lead to a pass. Check that it was copied whole, "
+    "or ask whoever sent it for a new one.</p>"
+)
 
 
-@router.get("/p/{share_id}", response_class=HTMLResponse)
-async def share_page(share_id: str, runtime: RuntimeDep, builder: BuilderDep) -> HTMLResponse:
-    pass_id, version, _ = await _find(runtime, share_id)
-    data, _ = await builder.pkpass(runtime.database, pass_id, version)
-    pass_json = issuing.pass_json_of(data)
-    dev = ""
-    async with runtime.database.reader() as conn:
-        row = await pass_types.get_pass_type(conn, str(pass_json.get("passTypeIdentifier", "")))
-    if row is not None and row.dev_mode:
-        dev = (
-            '<p class="note">This pass is signed with a local development certificate: '
-            "Wallet on a real iPhone will not accept it.</p>"
-        )
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(
-        _PAGE.format(
-            title=html.escape(str(pass_json.get("description", "Your pass"))),
-            organization=html.escape(str(pass_json.get("organizationName", ""))),
-            href=html.escape(f"/p/{share_id}/pass.pkpass"),
-            note=dev,
-        )
+        _PAGE.format(title=html.escape(title), style=_STYLE, body=body),
+        status_code=status_code,
+        headers=_HEADERS,
     )
 
 
+def _not_found(request: Request) -> Response:
+    if prefers_html(request.headers.get("accept", "")):
+        return _page("Pass not found", _NOT_FOUND_BODY, 404)
+    return error_response(404, "No such pass.", headers=_HEADERS)
+
+
+async def _find(runtime: RuntimeDep, share_id: str) -> sa.Row[Any] | None:
+    if len(share_id) > 64:
+        return None
+    async with runtime.database.reader() as conn:
+        return await passes.get_pass_by_share_id(conn, share_id)
+
+
+@router.get("/p/{share_id}", response_class=HTMLResponse)
+async def share_page(
+    share_id: str, request: Request, runtime: RuntimeDep, builder: BuilderDep
+) -> Response:
+    row = await _find(runtime, share_id)
+    if row is None:
+        return _not_found(request)
+    data, _ = await builder.pkpass(runtime.database, row.id, row.version)
+    pass_json = issuing.pass_json_of(data)
+    async with runtime.database.reader() as conn:
+        pass_type = await pass_types.get_pass_type(conn, row.pass_type_id)
+    parts = [f"<p>{html.escape(str(pass_json.get('organizationName', '')))}</p>"]
+    if row.voided:
+        parts.append('<p class="void">This pass is no longer valid.</p>')
+    else:
+        href = html.escape(f"/p/{share_id}/pass.pkpass")
+        parts.append(f'<a class="add" href="{href}">Add to Apple Wallet</a>')
+        if pass_type is not None and pass_type.dev_mode:
+            parts.append(
+                '<p class="note">This pass is signed with a local development certificate: '
+                "Wallet on a real iPhone will not accept it.</p>"
+            )
+    return _page(str(pass_json.get("description", "Your pass")), "\n".join(parts))
+
+
 @router.api_route("/p/{share_id}/pass.pkpass", methods=["GET", "HEAD"])
-async def share_download(share_id: str, runtime: RuntimeDep, builder: BuilderDep) -> Response:
-    pass_id, version, names = await _find(runtime, share_id)
-    data, _ = await builder.pkpass(runtime.database, pass_id, version)
+async def share_download(
+    share_id: str, request: Request, runtime: RuntimeDep, builder: BuilderDep
+) -> Response:
+    row = await _find(runtime, share_id)
+    if row is None:
+        return _not_found(request)
+    data, _ = await builder.pkpass(runtime.database, row.id, row.version)
     return Response(
         data,
         media_type=PKPASS_MEDIA_TYPE,
-        headers={"content-disposition": f'inline; filename="{names["serial"]}.pkpass"'},
+        headers={
+            **_HEADERS,
+            "content-disposition": f'inline; filename="{row.serial_number}.pkpass"',
+        },
     )
