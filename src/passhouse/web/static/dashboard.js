@@ -72,19 +72,14 @@
     );
   }
 
-  function when(iso) {
-    if (!iso) return "—";
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime())) return String(iso);
+  // The one way a time is shown. The API sends ISO 8601 UTC text ("2026-11-22T14:00:00Z");
+  // a number is Unix milliseconds (push attempts' at_ms, until that endpoint sends ISO too).
+  function when(value) {
+    if (value === null || value === undefined || value === "") return "—";
+    const date = new Date(value);
+    if (Number.isNaN(date.getTime())) return String(value);
+    const iso = typeof value === "string" ? value : date.toISOString();
     return h("time", { datetime: iso, title: iso }, date.toLocaleString());
-  }
-
-  function whenSeconds(seconds) {
-    return seconds ? when(new Date(seconds * 1000).toISOString()) : "—";
-  }
-
-  function whenMs(ms) {
-    return ms ? when(new Date(ms).toISOString()) : "—";
   }
 
   function duration(seconds) {
@@ -95,9 +90,21 @@
     return `${Math.round(s / 86400)} days`;
   }
 
+  // "oldest_pending_age_seconds" -> "Oldest pending age": the value shows its own unit.
   function humanize(key) {
-    const text = key.replace(/_/g, " ");
+    const text = key
+      .replace(/_(seconds|ms)$/, "")
+      .replace(/_/g, " ")
+      .replace(/\bapns\b/gi, "APNs")
+      .replace(/\bid\b/g, "ID");
     return text.charAt(0).toUpperCase() + text.slice(1);
+  }
+
+  // Push tokens and device ids are credentials: the API shortens them, and so does the page
+  // where it still gets them whole (the same shape, so a shortened one passes unchanged).
+  function shorten(value) {
+    const text = String(value);
+    return text.length <= 13 ? text : `${text.slice(0, 8)}…${text.slice(-4)}`;
   }
 
   function definitions(pairs) {
@@ -252,7 +259,8 @@
       view.removeAttribute("aria-busy");
     }
     if (current !== routeCount) return; // a newer navigation won
-    view.replaceChildren(...[content].flat());
+    // A view lists optional parts as `cond ? node : null`; replaceChildren would print "null".
+    view.replaceChildren(...[content].flat().filter((node) => node !== null && node !== undefined && node !== false));
     document.title = `${view.querySelector("h1")?.textContent || "passhouse"} · passhouse`;
     view.focus({ preventScroll: true });
   }
@@ -270,7 +278,7 @@
       case "device-logs":
         return deviceLogs();
       default:
-        return [h("h1", {}, "Not found"), h("p", {}, "There is no such page. "), h("a", { href: "#/overview" }, "Go to the overview")];
+        return [h("h1", {}, "Not found"), h("p", {}, "There is no such page. ", h("a", { href: "#/overview" }, "Go to the overview"), ".")];
     }
   }
 
@@ -293,10 +301,10 @@
     if (typeof value === "object") {
       const entries = Object.entries(value);
       if (!entries.length) return "none";
-      return definitions(entries.map(([k, v]) => [k, statValue(k, v)]));
+      return definitions(entries.map(([k, v]) => [humanize(k), statValue(k, v)]));
     }
     if (key.endsWith("_seconds") && typeof value === "number") return duration(value);
-    if (key.endsWith("_ms") && typeof value === "number") return whenMs(value);
+    if (key.endsWith("_at_ms") || key.endsWith("_at") || key === "at") return when(value);
     return String(value);
   }
 
@@ -384,7 +392,7 @@
       h("h1", {}, "Templates"),
       rows.length ? table(["Name", "Pass type", "Passes", "Revision"], rows) : h("p", { class: "muted" }, "No templates yet."),
       h("h2", {}, "New template from a zip"),
-      types.items.length ? form : h("p", { class: "muted" }, "Add a pass type first."),
+      types.items.length ? form : h("p", { class: "muted" }, "Add a pass type first: ", h("code", {}, "passhouse pass-type add"), "."),
     ];
   }
 
@@ -576,8 +584,8 @@
       api(`${passPath(p)}/pushes`),
     ]);
 
-    const data = h("textarea", { id: "pass-data", rows: 8, spellcheck: "false", class: "code", readonly: p.voided }, JSON.stringify(p.data, null, 2));
-    const save = h("button", { type: "submit", disabled: p.voided }, "Save data");
+    const data = h("textarea", { id: "pass-data", rows: 8, spellcheck: "false", class: "code" }, JSON.stringify(p.data, null, 2));
+    const save = h("button", { type: "submit" }, "Save data");
     const editor = h(
       "form",
       { class: "stack", id: "pass-edit" },
@@ -591,9 +599,12 @@
       save.disabled = true;
       try {
         const result = await api(passPath(p), { method: "PUT", json: { data: parseJsonObject(data.value, "Data") } });
-        announce(result.changed ? `Saved: version ${result.version}.` : "No change to save.");
+        const message = result.changed
+          ? `Saved as version ${result.version}. Devices holding the pass will fetch it.`
+          : "No change: the pass already holds this data.";
+        announce(message);
         await route();
-        if (!result.changed) showNotice("No change: the pass already holds this data.");
+        showNotice(message);
       } catch (error) {
         showError(error);
         save.disabled = false;
@@ -626,18 +637,18 @@
 
     const share = safeHref(p.urls.share);
     const registrationRows = registrations.items.map((r) =>
-      h("tr", {}, h("td", {}, h("code", {}, r.device_library_id)), h("td", {}, h("code", {}, r.push_token)), h("td", {}, whenSeconds(r.registered_at)))
+      h("tr", {}, h("td", {}, h("code", {}, shorten(r.device_library_id))), h("td", {}, h("code", {}, shorten(r.push_token))), h("td", {}, when(r.registered_at)))
     );
     const pushRows = pushes.items.map((a) =>
       h(
         "tr",
         {},
-        h("td", {}, whenMs(a.at_ms)),
+        h("td", {}, when(a.at ?? a.at_ms)),
         h("td", {}, h("span", { class: `pill ${a.outcome === "delivered" ? "ok" : a.outcome === "retry" ? "soon" : "expired"}` }, a.outcome)),
         h("td", { class: "num" }, a.status ?? "—"),
         h("td", {}, a.reason || "—"),
         h("td", { class: "num" }, a.latency_ms ?? "—"),
-        h("td", {}, h("code", {}, String(a.push_token).slice(0, 12)))
+        h("td", {}, h("code", {}, shorten(a.push_token)))
       )
     );
     return [
@@ -656,7 +667,7 @@
         share ? ["Share link", h("a", { href: share, class: "break" }, share)] : null,
       ]),
       h("h2", {}, "Data"),
-      editor,
+      p.voided ? h("pre", { class: "code", id: "pass-data", tabindex: 0 }, JSON.stringify(p.data, null, 2)) : editor,
       h("h2", {}, "Devices"),
       registrationRows.length ? table(["Device", "Push token", "Registered"], registrationRows) : h("p", { class: "muted" }, "No device has registered this pass yet."),
       h("h2", {}, "Recent pushes"),
