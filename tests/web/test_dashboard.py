@@ -427,6 +427,7 @@ async def test_an_issuer_signs_in_issues_edits_and_voids_a_pass_in_the_browser(
     await _save(page, '{"name": "Ada <b>", "balance": 42, "tier": "gold"}')
     await page.locator("#pass-version", has_text="2").wait_for()
     await _notice(page, "Saved as version 2.").wait_for()
+    await _shot(page, "saved")
     await _save(page, '{"name": "Ada <b>", "balance": 42}')
     await page.locator("#pass-version", has_text="3").wait_for()
     await _notice(page, "Saved as version 3.").wait_for()
@@ -576,6 +577,15 @@ async def test_a_new_install_shows_every_page_without_errors(
     assert "Create a template first" in await page.locator("main").inner_text()
     await _assert_reads_cleanly(page)
     await _shot(page, "empty-issue")
+
+    await page.goto(f"{server_url}/dashboard#/no-such-page")
+    await page.get_by_role("heading", name="Not found").wait_for()
+    await page.get_by_role("link", name="Go to the overview").wait_for()
+    await _shot(page, "not-found")
+    response = await page.goto(f"{server_url}/p/no-such-share-link")
+    assert response.status == 404
+    await page.get_by_role("heading", name="Pass not found").wait_for()
+    await _shot(page, "share-not-found")
 
 
 def _api_path(wallet_pass: dict[str, Any]) -> str:

@@ -327,7 +327,7 @@
         { class: "card" },
         h("h3", {}, passType.pass_type_id),
         definitions([
-          ["Team id", passType.team_id],
+          ["Team ID", passType.team_id],
           ["Certificate", h("span", { class: `pill ${cert.kind}` }, cert.text)],
           ["APNs auth", passType.apns_auth],
           passType.apns_error ? ["APNs error", h("span", { class: "pill expired" }, passType.apns_error.reason)] : null,
@@ -408,7 +408,7 @@
         h("a", { href: `#/passes?template=${encodeURIComponent(t.name)}` }, `Its ${t.pass_count} pass${t.pass_count === 1 ? "" : "es"}`)
       ),
       definitions([
-        ["Id", t.id],
+        ["ID", t.id],
         ["Pass type", t.pass_type_id],
         ["Revision", t.revision],
         ["Passes", t.pass_count],
@@ -678,6 +678,7 @@
   function showNotice(message) {
     const node = banner("note transient-note", message);
     view.querySelector("h1")?.after(node);
+    node.scrollIntoView({ block: "nearest" }); // the button that caused it may be far below
   }
 
   // --- device logs -----------------------------------------------------------------------
