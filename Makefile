@@ -8,7 +8,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 install:  ## a virtual environment with the test extras
-	python3 -m venv $(VENV) && $(BIN)/pip install -e '.[test]'
+	python3 -m venv $(VENV) && $(BIN)/pip install -e '.[test,browser]'
 
 fmt:  ## format and fix lint
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
