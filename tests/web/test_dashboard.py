@@ -256,7 +256,7 @@ async def browser_page(server_url: str) -> AsyncIterator[Any]:
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("console", lambda message: _keep_console_error(message, errors))
-            page.set_default_timeout(10_000)
+            page.set_default_timeout(30_000)  # generous: 2 loaded cores run the whole suite
             yield page
             assert not errors, errors  # no script error and no CSP violation on the way
         finally:
