@@ -130,7 +130,13 @@ class Template:
                             f'Template "{name}": {info.filename} is compressed with a method '
                             "passhouse does not read; zip it with deflate (the usual one)."
                         )
-                    files[info.filename] = _inflate(archive, info, budget)
+                    try:
+                        files[info.filename] = _inflate(archive, info, budget)
+                    except zipfile.BadZipFile:
+                        raise TemplateError(
+                            f'Template "{name}": {info.filename} is damaged in the zip (its '
+                            "data does not match the size or checksum the zip gives for it)."
+                        ) from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
             if isinstance(error, TemplateError):
                 raise
