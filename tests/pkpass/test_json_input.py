@@ -19,8 +19,10 @@ ACCEPTED: list[tuple[bytes | str, Any]] = [
     ('{"id": "' + "9" * 5_000 + '"}', {"id": "9" * 5_000}),  # long digits in a string
     (json.dumps({"big": int("9" * 100)}), {"big": int("9" * 100)}),
     ('{"x": "[["}'.encode("utf-16"), {"x": "[["}),  # bytes in UTF-16, as json.loads reads
+    ('["\\ud83c\\udfab"]', ["🎫"]),  # a surrogate pair, as ensure_ascii writes it
+    ('["\\\\ud800"]', ["\\ud800"]),  # an escaped backslash, then text
 ]
-REJECTED = [
+REJECTED: list[tuple[str | bytes, str]] = [
     ("[" * 33 + "]" * 33, "nested 33 levels deep; the limit is 32"),
     ('{"a": ' * 990 + "1" + "}" * 990, "nested 990 levels deep"),
     ("[" * 100_000, "nested 100000 levels deep"),  # never closed: still not parsed
@@ -28,6 +30,9 @@ REJECTED = [
     (json.dumps({"n": 1}).replace("1", "9" * 101), "more than 100 digits"),
     ("[-" + "1" * 5_000 + "]", "more than 100 digits"),
     ("[1." + "0" * 5_000 + "]", "more than 100 digits"),
+    ('{"name": "a\\ud800b"}', "unpaired surrogate"),
+    ('["\\udc00\\ud800"]', "unpaired surrogate"),  # low then high is no pair
+    ('["\ud800"]'.encode("utf-8", "surrogatepass"), "unpaired surrogate"),
 ]
 INVALID = [b"", b"{", b'"unterminated [[[', b"\xff\xfe\xff", b'{"a": 1} x']
 
@@ -38,7 +43,7 @@ def test_json_within_the_limits_reads_like_json_loads(raw: bytes | str, expected
 
 
 @pytest.mark.parametrize(("raw", "words"), REJECTED)
-def test_json_past_a_limit_is_rejected_naming_it(raw: str, words: str) -> None:
+def test_json_past_a_limit_is_rejected_naming_it(raw: str | bytes, words: str) -> None:
     with pytest.raises(JsonRejected) as caught:
         parse_json(raw)
 

@@ -29,6 +29,8 @@ _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _LONG_NUMBER = re.compile(rf"[0-9]{{{MAX_NUMBER_DIGITS + 1},}}")
 _DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# A surrogate, escaped or raw: text that may hold one that is unpaired.
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|[\ud800-\udfff]")
 
 
 class JsonRejected(ValueError):
@@ -43,8 +45,9 @@ def parse_json(raw: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """json.loads within our limits.
 
     Raises JsonRejected for JSON nested more than `max_depth` levels (each object or
-    array is one) or holding a number of more than MAX_NUMBER_DIGITS digits, and the
-    usual UnicodeDecodeError or json.JSONDecodeError (all ValueErrors) otherwise.
+    array is one), holding a number of more than MAX_NUMBER_DIGITS digits, or a string
+    with an unpaired surrogate (which no database or UTF-8 text can hold), and the usual
+    UnicodeDecodeError or json.JSONDecodeError (all ValueErrors) otherwise.
     """
     if isinstance(raw, bytes | bytearray):
         # What json.loads does with bytes (UTF-8, -16 or -32), done first so the scan
@@ -53,7 +56,10 @@ def parse_json(raw: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     problem = json_limit_problem(raw, max_depth=max_depth)
     if problem is not None:
         raise JsonRejected(problem)
-    return json.loads(raw)
+    value = json.loads(raw)
+    if _SURROGATE.search(raw) and _holds_unpaired_surrogate(value):
+        raise JsonRejected("The JSON holds an unpaired surrogate (such as \\ud800), not text.")
+    return value
 
 
 def json_limit_problem(text: str, *, max_depth: int) -> str | None:
@@ -79,3 +85,11 @@ def _nesting(brackets: str) -> int:
     # The deepest running count of opened minus closed brackets. For the prefix the parser
     # reads before it finds a syntax error, this is exactly how deep it recurses.
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def _holds_unpaired_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
