@@ -5,7 +5,9 @@ recursion limit (a RecursionError, so a 500) near 1,000 levels; everything that 
 walks the value (validation, rendering, pydantic's serializer, which stops at 255) fails
 sooner. And it turns integers of more than 4,300 digits into a ValueError that suggests
 `sys.set_int_max_str_digits()`. So the raw text is scanned first: nesting depth and
-number lengths are checked before any parsing recursion starts.
+number lengths are checked before any parsing recursion starts. Unpaired surrogates
+(`"\\ud800"`), which JSON allows and neither UTF-8 nor a database column can hold, are
+refused after parsing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ _SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|[\ud800-\udfff]")
 
 
 class JsonRejected(ValueError):
-    """Valid or not, the JSON breaks one of our limits; `.message` says which."""
+    """Valid or not, the JSON breaks one of our rules; `.message` says which."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
