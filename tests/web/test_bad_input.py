@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message
 from structlog.testing import capture_logs
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -31,6 +32,8 @@ from conftest import ADMIN_TOKEN, PASS_TYPE_ID, TEMPLATE_JSON
 from factories import IssuedPass
 from passhouse import devmode
 from passhouse.bootstrap import Runtime
+from passhouse.pkpass.json_input import MAX_DEPTH_CAP
+from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.storage.tables import metadata
 from passhouse.web.app import create_app
@@ -801,6 +804,12 @@ async def test_data_nested_to_the_highest_configurable_limit_stays_readable(
     assert (created.status, made.status) == (201, 201), (created.body, made.body)
     for path in reads:
         assert (await call(app, "GET", path, headers=ADMIN)).status == 200, path
+
+
+def test_the_depth_setting_cannot_pass_the_cap_that_keeps_stored_data_readable() -> None:
+    assert Settings(_env_file=None, json_max_depth=MAX_DEPTH_CAP).json_max_depth == MAX_DEPTH_CAP
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, json_max_depth=MAX_DEPTH_CAP + 1)
 
 
 def deflated_zeros(mebibytes: int) -> bytes:
