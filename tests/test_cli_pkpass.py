@@ -81,6 +81,30 @@ def test_missing_placeholder_is_one_sentence_and_exit_1(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ('{"name": ' * 990 + "1" + "}" * 990, "the limit is 32"),
+        ('{"n": ' + "9" * 5_000 + "}", "100 digits"),
+    ],
+    ids=["nested 990 deep", "a 5,000-digit integer"],
+)
+def test_hostile_data_for_build_is_one_sentence_and_exit_1(
+    cert_files: CertFiles, tmp_path: Path, data: str, needle: str
+) -> None:
+    path = tmp_path / "data.json"
+    path.write_text(data)
+
+    code, _, err = run(
+        "pkpass", "build", str(TEMPLATES / "storeCard"), "--data", str(path),
+        *signing_args(cert_files), "-o", str(tmp_path / "x.pkpass"),
+    )  # fmt: skip
+
+    assert code == 1
+    assert needle in err
+    assert "Traceback" not in err
+
+
 def test_pass_type_mismatch_is_reported(tmp_path: Path) -> None:
     other = write_credentials(tmp_path, make_dev_credentials("pass.other.id", "TESTTEAM42"))
     data = tmp_path / "data.json"

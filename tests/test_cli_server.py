@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,6 +217,47 @@ def test_bad_pass_input_is_refused_without_a_traceback(
     assert isinstance(result.exception, SystemExit)
     assert needle in result.output
     assert "Traceback" not in result.output
+
+
+DEEP = '{"a": ' * 990 + "1" + "}" * 990
+HUGE = "9" * 5_000
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["pass", "issue", "--template", "card", "--data", f'{{"name": {DEEP}}}'], "limit is 32"),
+        (["pass", "issue", "--template", "card", "--data", f'{{"name": {HUGE}}}'], "100 digits"),
+        (["pass", "update", PASS_TYPE_ID, "s-1", f"name={DEEP}"], "limit is 32"),
+        (["pass", "update", PASS_TYPE_ID, "s-1", f"balance={HUGE}"], "100 digits"),
+        (["template", "add", "{deep_zip}", "--name", "deep", "--pass-type", PASS_TYPE_ID],
+         "limit is 32"),
+        (["template", "replace", "card", "{deep_folder}"], "limit is 32"),
+    ],
+    ids=["issue deep", "issue huge", "update deep", "update huge", "zip", "folder"],
+)  # fmt: skip
+def test_hostile_json_on_the_command_line_is_one_clean_line(
+    passhouse: CliInvoker, with_template: str, tmp_path: Path, args: list[str], needle: str
+) -> None:
+    passhouse.ok("pass", "issue", "--template", with_template, "--serial", "s-1", "--data",
+                 '{"name": "Ada", "balance": 1}')  # fmt: skip
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    (folder / "pass.json").write_text(json.dumps(TEMPLATE_JSON)[:-1] + f', "userInfo": {DEEP}}}')
+    (folder / "icon.png").write_bytes(devmode.solid_png(29, 29))
+    deep_zip = tmp_path / "deep.zip"
+    with zipfile.ZipFile(deep_zip, "w") as archive:
+        for file in folder.iterdir():
+            archive.write(file, file.name)
+    paths = {"{deep_zip}": str(deep_zip), "{deep_folder}": str(folder)}
+
+    result = passhouse(*[paths.get(arg, arg) for arg in args])
+
+    assert result.exit_code in (1, 2), result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert needle in result.output
+    assert "Traceback" not in result.output
+    assert "int_max_str_digits" not in result.output
 
 
 def test_api_keys_are_created_listed_and_revoked(passhouse: CliInvoker) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from passhouse.errors import ConfigurationError
+from passhouse.pkpass.template import TemplateLimits
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
@@ -17,6 +18,15 @@ class Runtime:
     settings: Settings
     database: Database
     sealer: Sealer
+
+
+def template_limits(settings: Settings) -> TemplateLimits:
+    return TemplateLimits(
+        max_files=settings.template_max_files,
+        max_file_bytes=settings.template_max_file_bytes,
+        max_bytes=settings.template_max_bytes,
+        max_json_depth=settings.json_max_depth,
+    )
 
 
 def resolve_secret_key(settings: Settings) -> str:

@@ -19,6 +19,11 @@ class InvalidInput(PasshouseError):
     code = "invalid_input"
 
 
+class TooLarge(PasshouseError):
+    status_code = 413
+    code = "payload_too_large"
+
+
 class NotFound(PasshouseError):
     status_code = 404
     code = "not_found"

@@ -31,6 +31,7 @@ from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.bundle import build_pkpass
 from passhouse.pkpass.certs import inspect_certificate, load_certificate, load_p12, load_private_key
 from passhouse.pkpass.errors import PkpassError
+from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP, MAX_NUMBER_DIGITS
 from passhouse.pkpass.pass_json import validate_pass_json
 from passhouse.pkpass.signing import PassSigner
 from passhouse.pkpass.template import Template
@@ -49,11 +50,13 @@ SERVER_KEYS = (
 MAX_SERIAL_LENGTH = 128
 
 
-def storable_problem(value: Any, where: str) -> str | None:
+def storable_problem(value: Any, where: str, *, _depth: int = 0) -> str | None:
     """What neither JSON nor the database can hold in `value`, naming where it is; or None.
 
     Python's JSON reader accepts NaN, Infinity and unpaired surrogates; PostgreSQL text
-    cannot hold NUL. Left in, they would fail on save or in every later download.
+    cannot hold NUL. Left in, they would fail on save or in every later download. Depth
+    and number sizes are bounded by the cap no door's parser may exceed, so whatever is
+    stored can always be read back and rendered.
     """
     if isinstance(value, str):
         if "\x00" in value:
@@ -65,17 +68,27 @@ def storable_problem(value: Any, where: str) -> str | None:
     elif isinstance(value, float):
         if not math.isfinite(value):
             return f"{where} is NaN or Infinity, not a finite number"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            problem = storable_problem(key, where) or storable_problem(item, f"{where}.{key}")
-            if problem:
-                return problem
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = storable_problem(item, f"{where}[{index}]")
+    elif isinstance(value, int):
+        if abs(value) >= _TOO_MANY_DIGITS:
+            return f"{where} is a number of more than {MAX_NUMBER_DIGITS} digits"
+    elif isinstance(value, dict | list):
+        if _depth >= MAX_DEPTH_CAP:
+            return f"{where} is nested more than {MAX_DEPTH_CAP} levels deep"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                problem = storable_problem(key, where) or storable_problem(
+                    item, f"{where}.{key}", _depth=_depth + 1
+                )
+                if problem:
+                    return problem
+        for index, item in enumerate(value if isinstance(value, list) else ()):
+            problem = storable_problem(item, f"{where}[{index}]", _depth=_depth + 1)
             if problem:
                 return problem
     return None
+
+
+_TOO_MANY_DIGITS = 10**MAX_NUMBER_DIGITS
 
 
 def _require_storable(value: Any, what: str) -> None:
@@ -241,7 +254,11 @@ def decode_assets(encoded: Mapping[str, str]) -> dict[str, bytes]:
 
 
 def checked_template(
-    name: str, pass_json: Mapping[str, Any], assets: Mapping[str, bytes]
+    name: str,
+    pass_json: Mapping[str, Any],
+    assets: Mapping[str, bytes],
+    *,
+    max_json_depth: int = DEFAULT_MAX_DEPTH,
 ) -> Template:
     if not name.strip() or not name.isprintable():
         raise InvalidInput("A template needs a non-empty name of printable characters.")
@@ -253,7 +270,7 @@ def checked_template(
         if asset_name in ("pass.json", "manifest.json", "signature"):
             raise InvalidInput(f"Asset name {asset_name!r} is reserved for the pass itself.")
     template = Template(dict(pass_json), dict(assets), name=name)
-    report = template.check()
+    report = template.check(max_json_depth=max_json_depth)
     if report.errors:
         raise InvalidInput("The template has problems: " + "; ".join(report.errors))
     return template
@@ -266,12 +283,13 @@ async def create_template(
     pass_type_id: str,
     pass_json: Mapping[str, Any],
     assets: Mapping[str, bytes],
+    max_json_depth: int = DEFAULT_MAX_DEPTH,
 ) -> int:
     if await pass_types.get_pass_type(conn, pass_type_id) is None:
         raise NotFound(f"No pass type {pass_type_id!r}: add its certificate first.")
     if await templates.name_taken(conn, name):
         raise Conflict(f"A template named {name!r} already exists.")
-    checked_template(name, pass_json, assets)
+    checked_template(name, pass_json, assets, max_json_depth=max_json_depth)
     return await templates.create_template(
         conn,
         name=name,
@@ -289,6 +307,7 @@ async def replace_template(
     name: str | None,
     pass_json: Mapping[str, Any],
     assets: Mapping[str, bytes],
+    max_json_depth: int = DEFAULT_MAX_DEPTH,
 ) -> tuple[int, int]:
     """Replace a template; every pass made from it gets a new version and a push.
 
@@ -299,7 +318,7 @@ async def replace_template(
     new_name = name or row.name
     if await templates.name_taken(conn, new_name, except_id=row.id):
         raise Conflict(f"A template named {new_name!r} already exists.")
-    checked_template(new_name, pass_json, assets)
+    checked_template(new_name, pass_json, assets, max_json_depth=max_json_depth)
     now = now_seconds()
     await templates.replace_template(
         conn, row.id, name=new_name, pass_json=pass_json, assets=assets, now=now

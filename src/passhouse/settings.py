@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     device_log_rate_per_minute: int = 120
     max_request_bytes: int = 16 * 1024 * 1024
 
+    # --- hostile input (issue 7, section 2) ---
+    # Nesting levels allowed in any JSON we accept (admin API, device endpoints, template
+    # files, CLI). Real pass.json files and pass data stay under 10; the cap keeps stored
+    # data readable by everything that walks it later (the API's serializer stops at 255).
+    json_max_depth: int = Field(default=32, ge=2, le=64)  # le = pkpass.json_input.MAX_DEPTH_CAP
+    # Template zips and folders are measured by the bytes they inflate to, never by what
+    # their headers claim. 1,000 files fit 40 localizations with a full set of images
+    # each; a pass with far more is slow to sign and to download on every device.
+    template_max_files: int = Field(default=1_000, ge=1, le=100_000)
+    # Apple's images are small (a background@3x PNG is well under 1 MB); 20 MB unpacked
+    # in all is also what keeps each signed .pkpass a reasonable download.
+    template_max_file_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    template_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

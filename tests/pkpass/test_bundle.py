@@ -269,3 +269,14 @@ def test_verify_checks_web_service_pair(signer: PassSigner) -> None:
     report = verify_pkpass(rezip(sign_files(files, signer)))
 
     assert report.errors == ["webServiceURL: authenticationToken is required with webServiceURL"]
+
+
+def test_verify_reports_json_nested_past_any_limit_without_recursing(
+    signer: PassSigner,
+) -> None:
+    files = unzip(golden_pass("storeCard", signer))
+    files["pass.json"] = b'{"a": ' * 5_000 + b"1" + b"}" * 5_000
+
+    report = verify_pkpass(rezip(files))
+
+    assert any("pass.json: not valid JSON" in e and "levels deep" in e for e in report.errors)

@@ -4,13 +4,14 @@ import copy
 import io
 import json
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from passhouse.pkpass.errors import TemplateError
 from passhouse.pkpass.strings import encode_strings, parse_strings
-from passhouse.pkpass.template import Template
+from passhouse.pkpass.template import Template, TemplateLimits
 
 from .conftest import SAMPLE_DATA, STYLES, TEMPLATES
 from .pngs import minimal_assets
@@ -248,3 +249,34 @@ def test_check_leaves_server_set_keys_to_the_build() -> None:
     template.pass_json["webServiceURL"] = "https://passes.example.com/"
 
     assert template.check().errors == []
+
+
+@pytest.mark.parametrize(
+    ("files", "limits", "words"),
+    [
+        ({"pass.json": b"{}", "a.png": b"1", "b.png": b"2"}, {"max_files": 2}, "more than 2 files"),
+        ({"pass.json": b"{}", "a.png": bytes(2000)}, {"max_file_bytes": 1024}, "a.png is larger"),
+        ({"pass.json": b"{}", "a.png": bytes(800), "b.png": bytes(800)}, {"max_bytes": 1024},
+         "larger than 1024 bytes unpacked"),
+        ({"pass.json": b'{"a": ' * 9 + b"1" + b"}" * 9}, {"max_json_depth": 8}, "limit is 8"),
+    ],
+    ids=["files", "file bytes", "total bytes", "json depth"],
+)  # fmt: skip
+def test_a_template_folder_is_held_to_the_limits(
+    tmp_path: Path, files: dict[str, bytes], limits: dict[str, int], words: str
+) -> None:
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+
+    with pytest.raises(TemplateError) as caught:
+        Template.from_directory(tmp_path, limits=TemplateLimits(**limits))
+
+    assert words in caught.value.message
+
+
+def test_personalization_json_nested_past_the_limit_is_a_check_error() -> None:
+    template = make_template(**{"personalization.json": b"[" * 40 + b"]" * 40})
+
+    errors = template.check(max_json_depth=32).errors
+
+    assert any("the limit is 32 levels" in error for error in errors), errors

@@ -6,9 +6,14 @@ what an HTTP client would normalise away: `..`, `%2F`, `%00`, invalid UTF-8.
 
 from __future__ import annotations
 
+import base64
+import bz2
 import io
 import json
+import struct
+import tracemalloc
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +23,17 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message
+from structlog.testing import capture_logs
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from conftest import ADMIN_TOKEN, PASS_TYPE_ID, TEMPLATE_JSON
 from factories import IssuedPass
 from passhouse import devmode
 from passhouse.bootstrap import Runtime
+from passhouse.pkpass.json_input import MAX_DEPTH_CAP
+from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.storage.tables import metadata
 from passhouse.web.app import create_app
@@ -655,3 +665,345 @@ async def test_odd_form_fields_in_a_template_upload_are_4xx(
     await assert_refused(
         small_app, database, "POST", b"/api/v1/templates/upload", headers=headers, body=body
     )
+
+
+# --- hostile input: nesting, huge numbers, zip bombs, long addresses ----------------------
+
+LIMIT = 32  # PASSHOUSE_JSON_MAX_DEPTH's default
+HOSTILE_DEPTHS = [LIMIT + 1, 252, 253, 500, 989, 990, 5_000]
+HUGE = "9" * 5_000
+
+
+def nested(levels: int) -> str:
+    """JSON text of objects `levels` deep: {"a": {"a": ... 1}}."""
+    return '{"a": ' * levels + "1" + "}" * levels
+
+
+def admin_bodies(data: str) -> list[tuple[str, bytes, bytes]]:
+    """Every admin JSON body that carries free-form JSON, with `data` as that JSON."""
+    serial = f"/api/v1/passes/{PASS_TYPE_ID}/{{serial}}"
+    return [
+        ("POST", PASSES, f'{{"template": "card", "data": {{"x": {data}}}}}'.encode()),
+        ("PATCH", serial.encode(), f'{{"data": {{"name": {data}}}}}'.encode()),
+        ("PUT", serial.encode(), f'{{"data": {{"name": {data}}}}}'.encode()),
+        ("POST", b"/api/v1/templates", (
+            f'{{"name": "deep", "pass_type_id": "{PASS_TYPE_ID}", '
+            f'"pass_json": {{"userInfo": {data}}}}}'
+        ).encode()),
+        ("PUT", b"/api/v1/templates/card", f'{{"pass_json": {{"userInfo": {data}}}}}'.encode()),
+        ("POST", b"/api/v1/pass-types", f'{{"certificate_pem": {data}}}'.encode()),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def roomy_app(runtime: Runtime) -> ASGIApp:
+    """The app with the default request size limit, for bodies of many levels or digits."""
+    return create_app(runtime)
+
+
+async def test_json_nested_past_the_limit_is_400_on_the_admin_api_and_reads_still_work(
+    roomy_app: ASGIApp, database: Database, held_pass: IssuedPass
+) -> None:
+    for depth in HOSTILE_DEPTHS:
+        for method, path, body in admin_bodies(nested(depth)):
+            path = path.replace(b"{serial}", held_pass.serial_number.encode())
+
+            error = await assert_refused(
+                roomy_app, database, method, path, headers=ADMIN + JSON, body=body
+            )
+
+            assert error["code"] == "bad_request", (method, path, depth)
+            assert f"the limit is {LIMIT} levels" in error["message"], error
+
+    for path in (PASSES, b"/api/v1/templates", b"/api/v1/pass-types"):
+        assert (await call(roomy_app, "GET", path, headers=ADMIN)).status == 200, path
+
+
+async def test_integers_of_thousands_of_digits_are_400_in_our_words_on_the_admin_api(
+    roomy_app: ASGIApp, database: Database, held_pass: IssuedPass
+) -> None:
+    for method, path, body in admin_bodies(HUGE):
+        path = path.replace(b"{serial}", held_pass.serial_number.encode())
+
+        error = await assert_refused(
+            roomy_app, database, method, path, headers=ADMIN + JSON, body=body
+        )
+
+        assert "more than 100 digits" in error["message"], (method, path, error)
+        assert "int_max_str_digits" not in error["message"]
+
+
+DEVICE_BODIES = [
+    ("register", "pushToken", nested(990), "the limit is 32"),
+    ("register", "pushToken", nested(LIMIT + 1), "the limit is 32"),
+    ("register", "pushToken", HUGE, "more than 100 digits"),
+    ("register", "pushToken", '"a\\ud800b"', "unpaired surrogate"),
+    ("log", "logs", nested(990), "the limit is 32"),
+    ("log", "logs", f"[{HUGE}]", "more than 100 digits"),
+    ("log", "logs", '["a\\udc00"]', "unpaired surrogate"),
+    ("personalize", "requiredPersonalizationInfo", nested(990), "the limit is 32"),
+    ("personalize", "requiredPersonalizationInfo", f'{{"fullName": {HUGE}}}', "100 digits"),
+]
+
+
+async def test_hostile_json_to_the_device_endpoints_is_400_without_a_traceback(
+    roomy_app: ASGIApp, database: Database, held_pass: IssuedPass
+) -> None:
+    auth = ((b"authorization", f"ApplePass {held_pass.authentication_token}".encode()),)
+    paths = {
+        "register": held_pass.registration_path("device-0004"),
+        "log": "/passkit/v1/log",
+        "personalize": held_pass.path + "/personalize",
+    }
+    for endpoint, key, value, words in DEVICE_BODIES:
+        body = f'{{"{key}": {value}}}'.encode()
+
+        with capture_logs() as logs:
+            error = await assert_refused(
+                roomy_app, database, "POST", paths[endpoint].encode(), headers=auth + JSON,
+                body=body,
+            )  # fmt: skip
+
+        assert error["code"] == "bad_request", (endpoint, value[:20])
+        assert words in error["message"], error
+        assert "int_max_str_digits" not in error["message"]
+        assert [entry for entry in logs if entry["log_level"] == "error"] == []
+
+
+async def test_data_nested_to_the_highest_configurable_limit_stays_readable(
+    runtime: Runtime, database: Database, pass_type: str
+) -> None:
+    # The highest PASSHOUSE_JSON_MAX_DEPTH, a template and data each nested to it, and the
+    # data placed at the bottom of the template: every read afterwards must still answer.
+    settings = runtime.settings.model_copy(update={"json_max_depth": 64})
+    app = create_app(Runtime(settings=settings, database=database, sealer=runtime.sealer))
+    deep_placeholder = '{"a": ' * 60 + '"{{deep}}"' + "}" * 60
+    pass_json = json.dumps(TEMPLATE_JSON)[:-1] + f', "userInfo": {deep_placeholder}}}'
+    assets = {"icon.png": base64.b64encode(devmode.solid_png(29, 29)).decode()}
+    template = (
+        f'{{"name": "deep", "pass_type_id": "{pass_type}", "pass_json": {pass_json}, '
+        f'"assets": {json.dumps(assets)}}}'
+    )
+    issued = (
+        f'{{"template": "deep", "data": {{"name": "Ada", "balance": 1, "deep": {nested(62)}}}}}'
+    )
+
+    created = await call(
+        app, "POST", b"/api/v1/templates", headers=ADMIN + JSON, body=template.encode()
+    )
+    made = await call(app, "POST", PASSES, headers=ADMIN + JSON, body=issued.encode())
+    serial = json.loads(made.body)["serial_number"]
+    reads = [
+        b"/api/v1/templates",
+        b"/api/v1/templates/deep",
+        PASSES,
+        f"/api/v1/passes/{pass_type}/{serial}".encode(),
+        f"/api/v1/passes/{pass_type}/{serial}/pkpass".encode(),
+    ]
+
+    assert (created.status, made.status) == (201, 201), (created.body, made.body)
+    for path in reads:
+        assert (await call(app, "GET", path, headers=ADMIN)).status == 200, path
+
+
+def test_the_depth_setting_cannot_pass_the_cap_that_keeps_stored_data_readable() -> None:
+    assert Settings(_env_file=None, json_max_depth=MAX_DEPTH_CAP).json_max_depth == MAX_DEPTH_CAP
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, json_max_depth=MAX_DEPTH_CAP + 1)
+
+
+def deflated_zeros(mebibytes: int) -> bytes:
+    """A raw deflate stream inflating to `mebibytes` MiB of zeros, built in milliseconds.
+
+    After a full flush the compressor starts afresh, so each MiB compresses to the same
+    bytes: one is compressed and repeated.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(bytes(1 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return block * mebibytes + compressor.flush()
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    stored: bytes  # the bytes in the zip, already compressed when method is 8
+    size: int  # what the headers claim the file inflates to
+    crc: int
+    method: int = zipfile.ZIP_DEFLATED
+
+
+def handmade_zip(entries: Sequence[Entry]) -> bytes:
+    """A zip written field by field, so its headers can say whatever a test wants."""
+    body, directory = b"", b""
+    for entry in entries:
+        name = entry.name.encode()
+        fields = (entry.method, 0, 0x21, entry.crc, len(entry.stored), entry.size, len(name))
+        local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, *fields, 0)
+        directory += (
+            struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, *fields, 0, 0, 0, 0, 0, len(body))
+            + name
+        )
+        body += local + name + entry.stored
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(directory), len(body), 0
+    )
+    return body + directory + end
+
+
+def honest(name: str, data: bytes) -> Entry:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    stored = compressor.compress(data) + compressor.flush()
+    return Entry(name, stored, len(data), zlib.crc32(data))
+
+
+def template_entries() -> list[Entry]:
+    return [
+        honest("pass.json", json.dumps(TEMPLATE_JSON).encode()),
+        honest("icon.png", devmode.solid_png(29, 29)),
+    ]
+
+
+def upload_body(archive: bytes) -> bytes:
+    fields = {"name": "zipped", "pass_type_id": PASS_TYPE_ID}
+    parts = [
+        f'--b\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    file_part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="t.zip"\r\n\r\n'
+    return b"".join(parts) + file_part + archive + b"\r\n--b--\r\n"
+
+
+UPLOAD = [*ADMIN, (b"content-type", b"multipart/form-data; boundary=b")]
+BOMB_MIB = 256
+# (what is wrong, the zip's entries beside pass.json and icon.png, status, words in the error)
+HOSTILE_ZIPS: list[tuple[str, list[Entry], int, str]] = [
+    (
+        "headers claim 100 bytes for 256 MiB",
+        [Entry("strip.png", deflated_zeros(BOMB_MIB), 100, 0)],
+        422,
+        "strip.png is damaged",
+    ),
+    (
+        "headers tell the truth about 256 MiB",
+        [Entry("strip.png", deflated_zeros(BOMB_MIB), BOMB_MIB << 20, 0)],
+        413,
+        "strip.png is larger than 5242880 bytes",
+    ),
+    (
+        "five files of 4.5 MiB: each allowed, together over 20 MiB",
+        [honest(f"strip{i}.png", bytes(9 << 19)) for i in range(5)],
+        413,
+        "larger than 20971520 bytes unpacked",
+    ),
+    (
+        "1,000 files beside pass.json and icon.png",
+        [honest(f"en.lproj/f{i}.png", b"x") for i in range(1_000)],
+        413,
+        "more than 1000 files",
+    ),
+    (
+        "bzip2, which zipfile inflates a whole read at once",
+        [Entry("logo.png", bz2.compress(b"x"), 1, zlib.crc32(b"x"), zipfile.ZIP_BZIP2)],
+        422,
+        "deflate",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("entries", "status", "needle"),
+    [case[1:] for case in HOSTILE_ZIPS],
+    ids=[case[0] for case in HOSTILE_ZIPS],
+)
+async def test_a_hostile_template_zip_is_4xx_within_a_small_memory_budget(
+    roomy_app: ASGIApp,
+    database: Database,
+    held_pass: IssuedPass,
+    entries: list[Entry],
+    status: int,
+    needle: str,
+) -> None:
+    body = upload_body(handmade_zip([*template_entries(), *entries]))
+    before = await row_counts(database)
+    tracemalloc.start()
+
+    try:
+        answer = await call(
+            roomy_app, "POST", b"/api/v1/templates/upload", headers=UPLOAD, body=body
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert answer.status == status, answer.body[:300]
+    assert needle in answer.error()["message"], answer.body[:300]
+    assert await row_counts(database) == before
+    # Python's allocations while answering (the zip's headers claim far more, and the old
+    # reader inflated all of it): the budget, not the zip, decides what is held.
+    assert peak < 48 << 20, f"{peak >> 20} MiB"
+
+
+@pytest.mark.parametrize(
+    ("pass_json", "needle"),
+    [
+        (json.dumps(TEMPLATE_JSON)[:-1] + f', "userInfo": {nested(500)}}}', "the limit is 32"),
+        (json.dumps(TEMPLATE_JSON)[:-1] + f', "userInfo": {{"n": {HUGE}}}}}', "100 digits"),
+    ],
+    ids=["nested 500 deep", "a 5,000-digit integer"],
+)
+async def test_hostile_json_in_a_zipped_pass_json_is_422(
+    roomy_app: ASGIApp, database: Database, held_pass: IssuedPass, pass_json: str, needle: str
+) -> None:
+    archive = handmade_zip([honest("pass.json", pass_json.encode()), *template_entries()[1:]])
+
+    error = await assert_refused(
+        roomy_app, database, "POST", b"/api/v1/templates/upload", headers=UPLOAD,
+        body=upload_body(archive),
+    )  # fmt: skip
+
+    assert needle in error["message"], error
+    assert "int_max_str_digits" not in error["message"]
+
+
+async def test_the_template_limits_are_settings(
+    runtime: Runtime, database: Database, held_pass: IssuedPass
+) -> None:
+    settings = runtime.settings.model_copy(
+        update={"template_max_files": 2, "template_max_file_bytes": 2048, "json_max_depth": 4}
+    )
+    app = create_app(Runtime(settings=settings, database=database, sealer=runtime.sealer))
+    deep = json.dumps(TEMPLATE_JSON)[:-1] + f', "userInfo": {nested(4)}}}'
+    cases = [
+        ([*template_entries(), honest("logo.png", b"x")], "more than 2 files"),
+        ([*template_entries()[:1], honest("icon.png", bytes(4096))], "larger than 2048 bytes"),
+        ([honest("pass.json", deep.encode()), *template_entries()[1:]], "the limit is 4 levels"),
+    ]
+    for entries, needle in cases:
+        body = upload_body(handmade_zip(entries))
+
+        error = await assert_refused(
+            app, database, "POST", b"/api/v1/templates/upload", headers=UPLOAD, body=body
+        )
+
+        assert needle in error["message"], error
+
+
+async def test_a_forwarded_address_longer_than_its_column_is_stored_shortened(
+    small_app: ASGIApp, database: Database, held_pass: IssuedPass
+) -> None:
+    # As `passhouse serve` runs the app: uvicorn takes the client from X-Forwarded-For
+    # of a trusted proxy, whatever text it holds.
+    behind_proxy = ProxyHeadersMiddleware(small_app, trusted_hosts="203.0.113.9")  # type: ignore[arg-type]
+    forwarded = "2001:db8::" + "f" * 300
+
+    answer = await call(
+        behind_proxy,  # type: ignore[arg-type]
+        "POST",
+        b"/passkit/v1/log",
+        headers=[*JSON, (b"x-forwarded-for", forwarded.encode())],
+        body=b'{"logs": ["hello"]}',
+    )
+    listed = await call(small_app, "GET", b"/api/v1/device-logs", headers=ADMIN)
+
+    assert answer.status == 200, answer.body
+    assert [item["remote_addr"] for item in json.loads(listed.body)["items"]] == [forwarded[:64]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -14,6 +13,7 @@ from passhouse.pkpass.bundle import build_pkpass, build_pkpasses, verify_pkpass
 from passhouse.pkpass.certs import check_credentials_in_detail, load_p12
 from passhouse.pkpass.devcerts import make_dev_credentials
 from passhouse.pkpass.errors import PkpassError
+from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.pkpass.report import Report
 from passhouse.pkpass.signing import PassSigner
 from passhouse.pkpass.template import Template
@@ -97,8 +97,10 @@ def _load_data(path: Path | None, assignments: tuple[str, ...]) -> list[dict[str
     records: list[dict[str, Any]] = [{}]
     if path is not None:
         try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as error:
+            loaded = parse_json(path.read_bytes())
+        except JsonRejected as error:
+            raise PkpassError(f"{path}: {error.message}") from None
+        except ValueError as error:
             raise PkpassError(f"{path}: not valid JSON ({error}).") from None
         items = loaded if isinstance(loaded, list) else [loaded]
         if not items or not all(isinstance(item, dict) for item in items):

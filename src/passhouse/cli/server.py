@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -16,9 +15,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse import devmode, issuing
-from passhouse.bootstrap import Runtime, open_runtime
+from passhouse.bootstrap import Runtime, open_runtime, template_limits
 from passhouse.errors import PasshouseError
 from passhouse.pkpass.errors import PkpassError
+from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.pkpass.template import Template
 from passhouse.settings import Settings
 from passhouse.storage import api_keys, migrate, pass_types
@@ -305,10 +305,11 @@ def template_group() -> None:
     """Add and replace templates from a folder or zip."""
 
 
-def _load_template(source: Path, name: str) -> Template:
+def _load_template(source: Path, name: str, settings: Settings) -> Template:
+    limits = template_limits(settings)
     if source.is_dir():
-        return Template.from_directory(source)
-    return Template.from_zip(source.read_bytes(), name=name)
+        return Template.from_directory(source, limits=limits)
+    return Template.from_zip(source.read_bytes(), name=name, limits=limits)
 
 
 @template_group.command("add")
@@ -318,14 +319,15 @@ def _load_template(source: Path, name: str) -> Template:
 def template_add(source: Path, name: str, pass_type_id: str) -> None:
     """Add a template from a folder or zip (pass.json, images, xx.lproj/)."""
 
-    async def action(_runtime: Runtime, conn: AsyncConnection) -> int:
-        template = _load_template(source, name)
+    async def action(runtime: Runtime, conn: AsyncConnection) -> int:
+        template = _load_template(source, name, runtime.settings)
         return await issuing.create_template(
             conn,
             name=name,
             pass_type_id=pass_type_id,
             pass_json=template.pass_json,
             assets=template.assets,
+            max_json_depth=runtime.settings.json_max_depth,
         )
 
     template_id = run(in_transaction(load_settings(), action))
@@ -338,10 +340,15 @@ def template_add(source: Path, name: str, pass_type_id: str) -> None:
 def template_replace(ref: str, source: Path) -> None:
     """Replace a template; every pass made from it changes and its devices are told."""
 
-    async def action(_runtime: Runtime, conn: AsyncConnection) -> tuple[int, int]:
-        template = _load_template(source, ref)
+    async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[int, int]:
+        template = _load_template(source, ref, runtime.settings)
         return await issuing.replace_template(
-            conn, ref, name=None, pass_json=template.pass_json, assets=template.assets
+            conn,
+            ref,
+            name=None,
+            pass_json=template.pass_json,
+            assets=template.assets,
+            max_json_depth=runtime.settings.json_max_depth,
         )
 
     _, changed = run(in_transaction(load_settings(), action))
@@ -353,12 +360,17 @@ def pass_group() -> None:
     """Issue, change and void passes."""
 
 
-def _json_object(text: str | None, what: str) -> dict[str, Any]:
+def _json_object(text: str | None, what: str, settings: Settings) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        value = json.loads(Path(text[1:]).read_text() if text.startswith("@") else text)
-    except (OSError, json.JSONDecodeError) as error:
+        value = parse_json(
+            Path(text[1:]).read_text() if text.startswith("@") else text,
+            max_depth=settings.json_max_depth,
+        )
+    except JsonRejected as error:
+        raise click.BadParameter(f"{what}: {error.message}") from None
+    except (OSError, ValueError) as error:
         raise click.BadParameter(f"{what} is not valid JSON ({error})") from None
     if not isinstance(value, dict):
         raise click.BadParameter(f"{what} must be a JSON object")
@@ -371,8 +383,8 @@ def _json_object(text: str | None, what: str) -> dict[str, Any]:
 @click.option("--serial", help="Serial number (random when omitted).")
 def pass_issue(template: str, data: str | None, serial: str | None) -> None:
     """Issue a pass and print its download and share links."""
-    values = _json_object(data, "--data")
     settings = load_settings()
+    values = _json_object(data, "--data", settings)
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> Any:
         builder = issuing.PassBuilder(runtime.sealer, settings.web_service_url)
@@ -395,16 +407,18 @@ def pass_issue(template: str, data: str | None, serial: str | None) -> None:
 @click.argument("fields", nargs=-1, required=True)
 def pass_update(pass_type_id: str, serial: str, fields: tuple[str, ...]) -> None:
     """Change data on a pass (KEY=VALUE ..., VALUE read as JSON when it parses)."""
+    settings = load_settings()
     values: dict[str, Any] = {}
     for item in fields:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE")
         try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
+            values[key] = parse_json(raw, max_depth=settings.json_max_depth)
+        except JsonRejected as error:
+            raise click.BadParameter(f"{key}: {error.message}") from None
+        except ValueError:
             values[key] = raw
-    settings = load_settings()
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[Any, bool]:
         builder = issuing.PassBuilder(runtime.sealer, settings.web_service_url)

@@ -23,6 +23,7 @@ from passhouse.pkpass.certs import (
 from passhouse.pkpass.cms import CmsError, check_detached_signature
 from passhouse.pkpass.errors import CertificateError, InvalidPass, PkpassError
 from passhouse.pkpass.images import check_images
+from passhouse.pkpass.json_input import MAX_DEPTH_CAP, parse_json
 from passhouse.pkpass.pass_json import STYLE_KEYS, validate_pass_json, validate_personalization
 from passhouse.pkpass.report import Report
 from passhouse.pkpass.signing import PassSigner
@@ -35,6 +36,8 @@ MAX_PASSES_PER_BUNDLE = 10
 MAX_BUNDLE_BYTES = 150 * 1024 * 1024
 # Fixed timestamps so the same content gives the same bytes (cacheable, diffable).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# A pass we render nests a data value (at most the cap) inside pass.json (at most the cap).
+_VERIFY_DEPTH = 2 * MAX_DEPTH_CAP
 _RESERVED = {"pass.json", "manifest.json", "signature"}
 
 
@@ -171,8 +174,8 @@ def verify_pkpass(
     pass_json: Any = None
     if "pass.json" in files:
         try:
-            pass_json = json.loads(files["pass.json"].decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            pass_json = parse_json(files["pass.json"].decode("utf-8-sig"), max_depth=_VERIFY_DEPTH)
+        except ValueError as error:
             errors.append(f"pass.json: not valid JSON ({error})")
         else:
             pass_report = validate_pass_json(pass_json)
@@ -212,8 +215,8 @@ def _check_manifest(files: Mapping[str, bytes], report: Report) -> dict[str, Any
     if raw is None:
         return None
     try:
-        manifest = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        manifest = parse_json(raw, max_depth=_VERIFY_DEPTH)
+    except ValueError as error:
         report.errors.append(f"manifest.json: not valid JSON ({error})")
         return None
     if not isinstance(manifest, dict):
@@ -234,8 +237,8 @@ def _check_manifest(files: Mapping[str, bytes], report: Report) -> dict[str, Any
 
 def _check_personalization(raw: bytes, pass_json: Any, report: Report) -> None:
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        data = parse_json(raw, max_depth=_VERIFY_DEPTH)
+    except ValueError as error:
         report.errors.append(f"personalization.json: not valid JSON ({error})")
         return
     report.errors.extend(validate_personalization(data))

@@ -15,6 +15,10 @@ class TemplateError(PkpassError):
     """A template cannot be read or rendered (bad zip, bad JSON, missing placeholder value)."""
 
 
+class TemplateTooLarge(TemplateError):
+    """A template unpacks to more files or bytes than the limits allow."""
+
+
 class CertificateError(PkpassError):
     """Signing credentials are unusable (wrong password, expired, key mismatch, not a pass cert)."""
 

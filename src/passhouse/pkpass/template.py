@@ -7,11 +7,13 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from passhouse.pkpass.errors import TemplateError
+from passhouse.pkpass.errors import TemplateError, TemplateTooLarge
 from passhouse.pkpass.images import check_images
+from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP, JsonRejected, parse_json
 from passhouse.pkpass.pass_json import STYLE_KEYS, validate_pass_json, validate_personalization
 from passhouse.pkpass.report import Report
 from passhouse.pkpass.strings import StringsError, encode_strings, is_utf16, parse_strings
@@ -19,7 +21,10 @@ from passhouse.pkpass.strings import StringsError, encode_strings, is_utf16, par
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 # Files that belong to a signed pass, never to a template; and OS litter that Apple rejects.
 _GENERATED = {"manifest.json", "signature"}
-_MAX_TEMPLATE_BYTES = 20 * 1024 * 1024
+# zipfile inflates deflate in pieces of at most the size asked for; bzip2 and LZMA it
+# inflates a whole read at once, so a few KB could become gigabytes. Apple zips deflate.
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}
+_INFLATE_CHUNK = 64 * 1024
 # Top-level keys the server owns; a template cannot set them to something else.
 OVERRIDE_KEYS = frozenset(
     {
@@ -31,6 +36,19 @@ OVERRIDE_KEYS = frozenset(
         "voided",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateLimits:
+    """How much a template zip or folder may unpack to, and how deep its JSON may nest."""
+
+    max_files: int = 1_000
+    max_file_bytes: int = 5 * 1024 * 1024
+    max_bytes: int = 20 * 1024 * 1024
+    max_json_depth: int = DEFAULT_MAX_DEPTH
+
+
+DEFAULT_LIMITS = TemplateLimits()
 
 
 class Template:
@@ -47,7 +65,13 @@ class Template:
         return f"Template({self.name!r}, assets={sorted(self.assets)})"
 
     @classmethod
-    def from_files(cls, files: Mapping[str, bytes], name: str = "template") -> Template:
+    def from_files(
+        cls,
+        files: Mapping[str, bytes],
+        name: str = "template",
+        *,
+        max_json_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> Template:
         """From relative POSIX paths to bytes, as found in a folder or zip."""
         kept: dict[str, bytes] = {}
         for path, data in files.items():
@@ -67,31 +91,57 @@ class Template:
         raw = kept.pop("pass.json", None)
         if raw is None:
             raise TemplateError(f'Template "{name}" has no pass.json at its top level.')
-        return cls(_load_json(raw, "pass.json", name), kept, name)
+        return cls(_load_json(raw, "pass.json", name, max_json_depth), kept, name)
 
     @classmethod
-    def from_directory(cls, path: str | Path) -> Template:
+    def from_directory(
+        cls, path: str | Path, *, limits: TemplateLimits = DEFAULT_LIMITS
+    ) -> Template:
         root = Path(path)
         if not root.is_dir():
             raise TemplateError(f'Template folder "{root}" does not exist.')
-        files = {
-            file.relative_to(root).as_posix(): file.read_bytes()
-            for file in sorted(root.rglob("*"))
-            if file.is_file()
-        }
-        return cls.from_files(files, name=root.name)
+        budget = _Budget(root.name, limits)
+        files: dict[str, bytes] = {}
+        for file in sorted(root.rglob("*")):
+            if file.is_file():
+                relative = file.relative_to(root).as_posix()
+                budget.count(relative, file.stat().st_size)
+                files[relative] = file.read_bytes()
+                budget.take(relative, len(files[relative]))
+        return cls.from_files(files, name=root.name, max_json_depth=limits.max_json_depth)
 
     @classmethod
-    def from_zip(cls, data: bytes, name: str = "template") -> Template:
+    def from_zip(
+        cls, data: bytes, name: str = "template", *, limits: TemplateLimits = DEFAULT_LIMITS
+    ) -> Template:
+        """Unpack a zip, measured by the bytes it inflates to, whatever its headers claim.
+
+        CPU-bound for up to `limits.max_bytes` of inflating: call it off the event loop.
+        """
+        budget = _Budget(name, limits)
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 entries = [info for info in archive.infolist() if not info.is_dir()]
-                if sum(info.file_size for info in entries) > _MAX_TEMPLATE_BYTES:
-                    raise TemplateError(f'Template "{name}" is larger than 20 MB unpacked.')
-                files = {info.filename: archive.read(info) for info in entries}
+                files = {}
+                for info in entries:
+                    budget.count(info.filename, info.file_size)
+                    if info.compress_type not in _ZIP_METHODS:
+                        raise TemplateError(
+                            f'Template "{name}": {info.filename} is compressed with a method '
+                            "passhouse does not read; zip it with deflate (the usual one)."
+                        )
+                    try:
+                        files[info.filename] = _inflate(archive, info, budget)
+                    except zipfile.BadZipFile:
+                        raise TemplateError(
+                            f'Template "{name}": {info.filename} is damaged in the zip (its '
+                            "data does not match the size or checksum the zip gives for it)."
+                        ) from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
             if isinstance(error, TemplateError):
                 raise
+            raise TemplateError(f'Template "{name}" is not a valid zip file.') from None
+        except (NotImplementedError, OSError):
             raise TemplateError(f'Template "{name}" is not a valid zip file.') from None
         # A zipped folder holds "folder/pass.json": unwrap that one level.
         if "pass.json" not in files:
@@ -104,7 +154,7 @@ class Template:
                     for path, data in files.items()
                     if path.startswith(prefix)
                 }
-        return cls.from_files(files, name=name)
+        return cls.from_files(files, name=name, max_json_depth=limits.max_json_depth)
 
     def placeholders(self) -> set[str]:
         names: set[str] = set()
@@ -117,7 +167,7 @@ class Template:
         styles = [key for key in STYLE_KEYS if key in self.pass_json]
         return styles[0] if len(styles) == 1 else None
 
-    def check(self) -> Report:
+    def check(self, *, max_json_depth: int = DEFAULT_MAX_DEPTH) -> Report:
         """Template-level problems: icon, PNGs, localizations, personalization.json, and the
         pass.json rules that do not depend on pass data or on the keys the server sets
         (OVERRIDE_KEYS); build_pkpass checks the rendered pass in full."""
@@ -125,7 +175,7 @@ class Template:
         report.extend(check_localizations(self.assets))
         if "personalization.json" in self.assets:
             try:
-                data = json.loads(self.assets["personalization.json"])
+                data = parse_json(self.assets["personalization.json"], max_depth=max_json_depth)
             except ValueError as error:
                 report.errors.append(f"personalization.json: not valid JSON ({error})")
             else:
@@ -160,7 +210,8 @@ class Template:
             if path.endswith(".lproj/pass.strings"):
                 assets[path] = _render_strings(raw, data, missing, path, self.name)
             elif path == "personalization.json" and b"{{" in raw:
-                personalization = _load_json(raw, path, self.name)
+                # Checked against the configured depth when the template was accepted.
+                personalization = _load_json(raw, path, self.name, MAX_DEPTH_CAP)
                 rendered = _substitute(personalization, data, missing)
                 assets[path] = json.dumps(rendered, ensure_ascii=False).encode()
         if missing:
@@ -187,7 +238,7 @@ class Template:
                     continue
             elif path == "personalization.json":
                 try:
-                    yield from _strings_in(json.loads(raw))
+                    yield from _strings_in(parse_json(raw, max_depth=MAX_DEPTH_CAP))
                 except ValueError:
                     continue
 
@@ -245,11 +296,59 @@ def _depends_on_pass_data(pass_json: Mapping[str, Any], message: str) -> bool:
     return isinstance(value, str) and "{{" in value
 
 
-def _load_json(raw: bytes, path: str, template: str) -> dict[str, Any]:
+class _Budget:
+    """Counts a template's files and bytes against its limits as they are unpacked."""
+
+    def __init__(self, template: str, limits: TemplateLimits) -> None:
+        self.template = template
+        self.limits = limits
+        self.files = 0
+        self.left = limits.max_bytes
+
+    def count(self, path: str, declared_size: int) -> None:
+        """One more file; its declared size refuses the obvious cases before any work."""
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise TemplateTooLarge(
+                f'Template "{self.template}" has more than {self.limits.max_files} files.'
+            )
+        self.check_size(path, declared_size)
+
+    def check_size(self, path: str, size: int) -> None:
+        if size > self.limits.max_file_bytes:
+            raise TemplateTooLarge(
+                f'Template "{self.template}": {path} is larger than '
+                f"{self.limits.max_file_bytes} bytes unpacked."
+            )
+        if size > self.left:
+            raise TemplateTooLarge(
+                f'Template "{self.template}" is larger than {self.limits.max_bytes} bytes unpacked.'
+            )
+
+    def take(self, path: str, size: int) -> None:
+        self.check_size(path, size)
+        self.left -= size
+
+
+def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
+    chunks = []
+    size = 0
+    with archive.open(info) as member:
+        while chunk := member.read(_INFLATE_CHUNK):
+            size += len(chunk)
+            budget.check_size(info.filename, size)
+            chunks.append(chunk)
+    budget.take(info.filename, size)
+    return b"".join(chunks)
+
+
+def _load_json(raw: bytes, path: str, template: str, max_depth: int) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8-sig"))
+        value = parse_json(raw.decode("utf-8-sig"), max_depth=max_depth)
     except UnicodeDecodeError:
         raise TemplateError(f'Template "{template}": {path} is not UTF-8 text.') from None
+    except JsonRejected as error:
+        raise TemplateError(f'Template "{template}": {path}: {error.message}') from None
     except json.JSONDecodeError as error:
         raise TemplateError(
             f'Template "{template}": {path} is not valid JSON (line {error.lineno}, '

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse.storage.tables import device_logs
+from passhouse.storage.tables import REMOTE_ADDR_LENGTH, device_logs
 
 
 async def add_messages(
@@ -16,6 +16,10 @@ async def add_messages(
 ) -> None:
     if not messages:
         return
+    if remote_addr is not None:
+        # The address may come from a forwarding header, which can hold any text; an
+        # over-long one would fail the insert on PostgreSQL (varchar), so keep what fits.
+        remote_addr = remote_addr[:REMOTE_ADDR_LENGTH]
     await conn.execute(
         device_logs.insert(),
         [{"message": m, "remote_addr": remote_addr, "at": now} for m in messages],

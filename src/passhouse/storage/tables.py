@@ -174,12 +174,14 @@ push_attempts = sa.Table(
     sa.Index("ix_push_attempts_at_ms", "at_ms"),
 )
 
+REMOTE_ADDR_LENGTH = 64
+
 device_logs = sa.Table(
     "device_logs",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("message", sa.Text, nullable=False),
-    sa.Column("remote_addr", sa.String(64), nullable=True),
+    sa.Column("remote_addr", sa.String(REMOTE_ADDR_LENGTH), nullable=True),
     sa.Column("at", sa.BigInteger, nullable=False),
 )
 

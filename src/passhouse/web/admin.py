@@ -2,22 +2,57 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException
 
 from passhouse import issuing
-from passhouse.errors import InvalidInput, NotFound
+from passhouse.bootstrap import template_limits
+from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
+from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.pkpass.template import Template
+from passhouse.settings import Settings
 from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
 from passhouse.web.deps import BuilderDep, ReadConn, RuntimeDep, WriteConn, require_api_key
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
+
+class _LimitedJsonRequest(Request):
+    """A request whose JSON body is read within PASSHOUSE_JSON_MAX_DEPTH."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_limited_json"):
+            settings: Settings = self.app.state.runtime.settings
+            try:
+                self._limited_json = parse_json(
+                    await self.body(), max_depth=settings.json_max_depth
+                )
+            except JsonRejected as error:
+                raise HTTPException(400, error.message) from None
+        return self._limited_json
+
+
+class _LimitedJsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            return await handler(_LimitedJsonRequest(request.scope, request.receive))
+
+        return limited
+
+
+router = APIRouter(
+    prefix="/api/v1", dependencies=[Depends(require_api_key)], route_class=_LimitedJsonRoute
+)
 
 MAX_ZIP_BYTES = 10 * 1024 * 1024
 
@@ -178,21 +213,25 @@ async def _template_by_id(conn: Any, template_id: int) -> dict[str, Any]:
     return await _template_view(conn, row)
 
 
-async def _read_zip(upload: UploadFile, name: str) -> Template:
+async def _read_zip(upload: UploadFile, name: str, settings: Settings) -> Template:
     data = await upload.read(MAX_ZIP_BYTES + 1)
     if len(data) > MAX_ZIP_BYTES:
-        raise InvalidInput(f"The template zip is larger than {MAX_ZIP_BYTES} bytes.")
-    return Template.from_zip(data, name=name)
+        raise TooLarge(f"The template zip is larger than {MAX_ZIP_BYTES} bytes.")
+    # Inflating up to the byte budget takes a while: the event loop keeps serving meanwhile.
+    return await asyncio.to_thread(
+        Template.from_zip, data, name=name, limits=template_limits(settings)
+    )
 
 
 @router.post("/templates", status_code=status.HTTP_201_CREATED, tags=["templates"])
-async def create_template(body: TemplateIn, conn: WriteConn) -> dict[str, Any]:
+async def create_template(body: TemplateIn, conn: WriteConn, runtime: RuntimeDep) -> dict[str, Any]:
     template_id = await issuing.create_template(
         conn,
         name=body.name,
         pass_type_id=body.pass_type_id,
         pass_json=body.pass_json,
         assets=issuing.decode_assets(body.assets),
+        max_json_depth=runtime.settings.json_max_depth,
     )
     return await _template_by_id(conn, template_id)
 
@@ -200,18 +239,20 @@ async def create_template(body: TemplateIn, conn: WriteConn) -> dict[str, Any]:
 @router.post("/templates/upload", status_code=status.HTTP_201_CREATED, tags=["templates"])
 async def upload_template(
     conn: WriteConn,
+    runtime: RuntimeDep,
     name: Annotated[str, Form(min_length=1, max_length=200, pattern=NO_NUL)],
     pass_type_id: Annotated[str, Form(min_length=1, max_length=255, pattern=NO_NUL)],
     file: Annotated[UploadFile, File(description="A zip of the template folder")],
 ) -> dict[str, Any]:
     """Create a template from a zip (pass.json, images, xx.lproj/ folders)."""
-    template = await _read_zip(file, name)
+    template = await _read_zip(file, name, runtime.settings)
     template_id = await issuing.create_template(
         conn,
         name=name,
         pass_type_id=pass_type_id,
         pass_json=template.pass_json,
         assets=template.assets,
+        max_json_depth=runtime.settings.json_max_depth,
     )
     return await _template_by_id(conn, template_id)
 
@@ -230,7 +271,9 @@ async def get_template(ref: str, conn: ReadConn) -> dict[str, Any]:
 
 
 @router.put("/templates/{ref}", tags=["templates"])
-async def replace_template(ref: str, body: TemplateReplace, conn: WriteConn) -> dict[str, Any]:
+async def replace_template(
+    ref: str, body: TemplateReplace, conn: WriteConn, runtime: RuntimeDep
+) -> dict[str, Any]:
     """Replace a template. Every pass made from it gets a new version and a push."""
     template_id, changed = await issuing.replace_template(
         conn,
@@ -238,6 +281,7 @@ async def replace_template(ref: str, body: TemplateReplace, conn: WriteConn) -> 
         name=body.name,
         pass_json=body.pass_json,
         assets=issuing.decode_assets(body.assets),
+        max_json_depth=runtime.settings.json_max_depth,
     )
     return {**await _template_by_id(conn, template_id), "passes_changed": changed}
 
@@ -246,11 +290,17 @@ async def replace_template(ref: str, body: TemplateReplace, conn: WriteConn) -> 
 async def replace_template_upload(
     ref: str,
     conn: WriteConn,
+    runtime: RuntimeDep,
     file: Annotated[UploadFile, File(description="A zip of the template folder")],
 ) -> dict[str, Any]:
-    template = await _read_zip(file, ref)
+    template = await _read_zip(file, ref, runtime.settings)
     template_id, changed = await issuing.replace_template(
-        conn, ref, name=None, pass_json=template.pass_json, assets=template.assets
+        conn,
+        ref,
+        name=None,
+        pass_json=template.pass_json,
+        assets=template.assets,
+        max_json_depth=runtime.settings.json_max_depth,
     )
     return {**await _template_by_id(conn, template_id), "passes_changed": changed}
 

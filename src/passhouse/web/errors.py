@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from passhouse.errors import PasshouseError
-from passhouse.pkpass.errors import PkpassError
+from passhouse.pkpass.errors import PkpassError, TemplateTooLarge
 
 log = structlog.get_logger("passhouse.web")
 
@@ -50,6 +50,8 @@ async def on_passhouse_error(_request: Request, exc: Exception) -> Response:
 
 async def on_pkpass_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PkpassError)
+    if isinstance(exc, TemplateTooLarge):
+        return error_response(413, exc.message)
     return error_response(422, exc.message, code="invalid_pass")
 
 

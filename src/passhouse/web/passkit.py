@@ -7,7 +7,6 @@ SQLAlchemy Core statements compiled once, no ORM.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from passhouse.errors import PasshouseError
 from passhouse.metrics import DEVICE_LATENCY, DEVICE_REQUESTS
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.errors import PkpassError
+from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, passes, registrations
 from passhouse.storage.database import Database
@@ -96,7 +96,7 @@ class _TooLarge(ValueError):
     pass
 
 
-async def _read_json(request: Request) -> Any:
+async def _read_json(request: Request, max_depth: int) -> Any:
     """The body as JSON, or raise ValueError with a sentence for the client."""
     chunks = []
     size = 0
@@ -112,8 +112,10 @@ async def _read_json(request: Request) -> Any:
         # The device went away mid-upload (lost network): nothing to store, nobody to answer.
         raise ValueError("The client disconnected before sending the whole body.") from None
     try:
-        return json.loads(b"".join(chunks))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return parse_json(b"".join(chunks), max_depth=max_depth)
+    except JsonRejected:
+        raise
+    except ValueError:
         raise ValueError("The request body is not valid JSON.") from None
 
 
@@ -179,7 +181,7 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
             return found
         device_library_id = request.path_params["device_library_id"]
         try:
-            body = await _read_json(request)
+            body = await _read_json(request, settings.json_max_depth)
         except ValueError as error:
             return error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
         push_token = body.get("pushToken") if isinstance(body, dict) else None
@@ -247,7 +249,7 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         if not context.log_limiter.allow(client):
             return error_response(429, "Too many log requests; try again in a minute.")
         try:
-            body = await _read_json(request)
+            body = await _read_json(request, settings.json_max_depth)
         except ValueError as error:
             return error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
         # Apple sends {"logs": [...]}; some clients post the bare array.
@@ -276,7 +278,7 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         if not _segments_ok(pass_type_id, serial):
             return _bad_segment("Each path segment")
         try:
-            body = await _read_json(request)
+            body = await _read_json(request, settings.json_max_depth)
         except ValueError as error:
             return error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
         parsed = _personalization_body(body)
