@@ -507,6 +507,25 @@ def pass_json_of(pkpass: bytes) -> dict[str, Any]:
     return loaded
 
 
+async def republish_for_build_key(conn: AsyncConnection, key: str) -> dict[str, int]:
+    """New versions for passes whose current signed file was built for another key.
+
+    Run when a server starts: after PASSHOUSE_PUBLIC_URL changed, a device holding the old
+    file would otherwise get a 304 for ever, and changed-serials would not list the pass.
+    The new version moves Last-Modified forward and queues a push, so a device that still
+    reaches the server (an old address kept during a move) fetches the file with the new
+    webServiceURL. Returns pass type -> passes changed (ADR 0012).
+    """
+    counts = await passes.count_built_for_another_key(conn, key)
+    now = now_seconds()
+    for pass_type_id in counts:
+        # Queued before the bump: afterwards the versions no longer match the cached files.
+        await push_jobs.enqueue_for_built_for_another_key(conn, pass_type_id, key, now_ms=now_ms())
+        version = await pass_types.next_version(conn, pass_type_id)
+        await passes.bump_built_for_another_key(conn, pass_type_id, key, version=version, now=now)
+    return counts
+
+
 # --- building the signed file -----------------------------------------------------------
 
 
@@ -542,11 +561,23 @@ class _ByteBudgetCache:
             self._size -= self._items.pop(key)[1]
 
 
+def build_key(web_service_url: str) -> str:
+    """A value naming everything that goes into a signed file besides the pass's version.
+
+    The version covers the pass's data, template and certificate; the webServiceURL comes
+    from the server's settings, so a server moved to another address must not serve (or
+    answer 304 for) files built for the old one (ADR 0012).
+    """
+    inputs = json.dumps({"webServiceURL": web_service_url}, sort_keys=True)
+    return hashlib.sha256(inputs.encode()).hexdigest()
+
+
 class PassBuilder:
     """Renders and signs passes, caching templates, signers and signed bytes in memory.
 
-    A .pkpass is signed once per (pass, version): the bytes go to the pkpass_cache table
-    (shared by every server process) and to an in-process LRU for the hot path.
+    A .pkpass is signed once per (pass, version, build key): the bytes go to the
+    pkpass_cache table (shared by every server process) and to an in-process LRU for the
+    hot path.
     """
 
     def __init__(
@@ -554,13 +585,14 @@ class PassBuilder:
     ) -> None:
         self._sealer = sealer
         self._web_service_url = web_service_url
+        self.build_key = build_key(web_service_url)
         self._files = _ByteBudgetCache(cache_bytes)
         self._templates = _ByteBudgetCache(64 * 1024 * 1024)
-        self._signers: dict[str, tuple[str, PassSigner]] = {}
+        self._signers: dict[str, tuple[tuple[str, str | None, bytes], PassSigner]] = {}
         self._building: dict[tuple[int, int], asyncio.Future[tuple[bytes, int]]] = {}
 
     def cached_pkpass(self, pass_id: int, version: int) -> bytes | None:
-        data: bytes | None = self._files.get((pass_id, version))
+        data: bytes | None = self._files.get((pass_id, version, self.build_key))
         return data
 
     async def pkpass(self, database: Database, pass_id: int, version: int) -> tuple[bytes, int]:
@@ -591,9 +623,9 @@ class PassBuilder:
         self, database: Database, pass_id: int, version: int
     ) -> tuple[bytes, int]:
         async with database.reader() as conn:
-            data = await passes.get_cached_pkpass(conn, pass_id, version)
+            data = await passes.get_cached_pkpass(conn, pass_id, version, self.build_key)
             if data is not None:
-                self._files.put((pass_id, version), data, len(data))
+                self._files.put((pass_id, version, self.build_key), data, len(data))
                 return data, version
             row = await passes.get_pass_by_id(conn, pass_id)
             if row is None:
@@ -601,8 +633,8 @@ class PassBuilder:
             # Built outside the write transaction: signing must not hold SQLite's lock.
             data = await self.build(conn, row)
         async with database.transaction() as conn:
-            await passes.store_pkpass(conn, row.id, row.version, data)
-        self._files.put((row.id, row.version), data, len(data))
+            await passes.store_pkpass(conn, row.id, row.version, self.build_key, data)
+        self._files.put((row.id, row.version, self.build_key), data, len(data))
         return data, int(row.version)
 
     async def build(self, conn: AsyncConnection, row: sa.Row[Any]) -> bytes:
@@ -691,11 +723,13 @@ class PassBuilder:
         row = await pass_types.get_pass_type(conn, pass_type_id)
         if row is None:
             raise NotFound(f"No pass type {pass_type_id!r}.")
+        # Keyed by everything the signer is made of: a renewal may change only the WWDR.
+        stored = (row.certificate_pem, row.wwdr_pem, bytes(row.private_key_encrypted))
         cached = self._signers.get(pass_type_id)
-        if cached is not None and cached[0] == row.certificate_pem:
+        if cached is not None and cached[0] == stored:
             return cached[1]
         key_pem = self._sealer.open(row.private_key_encrypted)
         wwdr = row.wwdr_pem.encode() if row.wwdr_pem else None
         signer = PassSigner.from_pem(row.certificate_pem.encode(), key_pem, wwdr)
-        self._signers[pass_type_id] = (row.certificate_pem, signer)
+        self._signers[pass_type_id] = (stored, signer)
         return signer

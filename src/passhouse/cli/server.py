@@ -137,6 +137,7 @@ class _Prepared:
         self.admin_token = ""
         self.admin_token_generated = False
         self.dev: devmode.DevSetup | None = None
+        self.republished: dict[str, int] = {}
 
 
 async def _prepare(runtime: Runtime, *, migrate_schema: bool) -> _Prepared:
@@ -154,6 +155,10 @@ async def _prepare(runtime: Runtime, *, migrate_schema: bool) -> _Prepared:
                 prepared.dev = await devmode.ensure_dev_setup(
                     conn, runtime.sealer, settings.data_dir
                 )
+        async with runtime.database.transaction() as conn:
+            prepared.republished = await issuing.republish_for_build_key(
+                conn, issuing.build_key(settings.web_service_url)
+            )
     finally:
         # The server opens its own connections inside its event loop.
         await runtime.database.dispose()
@@ -190,6 +195,12 @@ def _print_banner(
         )
     if no_worker:
         lines.append("  push worker:     off (run `passhouse worker` to send pushes)")
+    for pass_type_id, count in setup.republished.items():
+        lines.append(
+            f"  webServiceURL changed: {count} passes of {pass_type_id} were built for another "
+            "address; they get a new version and their devices are told (if several servers "
+            "share this database, give them all the same PASSHOUSE_PUBLIC_URL)"
+        )
     click.echo("\n".join(lines))
 
 
