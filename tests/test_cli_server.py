@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +19,14 @@ import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from pydantic import SecretStr
 
-from conftest import PASS_TYPE_ID, SECRET_KEY, TEAM_ID, TEMPLATE_JSON
+from certs import openssl_verify, renewed_certificate
+from conftest import ADMIN_TOKEN, PASS_TYPE_ID, SECRET_KEY, TEAM_ID, TEMPLATE_JSON
 from passhouse import devmode
 from passhouse.bootstrap import open_runtime
 from passhouse.cli import main
-from passhouse.pkpass.devcerts import DevCredentials
+from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
 from passhouse.settings import Settings
 from passhouse.web.app import create_app
 
@@ -140,9 +144,9 @@ def test_a_pass_type_is_added_from_pem_files_and_listed(
     replaced = passhouse(*args)
     listed = passhouse.ok("pass-type", "list")
 
-    assert added.output == f"added pass type {PASS_TYPE_ID}\n"
+    assert added.stdout == f"added pass type {PASS_TYPE_ID}\n"
     assert replaced.stdout == f"replaced certificate of pass type {PASS_TYPE_ID}\n"
-    assert "WWDR" in replaced.stderr
+    assert "the stored one is kept" in replaced.stderr
     assert listed.startswith(f"{PASS_TYPE_ID}  team {TEAM_ID}  expires ")
 
 
@@ -386,3 +390,102 @@ def test_serve_runs_dev_mode_end_to_end_and_stops_on_sigterm(tmp_path: Path) -> 
     assert "push_worker_stopped" in output
     assert "DEV MODE" in output
     assert "Traceback" not in output
+
+
+# --- what an operator changes -------------------------------------------------------
+
+
+async def served_pkpass(env: dict[str, str], serial: str) -> bytes:
+    """The pass as a server on the CLI's database serves it."""
+    settings = Settings(
+        _env_file=None,
+        database_url=env["PASSHOUSE_DATABASE_URL"],
+        secret_key=SecretStr(env["PASSHOUSE_SECRET_KEY"]),
+        data_dir=Path(env["PASSHOUSE_DATA_DIR"]),
+        public_url=env["PASSHOUSE_PUBLIC_URL"],
+        admin_token=SecretStr(ADMIN_TOKEN),
+    )
+    runtime = open_runtime(settings)
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.get(
+                f"/api/v1/passes/{PASS_TYPE_ID}/{serial}/pkpass",
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+    finally:
+        await runtime.database.dispose()
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def unzip_to(folder: Path, pkpass: bytes) -> Path:
+    folder.mkdir()
+    with zipfile.ZipFile(io.BytesIO(pkpass)) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+# --- renewing a certificate -----------------------------------------------------------
+
+
+def test_renewing_without_wwdr_keeps_it_and_the_served_pass_still_verifies(
+    passhouse: CliInvoker,
+    env: dict[str, str],
+    with_template: str,
+    credentials: DevCredentials,
+    tmp_path: Path,
+) -> None:
+    passhouse.ok("pass", "issue", "--template", with_template, "--serial", "s-1", "--data",
+                 json.dumps({"name": "Ada", "balance": 1}))  # fmt: skip
+    cert_pem, key_pem = renewed_certificate(credentials)
+    (tmp_path / "renewed.pem").write_bytes(cert_pem)
+    (tmp_path / "renewed-key.pem").write_bytes(key_pem)
+    (tmp_path / "root.pem").write_bytes(credentials.root_cert_pem)
+
+    renewed = passhouse("pass-type", "add", "--cert", str(tmp_path / "renewed.pem"),
+                        "--key", str(tmp_path / "renewed-key.pem"))  # fmt: skip
+    listed = passhouse.ok("pass-type", "list")
+    pkpass = asyncio.run(served_pkpass(env, "s-1"))
+    (tmp_path / "served.pkpass").write_bytes(pkpass)
+    verified = passhouse("pkpass", "verify", str(tmp_path / "served.pkpass"),
+                         "--ca", str(tmp_path / "root.pem"))  # fmt: skip
+    files = unzip_to(tmp_path / "served", pkpass)
+    openssl = openssl_verify(files / "signature", files / "manifest.json", tmp_path / "root.pem")
+
+    assert renewed.exit_code == 0, renewed.output
+    assert verified.exit_code == 0, verified.output
+    assert openssl.returncode == 0, openssl.stderr
+    assert renewed.stdout == f"replaced certificate of pass type {PASS_TYPE_ID}\n"
+    assert "the stored one is kept (give --wwdr to replace it)" in renewed.stderr
+    assert "wwdr_pem" not in renewed.stderr
+    assert "error:" not in listed
+
+
+def test_a_pass_type_without_wwdr_names_the_cli_flag_and_list_shows_the_problem(
+    passhouse: CliInvoker, cert_files: dict[str, Path]
+) -> None:
+    added = passhouse(
+        "pass-type", "add", "--cert", str(cert_files["cert"]), "--key", str(cert_files["key"])
+    )
+    listed = passhouse.ok("pass-type", "list")
+
+    assert added.exit_code == 0, added.output
+    assert "give it with --wwdr" in added.stderr
+    assert "wwdr_pem" not in added.stderr
+    assert "  error: No WWDR intermediate certificate was given" in listed
+
+
+def test_pass_type_list_shows_a_wrong_wwdr_and_an_undecryptable_key(
+    passhouse: CliInvoker, cert_files: dict[str, Path], tmp_path: Path
+) -> None:
+    other_wwdr = tmp_path / "other-wwdr.pem"
+    other_wwdr.write_bytes(make_dev_credentials(PASS_TYPE_ID, "TESTTEAM42").wwdr_cert_pem)
+    passhouse.ok("pass-type", "add", "--cert", str(cert_files["cert"]),
+                 "--key", str(cert_files["key"]), "--wwdr", str(other_wwdr))  # fmt: skip
+
+    listed = passhouse.ok("pass-type", "list")
+    other_key = passhouse("pass-type", "list", PASSHOUSE_SECRET_KEY="another-secret-key-0123")
+
+    assert "  error: The certificate was not issued by the given WWDR certificate" in listed
+    assert "  error: The stored private key cannot be decrypted" in other_key.stdout

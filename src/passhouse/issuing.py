@@ -29,7 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from passhouse.errors import Conflict, InvalidInput, NotFound
 from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.bundle import build_pkpass
-from passhouse.pkpass.certs import inspect_certificate, load_certificate, load_p12, load_private_key
+from passhouse.pkpass.certs import (
+    Problem,
+    check_credentials_in_detail,
+    inspect_certificate,
+    load_certificate,
+    load_p12,
+    load_private_key,
+)
 from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.pass_json import validate_pass_json
 from passhouse.pkpass.signing import PassSigner
@@ -116,22 +123,33 @@ class Credentials:
 
 
 async def save_pass_type(
-    conn: AsyncConnection, sealer: Sealer, credentials: Credentials, *, dev_mode: bool = False
+    conn: AsyncConnection,
+    sealer: Sealer,
+    credentials: Credentials,
+    *,
+    dev_mode: bool = False,
+    wwdr_option: str = "wwdr_pem",
 ) -> tuple[str, bool, list[str]]:
     """Check and store a pass type's credentials; (pass_type_id, created, warnings).
 
-    The pass type id and team id are read from the certificate, never taken on trust.
+    The pass type id and team id are read from the certificate, never taken on trust. A
+    renewal without a WWDR keeps the stored one (ADR 0012). `wwdr_option` is how the
+    caller's user gives a WWDR (the API field, or the CLI flag), for the warnings.
     """
     cert_pem, key_pem, wwdr_pem = _unpack_credentials(credentials)
-    signer = _checked_signer(cert_pem, key_pem, wwdr_pem)
     warnings = []
-    if not signer.wwdr:
-        warnings.append(
-            "No WWDR intermediate certificate was given: Wallet rejects passes whose "
-            "signature lacks it. Upload wwdr_pem (Apple's WWDR G4)."
-        )
-    apns_values = _apns_token_values(credentials, sealer)
     info = inspect_certificate(cert_pem)
+    existing = await pass_types.get_pass_type(conn, info.pass_type_id or "")
+    if wwdr_pem is None and existing is not None and existing.wwdr_pem:
+        wwdr_pem = existing.wwdr_pem.encode()
+        warnings.append(
+            f"No WWDR certificate was given: the stored one is kept (give {wwdr_option} "
+            "to replace it)."
+        )
+    signer = _checked_signer(cert_pem, key_pem, wwdr_pem)
+    check = check_credentials_in_detail(cert_pem, key_pem, wwdr_pem, wwdr_option=wwdr_option)
+    warnings.extend(problem.message for problem in check.problems)
+    apns_values = _apns_token_values(credentials, sealer)
     created = await pass_types.save_pass_type(
         conn,
         {
@@ -156,6 +174,30 @@ async def save_pass_type(
             conn, signer.pass_type_id, version=version, now=now_seconds()
         )
     return signer.pass_type_id, created, warnings
+
+
+def pass_type_problems(row: sa.Row[Any], sealer: Sealer) -> list[dict[str, str]]:
+    """What would make Wallet reject this pass type's passes (errors), or may (warnings)."""
+    problems: list[Problem] = []
+    key_pem: bytes | None
+    try:
+        key_pem = sealer.open(row.private_key_encrypted)
+    except ValueError:
+        key_pem = None
+        problems.append(
+            Problem(
+                "The stored private key cannot be decrypted: PASSHOUSE_SECRET_KEY is not the "
+                "key it was stored with. Set that key, or add the certificate again."
+            )
+        )
+    check = check_credentials_in_detail(
+        row.certificate_pem.encode(),
+        key_pem,
+        row.wwdr_pem.encode() if row.wwdr_pem else None,
+        wwdr_option="wwdr_pem (API) or --wwdr (`passhouse pass-type add`)",
+    )
+    problems.extend(check.problems)
+    return [{"severity": p.severity, "message": p.message} for p in problems]
 
 
 def _unpack_credentials(credentials: Credentials) -> tuple[bytes, bytes, bytes | None]:

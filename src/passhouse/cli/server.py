@@ -272,7 +272,7 @@ def pass_type_add(
     )
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[str, bool, list[str]]:
-        return await issuing.save_pass_type(conn, runtime.sealer, credentials)
+        return await issuing.save_pass_type(conn, runtime.sealer, credentials, wwdr_option="--wwdr")
 
     pass_type_id, created, warnings = run(in_transaction(load_settings(), action))
     click.echo(f"{'added' if created else 'replaced certificate of'} pass type {pass_type_id}")
@@ -282,18 +282,21 @@ def pass_type_add(
 
 @pass_type_group.command("list")
 def pass_type_list() -> None:
-    """List pass types, their certificate expiry and any APNs error."""
+    """List pass types, their certificate expiry, APNs errors and signing problems."""
 
-    async def action(_runtime: Runtime, conn: AsyncConnection) -> list[Any]:
-        return await pass_types.list_pass_types(conn)
+    async def action(runtime: Runtime, conn: AsyncConnection) -> list[Any]:
+        rows = await pass_types.list_pass_types(conn)
+        return [(row, issuing.pass_type_problems(row, runtime.sealer)) for row in rows]
 
-    for row in run(in_transaction(load_settings(), action)):
+    for row, problems in run(in_transaction(load_settings(), action)):
         note = " (dev certificate)" if row.dev_mode else ""
         error = f"  APNs error: {row.apns_error}" if row.apns_error else ""
         summary = issuing.certificate_summary(row.certificate_pem)
         click.echo(
             f"{row.pass_type_id}  team {row.team_id}  expires {summary['not_after']}{note}{error}"
         )
+        for problem in problems:
+            click.echo(f"  {problem['severity']}: {problem['message']}")
 
 
 @pass_type_group.command("remove")

@@ -15,6 +15,7 @@ from passhouse.errors import InvalidInput, NotFound
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.template import Template
 from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
+from passhouse.storage.sealing import Sealer
 from passhouse.web.deps import BuilderDep, ReadConn, RuntimeDep, WriteConn, require_api_key
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_api_key)])
@@ -61,7 +62,9 @@ class PassTypeIn(_Body):
     apns_team_id: str | None = None
 
 
-def _pass_type_view(row: sa.Row[Any], warnings: list[str] | None = None) -> dict[str, Any]:
+def _pass_type_view(
+    row: sa.Row[Any], sealer: Sealer, warnings: list[str] | None = None
+) -> dict[str, Any]:
     view = {
         "pass_type_id": row.pass_type_id,
         "team_id": row.team_id,
@@ -76,6 +79,8 @@ def _pass_type_view(row: sa.Row[Any], warnings: list[str] | None = None) -> dict
         "expired": row.not_after < issuing.now_seconds(),
         "dev_mode": row.dev_mode,
         "created_at": _iso(row.created_at),
+        # Everything that makes (error) or may make (warning) Wallet reject its passes.
+        "problems": issuing.pass_type_problems(row, sealer),
     }
     if warnings is not None:
         view["warnings"] = warnings
@@ -117,20 +122,21 @@ async def add_pass_type(
         response.status_code = status.HTTP_200_OK
     row = await pass_types.get_pass_type(conn, pass_type_id)
     assert row is not None
-    return _pass_type_view(row, warnings)
+    return _pass_type_view(row, runtime.sealer, warnings)
 
 
 @router.get("/pass-types", tags=["pass types"])
-async def list_pass_types(conn: ReadConn) -> dict[str, Any]:
-    return {"items": [_pass_type_view(row) for row in await pass_types.list_pass_types(conn)]}
+async def list_pass_types(conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
+    rows = await pass_types.list_pass_types(conn)
+    return {"items": [_pass_type_view(row, runtime.sealer) for row in rows]}
 
 
 @router.get("/pass-types/{pass_type_id}", tags=["pass types"])
-async def get_pass_type(pass_type_id: str, conn: ReadConn) -> dict[str, Any]:
+async def get_pass_type(pass_type_id: str, conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
     row = await pass_types.get_pass_type(conn, pass_type_id)
     if row is None:
         raise NotFound(f"No pass type {pass_type_id!r}.")
-    return _pass_type_view(row)
+    return _pass_type_view(row, runtime.sealer)
 
 
 @router.delete(
