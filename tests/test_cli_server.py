@@ -395,8 +395,8 @@ def test_serve_runs_dev_mode_end_to_end_and_stops_on_sigterm(tmp_path: Path) -> 
 # --- what an operator changes -------------------------------------------------------
 
 
-async def served_pkpass(env: dict[str, str], serial: str) -> bytes:
-    """The pass as a server on the CLI's database serves it."""
+async def api_get(env: dict[str, str], path: str) -> httpx.Response:
+    """GET from the admin API of a server on the CLI's database."""
     settings = Settings(
         _env_file=None,
         database_url=env["PASSHOUSE_DATABASE_URL"],
@@ -409,14 +409,16 @@ async def served_pkpass(env: dict[str, str], serial: str) -> bytes:
     transport = httpx.ASGITransport(app=create_app(runtime))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            response = await http.get(
-                f"/api/v1/passes/{PASS_TYPE_ID}/{serial}/pkpass",
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            )
+            response = await http.get(path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     finally:
         await runtime.database.dispose()
     assert response.status_code == 200, response.text
-    return response.content
+    return response
+
+
+def served_pkpass(env: dict[str, str], serial: str) -> bytes:
+    path = f"/api/v1/passes/{PASS_TYPE_ID}/{serial}/pkpass"
+    return asyncio.run(api_get(env, path)).content
 
 
 def unzip_to(folder: Path, pkpass: bytes) -> Path:
@@ -446,7 +448,7 @@ def test_renewing_without_wwdr_keeps_it_and_the_served_pass_still_verifies(
     renewed = passhouse("pass-type", "add", "--cert", str(tmp_path / "renewed.pem"),
                         "--key", str(tmp_path / "renewed-key.pem"))  # fmt: skip
     listed = passhouse.ok("pass-type", "list")
-    pkpass = asyncio.run(served_pkpass(env, "s-1"))
+    pkpass = served_pkpass(env, "s-1")
     (tmp_path / "served.pkpass").write_bytes(pkpass)
     verified = passhouse("pkpass", "verify", str(tmp_path / "served.pkpass"),
                          "--ca", str(tmp_path / "root.pem"))  # fmt: skip
@@ -489,3 +491,19 @@ def test_pass_type_list_shows_a_wrong_wwdr_and_an_undecryptable_key(
 
     assert "  error: The certificate was not issued by the given WWDR certificate" in listed
     assert "  error: The stored private key cannot be decrypted" in other_key.stdout
+
+
+def test_a_dotted_key_sets_the_nested_value_and_null_removes_it(
+    passhouse: CliInvoker, env: dict[str, str], with_template: str
+) -> None:
+    data = {"name": "Ada", "balance": 1, "seat": {"number": 7, "section": "A"}, "x": 1}
+    passhouse.ok("pass", "issue", "--template", with_template, "--serial", "s-1",
+                 "--data", json.dumps(data))  # fmt: skip
+
+    updated = passhouse("pass", "update", PASS_TYPE_ID, "s-1", "seat.number=99", "x=null")
+    shown = asyncio.run(api_get(env, f"/api/v1/passes/{PASS_TYPE_ID}/s-1")).json()
+    empty_part = passhouse("pass", "update", PASS_TYPE_ID, "s-1", "seat..number=1")
+
+    assert updated.exit_code == 0, updated.output
+    assert shown["data"] == {"name": "Ada", "balance": 1, "seat": {"number": 99, "section": "A"}}
+    assert empty_part.exit_code == 2

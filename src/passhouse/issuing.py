@@ -331,6 +331,7 @@ async def replace_template(
     name: str | None,
     pass_json: Mapping[str, Any],
     assets: Mapping[str, bytes],
+    pass_type_id: str | None = None,
 ) -> tuple[int, int]:
     """Replace a template; every pass made from it gets a new version and a push.
 
@@ -338,6 +339,12 @@ async def replace_template(
     passes and one INSERT ... SELECT for the pushes, whatever their number.
     """
     row = await _template_or_404(conn, ref)
+    if pass_type_id is not None and pass_type_id != row.pass_type_id:
+        # Its passes carry the pass type in their identity and signature.
+        raise Conflict(
+            f"A template cannot change pass type: {row.name!r} belongs to "
+            f"{row.pass_type_id!r}; create a new template for {pass_type_id!r}."
+        )
     new_name = name or row.name
     if await templates.name_taken(conn, new_name, except_id=row.id):
         raise Conflict(f"A template named {new_name!r} already exists.")
@@ -437,7 +444,7 @@ async def change_pass_data(
     *,
     merge: bool,
 ) -> tuple[sa.Row[Any], bool]:
-    """PATCH (merge) or PUT (replace) a pass's data; (row, changed).
+    """PATCH (a JSON Merge Patch, RFC 7396) or PUT (replace) a pass's data; (row, changed).
 
     A request that changes nothing makes no version and wakes no device: Apple asks to
     push only when a pass really changed.
@@ -446,7 +453,7 @@ async def change_pass_data(
     row = await get_pass_or_404(conn, pass_type_id, serial_number)
     if row.voided:
         raise Conflict(f"Pass {serial_number!r} is voided; it can no longer change.")
-    new_data = {**row.data, **data} if merge else dict(data)
+    new_data = merge_patch(row.data, data) if merge else dict(data)
     if new_data == row.data:
         return row, False
     template_row = await _template_or_404(conn, row.template_id)
@@ -459,6 +466,19 @@ async def change_pass_data(
         personalization=row.personalization,
     )
     return await _save_change(conn, row, data=new_data), True
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, at every depth; null removes; anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
 
 
 async def void_pass(

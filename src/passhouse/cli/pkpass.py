@@ -16,7 +16,7 @@ from passhouse.pkpass.devcerts import make_dev_credentials
 from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.report import Report
 from passhouse.pkpass.signing import PassSigner
-from passhouse.pkpass.template import Template
+from passhouse.pkpass.template import Template, set_data_path
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -109,7 +109,7 @@ def _load_data(path: Path | None, assignments: tuple[str, ...]) -> list[dict[str
         if not sep:
             raise click.BadParameter(f"{assignment!r} is not NAME=VALUE", param_hint="--set")
         for record in records:
-            record[name] = value
+            set_data_path(record, name, value)
     return records
 
 
@@ -121,7 +121,13 @@ def pkpass_group() -> None:
 @pkpass_group.command("build")
 @click.argument("template", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", "data_file", type=_FILE, help="JSON object (or list of up to 10).")
-@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set one value.")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set one value (a.b=x sets a nested one).",
+)
 @_signing_options
 @click.option(
     "-o",

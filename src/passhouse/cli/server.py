@@ -19,7 +19,7 @@ from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime, open_runtime
 from passhouse.errors import PasshouseError
 from passhouse.pkpass.errors import PkpassError
-from passhouse.pkpass.template import Template
+from passhouse.pkpass.template import Template, set_data_path
 from passhouse.settings import Settings
 from passhouse.storage import api_keys, migrate, pass_types
 
@@ -408,16 +408,21 @@ def pass_issue(template: str, data: str | None, serial: str | None) -> None:
 @click.argument("serial")
 @click.argument("fields", nargs=-1, required=True)
 def pass_update(pass_type_id: str, serial: str, fields: tuple[str, ...]) -> None:
-    """Change data on a pass (KEY=VALUE ..., VALUE read as JSON when it parses)."""
+    """Change data on a pass: KEY=VALUE ..., VALUE read as JSON when it parses.
+
+    A dotted KEY sets a nested value (seat.number=8 keeps seat.section); VALUE null
+    removes the key. The change is a JSON Merge Patch, like PATCH in the admin API.
+    """
     values: dict[str, Any] = {}
     for item in fields:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE")
+        if not sep or not key or "" in key.split("."):
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (KEY may be a.b.c)")
         try:
-            values[key] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            values[key] = raw
+            value = raw
+        set_data_path(values, key, value)
     settings = load_settings()
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[Any, bool]:
