@@ -159,7 +159,12 @@ class TemplateIn(_Body):
 
 
 class TemplateReplace(_Body):
+    """The body POST takes, with name and pass_type_id optional (kept when left out)."""
+
     name: str | None = Field(None, min_length=1, max_length=200)
+    pass_type_id: str | None = Field(
+        None, min_length=1, max_length=255, description="Must be the template's own"
+    )
     pass_json: dict[str, Any]
     assets: dict[str, str] = Field(default_factory=dict)
 
@@ -242,6 +247,7 @@ async def replace_template(ref: str, body: TemplateReplace, conn: WriteConn) -> 
         conn,
         ref,
         name=body.name,
+        pass_type_id=body.pass_type_id,
         pass_json=body.pass_json,
         assets=issuing.decode_assets(body.assets),
     )
