@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -128,6 +129,10 @@ def pkpass_group() -> None:
     metavar="NAME=VALUE",
     help="Set one value (a.b=x sets a nested one).",
 )
+@click.option(
+    "--serial",
+    help="serialNumber of the pass (default: the template's, else a random one).",
+)
 @_signing_options
 @click.option(
     "-o",
@@ -141,6 +146,7 @@ def build_command(
     template: Path,
     data_file: Path | None,
     assignments: tuple[str, ...],
+    serial: str | None,
     cert: Path | None,
     key: Path | None,
     wwdr: Path | None,
@@ -148,7 +154,11 @@ def build_command(
     password: str | None,
     output: Path,
 ) -> None:
-    """Render TEMPLATE (a folder or zip) with data and write a signed pass."""
+    """Render TEMPLATE (a folder or zip) with data and write a signed pass.
+
+    As the server does, passTypeIdentifier and teamIdentifier come from the certificate;
+    the serial from --serial, the template, or is generated.
+    """
     signer = _load_signer(cert, key, wwdr, p12, password)
     loaded = _load_template(template)
     template_report = loaded.check()
@@ -156,9 +166,18 @@ def build_command(
         _print_report(template_report)
         raise click.ClickException(f'Template "{loaded.name}" has errors; fix them first.')
     records = _load_data(data_file, assignments)
+    if serial is not None and len(records) > 1:
+        raise click.UsageError("--serial names one pass; leave it out for a list of data.")
+    identity = {"passTypeIdentifier": signer.pass_type_id, "teamIdentifier": signer.team_id}
     passes = []
+    generated = []
     for record in records:
-        pass_json, assets = loaded.render(record)
+        pass_json, assets = loaded.render(record, overrides=identity)
+        if serial is not None:
+            pass_json["serialNumber"] = serial
+        elif not pass_json.get("serialNumber"):
+            pass_json["serialNumber"] = secrets.token_hex(8)
+            generated.append(pass_json["serialNumber"])
         passes.append(build_pkpass(pass_json, assets, signer))
     for warning in template_report.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -167,6 +186,8 @@ def build_command(
     else:
         output.write_bytes(build_pkpasses(passes))
     click.echo(f"wrote {output} ({len(passes)} pass{'es' if len(passes) > 1 else ''})")
+    if generated:
+        click.echo(f"generated serial numbers: {', '.join(generated)}")
 
 
 @pkpass_group.command("bundle")
