@@ -156,8 +156,8 @@ def build_command(
 ) -> None:
     """Render TEMPLATE (a folder or zip) with data and write a signed pass.
 
-    As the server does, passTypeIdentifier and teamIdentifier come from the certificate;
-    the serial from --serial, the template, or is generated.
+    As the server does, a template without passTypeIdentifier and teamIdentifier gets
+    them from the certificate; the serial comes from --serial, the template, or is made up.
     """
     signer = _load_signer(cert, key, wwdr, p12, password)
     loaded = _load_template(template)
@@ -168,11 +168,14 @@ def build_command(
     records = _load_data(data_file, assignments)
     if serial is not None and len(records) > 1:
         raise click.UsageError("--serial names one pass; leave it out for a list of data.")
-    identity = {"passTypeIdentifier": signer.pass_type_id, "teamIdentifier": signer.team_id}
     passes = []
     generated = []
     for record in records:
-        pass_json, assets = loaded.render(record, overrides=identity)
+        pass_json, assets = loaded.render(record)
+        # A template that names its own pass type keeps it: a mismatch with the
+        # certificate is then reported, not silently signed for another pass type.
+        pass_json.setdefault("passTypeIdentifier", signer.pass_type_id)
+        pass_json.setdefault("teamIdentifier", signer.team_id)
         if serial is not None:
             pass_json["serialNumber"] = serial
         elif not pass_json.get("serialNumber"):
