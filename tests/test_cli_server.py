@@ -60,9 +60,10 @@ class CliInvoker:
         return self.runner.invoke(main, list(args), env={**self.env, **env}, catch_exceptions=True)
 
     def ok(self, *args: str) -> str:
+        """What a successful command printed on stdout."""
         result = self(*args)
         assert result.exit_code == 0, (result.output, result.exception)
-        return result.output
+        return result.stdout
 
 
 @pytest.fixture
@@ -104,6 +105,8 @@ def assert_one_clean_line(result: Result) -> str:
     assert isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if lines and lines[0].startswith("database: "):
+        lines.pop(0)  # said before the command works on it
     assert len(lines) == 1, result.stderr
     return lines[0]
 
@@ -507,3 +510,78 @@ def test_a_dotted_key_sets_the_nested_value_and_null_removes_it(
     assert updated.exit_code == 0, updated.output
     assert shown["data"] == {"name": "Ada", "balance": 1, "seat": {"number": 99, "section": "A"}}
     assert empty_part.exit_code == 2
+
+
+def leaf_commands() -> list[tuple[str, ...]]:
+    return [
+        path
+        for path in all_commands(main)
+        if not isinstance(_command_at(path), click.Group) and path[0] not in ("pkpass", "certs")
+    ]
+
+
+def _command_at(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("command", leaf_commands(), ids=" ".join)
+def test_every_command_that_opens_the_database_takes_database_url(
+    passhouse: CliInvoker, command: tuple[str, ...]
+) -> None:
+    output = passhouse.ok(*command, "--help")
+
+    assert "--database-url URL" in output
+
+
+def test_a_command_run_from_another_folder_says_which_database_it_uses(
+    passhouse: CliInvoker, env: dict[str, str], with_template: str, tmp_path: Path,
+    template_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = ["template", "add", str(template_dir), "--name", "card2", "--pass-type", PASS_TYPE_ID]
+    no_url = {**env, "PASSHOUSE_DATABASE_URL": None}
+
+    lost = passhouse.runner.invoke(main, args, env=no_url)
+    found = passhouse.runner.invoke(
+        main, [*args, "--database-url", env["PASSHOUSE_DATABASE_URL"]], env=no_url
+    )
+
+    assert lost.exit_code == 1
+    assert lost.stderr.splitlines()[0] == (
+        f"database: SQLite {elsewhere / 'passhouse.db'} (new: it does not exist yet)"
+    )
+    assert PASS_TYPE_ID in lost.stderr.splitlines()[1]
+    assert found.exit_code == 0, found.output
+    assert found.stderr == f"database: SQLite {tmp_path / 'cli.db'}\n"
+    assert found.stdout.startswith("added template card2")
+
+
+def test_a_postgresql_database_is_named_without_its_password(passhouse: CliInvoker) -> None:
+    url = "postgresql://issuer:s3cret@127.0.0.1:1/passes"
+
+    result = passhouse("api-key", "list", "--database-url", url)
+
+    assert result.stderr.splitlines()[0] == "database: postgresql://issuer:***@127.0.0.1:1/passes"
+    assert "s3cret" not in result.output
+
+
+def test_pass_issue_says_where_links_point_and_how_to_change_it(
+    passhouse: CliInvoker, env: dict[str, str], with_template: str
+) -> None:
+    data = json.dumps({"name": "Ada", "balance": 1})
+    args = ["pass", "issue", "--template", with_template, "--data", data]
+
+    configured = passhouse.ok(*args)
+    default = passhouse.runner.invoke(main, args, env={**env, "PASSHOUSE_PUBLIC_URL": None})
+
+    assert "  links use PASSHOUSE_PUBLIC_URL=https://passes.example.test\n" in configured
+    assert "share link: http://localhost:8000/p/" in default.stdout
+    assert "links use the default address http://localhost:8000: set PASSHOUSE_PUBLIC_URL" in (
+        default.stdout
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
@@ -26,8 +27,14 @@ from passhouse.storage import api_keys, migrate, pass_types
 T = TypeVar("T")
 
 
+_DATABASE_URL = "passhouse.database_url"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and .env, with CLI flags on top; one sentence if wrong."""
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        overrides.setdefault("database_url", context.meta.get(_DATABASE_URL))
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
@@ -54,6 +61,42 @@ def _check_sqlite_folder(database_url: str) -> None:
         raise click.ClickException(
             f"invalid configuration: PASSHOUSE_DATABASE_URL: the folder {folder} does not exist"
         )
+
+
+def uses_database(command: Callable[..., T]) -> Callable[..., T]:
+    """For every command that opens the database: --database-url, and a line saying which.
+
+    Without it a command run from another folder silently made a new ./passhouse.db.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, database_url: str | None, **kwargs: Any) -> T:
+        click.get_current_context().meta[_DATABASE_URL] = database_url
+        described = describe_database(load_settings().database_url)
+        if described:
+            click.echo(f"database: {described}", err=True)
+        return command(*args, **kwargs)
+
+    option = click.option(
+        "--database-url",
+        metavar="URL",
+        help="Database to use (default: PASSHOUSE_DATABASE_URL, else ./passhouse.db).",
+    )
+    return option(wrapper)
+
+
+def describe_database(database_url: str) -> str | None:
+    """The database as an operator knows it: a file's full path, a URL without password."""
+    try:
+        url = sa.make_url(database_url.replace("postgres://", "postgresql://", 1))
+    except sa_exc.ArgumentError:
+        return None  # Database() reports an unusable URL in its own words
+    if url.get_backend_name() != "sqlite":
+        return url.render_as_string(hide_password=True)
+    if not url.database or url.database == ":memory:":
+        return "SQLite in memory"
+    path = Path(url.database).expanduser().absolute()
+    return f"SQLite {path}" + ("" if path.exists() else " (new: it does not exist yet)")
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -93,6 +136,7 @@ async def in_transaction(
 @click.option("--no-worker", is_flag=True, help="Do not send pushes from this process.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
 @click.option("--log-level", default="info", show_default=True)
+@uses_database
 def serve(host: str, port: int, no_worker: bool, no_migrate: bool, log_level: str) -> None:
     """Run the web service (admin API, PassKit web service) and a push worker.
 
@@ -206,6 +250,7 @@ def _print_banner(
 
 @click.command("migrate")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
+@uses_database
 def migrate_command(revision: str) -> None:
     """Apply database migrations (safe to run while other processes run)."""
     settings = load_settings()
@@ -245,6 +290,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--apns-key", type=_file, help="Optional APNs .p8 key for token auth.")
 @click.option("--apns-key-id", help="Key ID of the .p8 key.")
 @click.option("--apns-team-id", help="Team ID owning the .p8 key.")
+@uses_database
 def pass_type_add(
     p12: Path | None,
     password: str | None,
@@ -281,6 +327,7 @@ def pass_type_add(
 
 
 @pass_type_group.command("list")
+@uses_database
 def pass_type_list() -> None:
     """List pass types, their certificate expiry, APNs errors and signing problems."""
 
@@ -301,6 +348,7 @@ def pass_type_list() -> None:
 
 @pass_type_group.command("remove")
 @click.argument("pass_type_id")
+@uses_database
 def pass_type_remove(pass_type_id: str) -> None:
     """Remove a pass type that no template or pass uses."""
 
@@ -329,6 +377,7 @@ def _load_template(source: Path, name: str) -> Template:
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", required=True, help="Name passes are issued from.")
 @click.option("--pass-type", "pass_type_id", required=True, help="Pass type id it belongs to.")
+@uses_database
 def template_add(source: Path, name: str, pass_type_id: str) -> None:
     """Add a template from a folder or zip (pass.json, images, xx.lproj/)."""
 
@@ -349,6 +398,7 @@ def template_add(source: Path, name: str, pass_type_id: str) -> None:
 @template_group.command("replace")
 @click.argument("ref")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
+@uses_database
 def template_replace(ref: str, source: Path) -> None:
     """Replace a template; every pass made from it changes and its devices are told."""
 
@@ -383,6 +433,7 @@ def _json_object(text: str | None, what: str) -> dict[str, Any]:
 @click.option("--template", required=True, help="Template name or id.")
 @click.option("--data", help='JSON object, or @file.json: {"name": "Ada", ...}')
 @click.option("--serial", help="Serial number (random when omitted).")
+@uses_database
 def pass_issue(template: str, data: str | None, serial: str | None) -> None:
     """Issue a pass and print its download and share links."""
     values = _json_object(data, "--data")
@@ -401,12 +452,21 @@ def pass_issue(template: str, data: str | None, serial: str | None) -> None:
         f"{row.pass_type_id}/{row.serial_number}/pkpass"
     )
     click.echo(f"  share link: {settings.public_url}/p/{row.share_id}")
+    # This process only knows the server's address from the same setting the server reads.
+    if "public_url" in settings.model_fields_set:
+        click.echo(f"  links use PASSHOUSE_PUBLIC_URL={settings.public_url}")
+    else:
+        click.echo(
+            f"  links use the default address {settings.public_url}: set PASSHOUSE_PUBLIC_URL "
+            "to the address your server is reached at (the public URL `passhouse serve` prints)"
+        )
 
 
 @pass_group.command("update")
 @click.argument("pass_type_id")
 @click.argument("serial")
 @click.argument("fields", nargs=-1, required=True)
+@uses_database
 def pass_update(pass_type_id: str, serial: str, fields: tuple[str, ...]) -> None:
     """Change data on a pass: KEY=VALUE ..., VALUE read as JSON when it parses.
 
@@ -441,6 +501,7 @@ def pass_update(pass_type_id: str, serial: str, fields: tuple[str, ...]) -> None
 @pass_group.command("void")
 @click.argument("pass_type_id")
 @click.argument("serial")
+@uses_database
 def pass_void(pass_type_id: str, serial: str) -> None:
     """Void a pass; it stays in Wallet marked as void."""
 
@@ -461,6 +522,7 @@ def api_key_group() -> None:
 
 @api_key_group.command("create")
 @click.option("--name", required=True, help="Who or what uses the key.")
+@uses_database
 def api_key_create(name: str) -> None:
     """Create a key and print it once; only its hash is stored."""
     key = "ph_" + secrets.token_urlsafe(32)
@@ -474,6 +536,7 @@ def api_key_create(name: str) -> None:
 
 
 @api_key_group.command("list")
+@uses_database
 def api_key_list() -> None:
     """List keys (prefix, name, created, revoked)."""
 
@@ -488,6 +551,7 @@ def api_key_list() -> None:
 
 @api_key_group.command("revoke")
 @click.argument("key_id", type=int)
+@uses_database
 def api_key_revoke(key_id: int) -> None:
     """Revoke a key by its id (see `api-key list`)."""
 
