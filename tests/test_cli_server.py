@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from certs import openssl_verify, renewed_certificate
 from conftest import ADMIN_TOKEN, PASS_TYPE_ID, SECRET_KEY, TEAM_ID, TEMPLATE_JSON
-from passhouse import devmode
+from passhouse import devmode, issuing
 from passhouse.bootstrap import open_runtime
 from passhouse.cli import main
 from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
@@ -585,3 +585,71 @@ def test_pass_issue_says_where_links_point_and_how_to_change_it(
     assert "links use the default address http://localhost:8000: set PASSHOUSE_PUBLIC_URL" in (
         default.stdout
     )
+
+
+@pytest.mark.slow
+def test_serve_at_a_new_public_url_re_versions_the_passes_built_for_the_old_one(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
+    env |= {
+        "PASSHOUSE_DATA_DIR": str(tmp_path / "data"),
+        "PASSHOUSE_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "PASSHOUSE_APNS_URL": "https://127.0.0.1:1",  # never the real APNs
+    }
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "passhouse", "serve", "--port", str(port), "--no-worker"]
+
+    def start(public_url: str, log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [*command, "--log-level", "warning"],
+                cwd=tmp_path,
+                env={**env, "PASSHOUSE_PUBLIC_URL": public_url},
+                stdout=out,
+                stderr=out,
+            )
+        wait_for_health(base, process)
+        return process
+
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    first_server = start(base, tmp_path / "first.log")
+    try:
+        token = (tmp_path / "data" / "admin_token").read_text().strip()
+        issued = httpx.post(
+            f"{base}/api/v1/passes",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"template": devmode.DEMO_TEMPLATE, "data": {"name": "Ada", "balance": 1}},
+            timeout=30,
+        ).json()
+        path = f"{base}/passkit/v1/passes/{issued['pass_type_id']}/{issued['serial_number']}"
+        shared = httpx.get(issued["urls"]["pkpass"], headers={"Authorization": f"Bearer {token}"})
+        device_token = issuing.pass_json_of(shared.content)["authenticationToken"]
+        auth = {"Authorization": f"ApplePass {device_token}"}
+        first = httpx.get(path, headers=auth, timeout=30)
+    finally:
+        stop(first_server)
+    moved_server = start(f"http://localhost:{port}", tmp_path / "moved.log")
+    try:
+        again = httpx.get(
+            path, headers={**auth, "If-Modified-Since": first.headers["last-modified"]}, timeout=30
+        )
+    finally:
+        stop(moved_server)
+    banner = (tmp_path / "moved.log").read_text()
+
+    assert issuing.pass_json_of(first.content)["webServiceURL"] == f"{base}/passkit"
+    assert again.status_code == 200
+    assert issuing.pass_json_of(again.content)["webServiceURL"] == (
+        f"http://localhost:{port}/passkit"
+    )
+    assert f"webServiceURL changed: 1 passes of {issued['pass_type_id']}" in banner
