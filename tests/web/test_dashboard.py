@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import os
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 import uvicorn
 from pydantic import SecretStr
 
-from conftest import ADMIN_TOKEN, SECRET_KEY, TEMPLATE_JSON
+from conftest import ADMIN_TOKEN, PASS_TYPE_ID, SECRET_KEY, TEMPLATE_JSON
 from passhouse import devmode
 from passhouse.bootstrap import Runtime
 from passhouse.settings import Settings
@@ -410,3 +411,40 @@ async def test_an_issuer_signs_in_issues_edits_and_voids_a_pass_in_the_browser(
     await page.get_by_role("button", name="Sign out").click()
     await page.get_by_label("API key").wait_for()
     assert await page.evaluate("sessionStorage.length") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt install chromium)"
+)
+async def test_the_issue_form_fills_dotted_placeholders_nested(
+    browser_page: Any, server_url: str, admin: httpx.AsyncClient, template: str
+) -> None:
+    page = browser_page
+    pass_json = json.loads(json.dumps(TEMPLATE_JSON))
+    pass_json["storeCard"]["auxiliaryFields"] = [
+        {"key": "seat", "label": "Seat", "value": "{{seat.section}}-{{ seat.number }}"}
+    ]
+    assets = {name: base64.b64encode(data).decode() for name, data in devmode.demo_assets().items()}
+    created = await admin.post(
+        "/api/v1/templates",
+        json={"name": "seats", "pass_type_id": PASS_TYPE_ID, "pass_json": pass_json,
+              "assets": assets},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+
+    await page.goto(f"{server_url}/dashboard#/passes/new?template=seats")
+    await page.get_by_label("API key").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Issue a pass").wait_for()
+    await page.get_by_label("Template", exact=True).select_option("seats")
+    prefilled = json.loads(await page.get_by_label("Data").input_value())
+    filled = {"name": "Ada", "balance": 1, "seat": {"section": "B", "number": 12}}
+    await page.get_by_label("Data").fill(json.dumps(filled))
+    await page.get_by_label("Serial number").fill("seat-0001")
+    await page.get_by_role("button", name="Issue pass").click()
+    await page.get_by_role("heading", name="seat-0001").wait_for()
+
+    assert prefilled == {"name": "", "balance": "", "seat": {"section": "", "number": ""}}
+    issued = await _api_pass(admin, "seats")
+    assert issued["data"] == filled
