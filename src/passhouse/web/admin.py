@@ -372,7 +372,10 @@ async def patch_pass(
     runtime: RuntimeDep,
     builder: BuilderDep,
 ) -> dict[str, Any]:
-    """Merge data into the pass. A real change makes a new version and wakes its devices."""
+    """Apply `data` as a JSON Merge Patch (RFC 7396: objects merge, null removes a key).
+
+    A real change makes a new version and wakes its devices.
+    """
     return await _change(conn, runtime, builder, pass_type_id, serial_number, body, True)
 
 
