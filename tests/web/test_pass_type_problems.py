@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
+from cryptography import x509
 
 from certs import renewed_certificate
 from conftest import PASS_TYPE_ID
-from passhouse.pkpass.devcerts import DevCredentials
+from passhouse.bootstrap import Runtime
+from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
+from passhouse.storage.tables import pass_types
 
 
 async def test_the_api_shows_what_will_make_wallet_reject_the_passes(
@@ -57,3 +61,27 @@ async def test_a_renewal_through_the_api_without_wwdr_keeps_it(
     assert renewed.json()["has_wwdr"] is True
     assert not [p for p in renewed.json()["problems"] if p["severity"] == "error"]
     assert "the stored one is kept (give wwdr_pem" in renewed.json()["warnings"][0]
+
+
+async def test_an_expired_certificate_and_a_mismatched_key_are_shown(
+    admin: httpx.AsyncClient, pass_type: str, runtime: Runtime
+) -> None:
+    # A stored certificate that has since expired, and (for the same price) is not the
+    # stored key's: both happen to a running installation without any upload.
+    expired = make_dev_credentials(PASS_TYPE_ID, "TESTTEAM42", valid_days=-1)
+    async with runtime.database.transaction() as conn:
+        await conn.execute(
+            sa.update(pass_types).values(
+                certificate_pem=expired.cert_pem.decode(),
+                not_after=int(
+                    x509.load_pem_x509_certificate(expired.cert_pem).not_valid_after_utc.timestamp()
+                ),
+            )
+        )
+
+    shown = await admin.get(f"/api/v1/pass-types/{PASS_TYPE_ID}")
+
+    errors = " ".join(p["message"] for p in shown.json()["problems"] if p["severity"] == "error")
+    assert "The certificate expired on" in errors
+    assert "The private key does not match the certificate" in errors
+    assert shown.json()["expired"] is True
