@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -99,3 +99,29 @@ def openssl_verify(signature: Path, content: Path, root: Path) -> subprocess.Com
         text=True,
         check=False,
     )
+
+
+def renewed_certificate(credentials: DevCredentials) -> tuple[bytes, bytes]:
+    """(certificate PEM, key PEM) of a renewal: a new key and serial from the same WWDR."""
+    old = x509.load_pem_x509_certificate(credentials.cert_pem)
+    wwdr_key = serialization.load_pem_private_key(credentials.wwdr_key_pem, password=None)
+    assert isinstance(wwdr_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(old.issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(old.not_valid_before_utc)
+        .not_valid_after(old.not_valid_after_utc)
+    )
+    for extension in old.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    cert = builder.sign(wwdr_key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from certs import CertFiles, encrypted_key_pem, p12_bytes, write_credentials
+from passhouse import devmode
 from passhouse.cli import main
 from passhouse.pkpass.devcerts import make_dev_credentials
 
@@ -191,3 +192,42 @@ def test_certs_dev_writes_usable_files(tmp_path: Path) -> None:
     )  # fmt: skip
 
     assert (code, check[0]) == (0, 0)
+
+
+def readme_template(folder: Path) -> Path:
+    """A template as the README describes it: no identity keys, the server sets those."""
+    folder.mkdir()
+    pass_json = {
+        **devmode.DEMO_PASS_JSON,
+        "barcodes": [{"format": "PKBarcodeFormatQR", "message": "{{member.id}}",
+                      "messageEncoding": "iso-8859-1"}],
+    }  # fmt: skip
+    (folder / "pass.json").write_text(json.dumps(pass_json))
+    for name, data in devmode.demo_assets().items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def test_build_fills_identity_from_the_certificate_and_the_serial(
+    cert_files: CertFiles, tmp_path: Path
+) -> None:
+    template = readme_template(tmp_path / "card")
+    given, generated = tmp_path / "given.pkpass", tmp_path / "generated.pkpass"
+    values = ["--set", "name=Ada", "--set", "balance=1", "--set", "member.id=M-7"]
+
+    code, out, _ = run("pkpass", "build", str(template), *values, "--serial", "S-1",
+                       *signing_args(cert_files), "-o", str(given))  # fmt: skip
+    code_generated, out_generated, _ = run(
+        "pkpass", "build", str(template), *values, *signing_args(cert_files), "-o", str(generated)
+    )
+    verify_code, verify_out, _ = run("pkpass", "verify", str(given), "--ca", str(cert_files.root))
+
+    assert (code, code_generated, verify_code) == (0, 0, 0), (out, out_generated, verify_out)
+    given_json = json.loads(zipfile.ZipFile(given).read("pass.json"))
+    generated_json = json.loads(zipfile.ZipFile(generated).read("pass.json"))
+    assert given_json["passTypeIdentifier"] == cert_files.pass_type_id
+    assert given_json["teamIdentifier"] == "TESTTEAM42"
+    assert given_json["serialNumber"] == "S-1"
+    assert given_json["barcodes"][0]["message"] == "M-7"  # --set member.id=... is nested
+    assert len(generated_json["serialNumber"]) == 16
+    assert f"generated serial numbers: {generated_json['serialNumber']}" in out_generated

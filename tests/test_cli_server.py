@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -18,12 +19,14 @@ import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from pydantic import SecretStr
 
-from conftest import PASS_TYPE_ID, SECRET_KEY, TEAM_ID, TEMPLATE_JSON
-from passhouse import devmode
+from certs import openssl_verify, renewed_certificate
+from conftest import ADMIN_TOKEN, PASS_TYPE_ID, SECRET_KEY, TEAM_ID, TEMPLATE_JSON
+from passhouse import devmode, issuing
 from passhouse.bootstrap import open_runtime
 from passhouse.cli import main
-from passhouse.pkpass.devcerts import DevCredentials
+from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
 from passhouse.settings import Settings
 from passhouse.web.app import create_app
 
@@ -57,9 +60,10 @@ class CliInvoker:
         return self.runner.invoke(main, list(args), env={**self.env, **env}, catch_exceptions=True)
 
     def ok(self, *args: str) -> str:
+        """What a successful command printed on stdout."""
         result = self(*args)
         assert result.exit_code == 0, (result.output, result.exception)
-        return result.output
+        return result.stdout
 
 
 @pytest.fixture
@@ -101,6 +105,8 @@ def assert_one_clean_line(result: Result) -> str:
     assert isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if lines and lines[0].startswith("database: "):
+        lines.pop(0)  # said before the command works on it
     assert len(lines) == 1, result.stderr
     return lines[0]
 
@@ -141,9 +147,9 @@ def test_a_pass_type_is_added_from_pem_files_and_listed(
     replaced = passhouse(*args)
     listed = passhouse.ok("pass-type", "list")
 
-    assert added.output == f"added pass type {PASS_TYPE_ID}\n"
+    assert added.stdout == f"added pass type {PASS_TYPE_ID}\n"
     assert replaced.stdout == f"replaced certificate of pass type {PASS_TYPE_ID}\n"
-    assert "WWDR" in replaced.stderr
+    assert "the stored one is kept" in replaced.stderr
     assert listed.startswith(f"{PASS_TYPE_ID}  team {TEAM_ID}  expires ")
 
 
@@ -428,3 +434,263 @@ def test_serve_runs_dev_mode_end_to_end_and_stops_on_sigterm(tmp_path: Path) -> 
     assert "push_worker_stopped" in output
     assert "DEV MODE" in output
     assert "Traceback" not in output
+
+
+# --- what an operator changes -------------------------------------------------------
+
+
+async def api_get(env: dict[str, str], path: str) -> httpx.Response:
+    """GET from the admin API of a server on the CLI's database."""
+    settings = Settings(
+        _env_file=None,
+        database_url=env["PASSHOUSE_DATABASE_URL"],
+        secret_key=SecretStr(env["PASSHOUSE_SECRET_KEY"]),
+        data_dir=Path(env["PASSHOUSE_DATA_DIR"]),
+        public_url=env["PASSHOUSE_PUBLIC_URL"],
+        admin_token=SecretStr(ADMIN_TOKEN),
+    )
+    runtime = open_runtime(settings)
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.get(path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    finally:
+        await runtime.database.dispose()
+    assert response.status_code == 200, response.text
+    return response
+
+
+def served_pkpass(env: dict[str, str], serial: str) -> bytes:
+    path = f"/api/v1/passes/{PASS_TYPE_ID}/{serial}/pkpass"
+    return asyncio.run(api_get(env, path)).content
+
+
+def unzip_to(folder: Path, pkpass: bytes) -> Path:
+    folder.mkdir()
+    with zipfile.ZipFile(io.BytesIO(pkpass)) as archive:
+        archive.extractall(folder)
+    return folder
+
+
+# --- renewing a certificate -----------------------------------------------------------
+
+
+def test_renewing_without_wwdr_keeps_it_and_the_served_pass_still_verifies(
+    passhouse: CliInvoker,
+    env: dict[str, str],
+    with_template: str,
+    credentials: DevCredentials,
+    tmp_path: Path,
+) -> None:
+    passhouse.ok("pass", "issue", "--template", with_template, "--serial", "s-1", "--data",
+                 json.dumps({"name": "Ada", "balance": 1}))  # fmt: skip
+    cert_pem, key_pem = renewed_certificate(credentials)
+    (tmp_path / "renewed.pem").write_bytes(cert_pem)
+    (tmp_path / "renewed-key.pem").write_bytes(key_pem)
+    (tmp_path / "root.pem").write_bytes(credentials.root_cert_pem)
+
+    renewed = passhouse("pass-type", "add", "--cert", str(tmp_path / "renewed.pem"),
+                        "--key", str(tmp_path / "renewed-key.pem"))  # fmt: skip
+    listed = passhouse.ok("pass-type", "list")
+    pkpass = served_pkpass(env, "s-1")
+    (tmp_path / "served.pkpass").write_bytes(pkpass)
+    verified = passhouse("pkpass", "verify", str(tmp_path / "served.pkpass"),
+                         "--ca", str(tmp_path / "root.pem"))  # fmt: skip
+    files = unzip_to(tmp_path / "served", pkpass)
+    openssl = openssl_verify(files / "signature", files / "manifest.json", tmp_path / "root.pem")
+
+    assert renewed.exit_code == 0, renewed.output
+    assert verified.exit_code == 0, verified.output
+    assert openssl.returncode == 0, openssl.stderr
+    assert renewed.stdout == f"replaced certificate of pass type {PASS_TYPE_ID}\n"
+    assert "the stored one is kept (give --wwdr to replace it)" in renewed.stderr
+    assert "wwdr_pem" not in renewed.stderr
+    assert "error:" not in listed
+
+
+def test_a_pass_type_without_wwdr_names_the_cli_flag_and_list_shows_the_problem(
+    passhouse: CliInvoker, cert_files: dict[str, Path]
+) -> None:
+    added = passhouse(
+        "pass-type", "add", "--cert", str(cert_files["cert"]), "--key", str(cert_files["key"])
+    )
+    listed = passhouse.ok("pass-type", "list")
+
+    assert added.exit_code == 0, added.output
+    assert "give it with --wwdr" in added.stderr
+    assert "wwdr_pem" not in added.stderr
+    assert "  error: No WWDR intermediate certificate was given" in listed
+
+
+def test_pass_type_list_shows_a_wrong_wwdr_and_an_undecryptable_key(
+    passhouse: CliInvoker, cert_files: dict[str, Path], tmp_path: Path
+) -> None:
+    other_wwdr = tmp_path / "other-wwdr.pem"
+    other_wwdr.write_bytes(make_dev_credentials(PASS_TYPE_ID, "TESTTEAM42").wwdr_cert_pem)
+    passhouse.ok("pass-type", "add", "--cert", str(cert_files["cert"]),
+                 "--key", str(cert_files["key"]), "--wwdr", str(other_wwdr))  # fmt: skip
+
+    listed = passhouse.ok("pass-type", "list")
+    other_key = passhouse("pass-type", "list", PASSHOUSE_SECRET_KEY="another-secret-key-0123")
+
+    assert "  error: The certificate was not issued by the given WWDR certificate" in listed
+    assert "  error: The stored private key cannot be decrypted" in other_key.stdout
+
+
+def test_a_dotted_key_sets_the_nested_value_and_null_removes_it(
+    passhouse: CliInvoker, env: dict[str, str], with_template: str
+) -> None:
+    data = {"name": "Ada", "balance": 1, "seat": {"number": 7, "section": "A"}, "x": 1}
+    passhouse.ok("pass", "issue", "--template", with_template, "--serial", "s-1",
+                 "--data", json.dumps(data))  # fmt: skip
+
+    updated = passhouse("pass", "update", PASS_TYPE_ID, "s-1", "seat.number=99", "x=null")
+    shown = asyncio.run(api_get(env, f"/api/v1/passes/{PASS_TYPE_ID}/s-1")).json()
+    empty_part = passhouse("pass", "update", PASS_TYPE_ID, "s-1", "seat..number=1")
+
+    assert updated.exit_code == 0, updated.output
+    assert shown["data"] == {"name": "Ada", "balance": 1, "seat": {"number": 99, "section": "A"}}
+    assert empty_part.exit_code == 2
+
+
+def leaf_commands() -> list[tuple[str, ...]]:
+    return [
+        path
+        for path in all_commands(main)
+        if not isinstance(_command_at(path), click.Group) and path[0] not in ("pkpass", "certs")
+    ]
+
+
+def _command_at(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("command", leaf_commands(), ids=" ".join)
+def test_every_command_that_opens_the_database_takes_database_url(
+    passhouse: CliInvoker, command: tuple[str, ...]
+) -> None:
+    output = passhouse.ok(*command, "--help")
+
+    assert "--database-url URL" in output
+
+
+def test_a_command_run_from_another_folder_says_which_database_it_uses(
+    passhouse: CliInvoker, env: dict[str, str], with_template: str, tmp_path: Path,
+    template_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = ["template", "add", str(template_dir), "--name", "card2", "--pass-type", PASS_TYPE_ID]
+    no_url = {**env, "PASSHOUSE_DATABASE_URL": None}
+
+    lost = passhouse.runner.invoke(main, args, env=no_url)
+    found = passhouse.runner.invoke(
+        main, [*args, "--database-url", env["PASSHOUSE_DATABASE_URL"]], env=no_url
+    )
+
+    assert lost.exit_code == 1
+    assert lost.stderr.splitlines()[0] == (
+        f"database: SQLite {elsewhere / 'passhouse.db'} (new: it does not exist yet)"
+    )
+    assert PASS_TYPE_ID in lost.stderr.splitlines()[1]
+    assert found.exit_code == 0, found.output
+    assert found.stderr == f"database: SQLite {tmp_path / 'cli.db'}\n"
+    assert found.stdout.startswith("added template card2")
+
+
+def test_a_postgresql_database_is_named_without_its_password(passhouse: CliInvoker) -> None:
+    url = "postgresql://issuer:s3cret@127.0.0.1:1/passes"
+
+    result = passhouse("api-key", "list", "--database-url", url)
+
+    assert result.stderr.splitlines()[0] == "database: postgresql://issuer:***@127.0.0.1:1/passes"
+    assert "s3cret" not in result.output
+
+
+def test_pass_issue_says_where_links_point_and_how_to_change_it(
+    passhouse: CliInvoker, env: dict[str, str], with_template: str
+) -> None:
+    data = json.dumps({"name": "Ada", "balance": 1})
+    args = ["pass", "issue", "--template", with_template, "--data", data]
+
+    configured = passhouse.ok(*args)
+    default = passhouse.runner.invoke(main, args, env={**env, "PASSHOUSE_PUBLIC_URL": None})
+
+    assert "  links use PASSHOUSE_PUBLIC_URL=https://passes.example.test\n" in configured
+    assert "share link: http://localhost:8000/p/" in default.stdout
+    assert "links use the default address http://localhost:8000: set PASSHOUSE_PUBLIC_URL" in (
+        default.stdout
+    )
+
+
+@pytest.mark.slow
+def test_serve_at_a_new_public_url_re_versions_the_passes_built_for_the_old_one(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
+    env |= {
+        "PASSHOUSE_DATA_DIR": str(tmp_path / "data"),
+        "PASSHOUSE_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "PASSHOUSE_APNS_URL": "https://127.0.0.1:1",  # never the real APNs
+    }
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "passhouse", "serve", "--port", str(port), "--no-worker"]
+
+    def start(public_url: str, log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [*command, "--log-level", "warning"],
+                cwd=tmp_path,
+                env={**env, "PASSHOUSE_PUBLIC_URL": public_url},
+                stdout=out,
+                stderr=out,
+            )
+        wait_for_health(base, process)
+        return process
+
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    first_server = start(base, tmp_path / "first.log")
+    try:
+        token = (tmp_path / "data" / "admin_token").read_text().strip()
+        issued = httpx.post(
+            f"{base}/api/v1/passes",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"template": devmode.DEMO_TEMPLATE, "data": {"name": "Ada", "balance": 1}},
+            timeout=30,
+        ).json()
+        path = f"{base}/passkit/v1/passes/{issued['pass_type_id']}/{issued['serial_number']}"
+        shared = httpx.get(issued["urls"]["pkpass"], headers={"Authorization": f"Bearer {token}"})
+        device_token = issuing.pass_json_of(shared.content)["authenticationToken"]
+        auth = {"Authorization": f"ApplePass {device_token}"}
+        first = httpx.get(path, headers=auth, timeout=30)
+    finally:
+        stop(first_server)
+    moved_server = start(f"http://localhost:{port}", tmp_path / "moved.log")
+    try:
+        again = httpx.get(
+            path, headers={**auth, "If-Modified-Since": first.headers["last-modified"]}, timeout=30
+        )
+    finally:
+        stop(moved_server)
+    banner = (tmp_path / "moved.log").read_text()
+
+    assert issuing.pass_json_of(first.content)["webServiceURL"] == f"{base}/passkit"
+    assert again.status_code == 200
+    assert issuing.pass_json_of(again.content)["webServiceURL"] == (
+        f"http://localhost:{port}/passkit"
+    )
+    assert f"webServiceURL changed: 1 passes of {issued['pass_type_id']}" in banner

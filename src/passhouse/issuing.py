@@ -29,7 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from passhouse.errors import Conflict, InvalidInput, NotFound
 from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.bundle import build_pkpass
-from passhouse.pkpass.certs import inspect_certificate, load_certificate, load_p12, load_private_key
+from passhouse.pkpass.certs import (
+    Problem,
+    check_credentials_in_detail,
+    inspect_certificate,
+    load_certificate,
+    load_p12,
+    load_private_key,
+)
 from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP, MAX_NUMBER_DIGITS
 from passhouse.pkpass.pass_json import validate_pass_json
@@ -129,22 +136,33 @@ class Credentials:
 
 
 async def save_pass_type(
-    conn: AsyncConnection, sealer: Sealer, credentials: Credentials, *, dev_mode: bool = False
+    conn: AsyncConnection,
+    sealer: Sealer,
+    credentials: Credentials,
+    *,
+    dev_mode: bool = False,
+    wwdr_option: str = "wwdr_pem",
 ) -> tuple[str, bool, list[str]]:
     """Check and store a pass type's credentials; (pass_type_id, created, warnings).
 
-    The pass type id and team id are read from the certificate, never taken on trust.
+    The pass type id and team id are read from the certificate, never taken on trust. A
+    renewal without a WWDR keeps the stored one (ADR 0012). `wwdr_option` is how the
+    caller's user gives a WWDR (the API field, or the CLI flag), for the warnings.
     """
     cert_pem, key_pem, wwdr_pem = _unpack_credentials(credentials)
-    signer = _checked_signer(cert_pem, key_pem, wwdr_pem)
     warnings = []
-    if not signer.wwdr:
-        warnings.append(
-            "No WWDR intermediate certificate was given: Wallet rejects passes whose "
-            "signature lacks it. Upload wwdr_pem (Apple's WWDR G4)."
-        )
-    apns_values = _apns_token_values(credentials, sealer)
     info = inspect_certificate(cert_pem)
+    existing = await pass_types.get_pass_type(conn, info.pass_type_id or "")
+    if wwdr_pem is None and existing is not None and existing.wwdr_pem:
+        wwdr_pem = existing.wwdr_pem.encode()
+        warnings.append(
+            f"No WWDR certificate was given: the stored one is kept (give {wwdr_option} "
+            "to replace it)."
+        )
+    signer = _checked_signer(cert_pem, key_pem, wwdr_pem)
+    check = check_credentials_in_detail(cert_pem, key_pem, wwdr_pem, wwdr_option=wwdr_option)
+    warnings.extend(problem.message for problem in check.problems)
+    apns_values = _apns_token_values(credentials, sealer)
     created = await pass_types.save_pass_type(
         conn,
         {
@@ -169,6 +187,30 @@ async def save_pass_type(
             conn, signer.pass_type_id, version=version, now=now_seconds()
         )
     return signer.pass_type_id, created, warnings
+
+
+def pass_type_problems(row: sa.Row[Any], sealer: Sealer) -> list[dict[str, str]]:
+    """What would make Wallet reject this pass type's passes (errors), or may (warnings)."""
+    problems: list[Problem] = []
+    key_pem: bytes | None
+    try:
+        key_pem = sealer.open(row.private_key_encrypted)
+    except ValueError:
+        key_pem = None
+        problems.append(
+            Problem(
+                "The stored private key cannot be decrypted: PASSHOUSE_SECRET_KEY is not the "
+                "key it was stored with. Set that key, or add the certificate again."
+            )
+        )
+    check = check_credentials_in_detail(
+        row.certificate_pem.encode(),
+        key_pem,
+        row.wwdr_pem.encode() if row.wwdr_pem else None,
+        wwdr_option="wwdr_pem (API) or --wwdr (`passhouse pass-type add`)",
+    )
+    problems.extend(check.problems)
+    return [{"severity": p.severity, "message": p.message} for p in problems]
 
 
 def _unpack_credentials(credentials: Credentials) -> tuple[bytes, bytes, bytes | None]:
@@ -308,6 +350,7 @@ async def replace_template(
     pass_json: Mapping[str, Any],
     assets: Mapping[str, bytes],
     max_json_depth: int = DEFAULT_MAX_DEPTH,
+    pass_type_id: str | None = None,
 ) -> tuple[int, int]:
     """Replace a template; every pass made from it gets a new version and a push.
 
@@ -315,6 +358,12 @@ async def replace_template(
     passes and one INSERT ... SELECT for the pushes, whatever their number.
     """
     row = await _template_or_404(conn, ref)
+    if pass_type_id is not None and pass_type_id != row.pass_type_id:
+        # Its passes carry the pass type in their identity and signature.
+        raise Conflict(
+            f"A template cannot change pass type: {row.name!r} belongs to "
+            f"{row.pass_type_id!r}; create a new template for {pass_type_id!r}."
+        )
     new_name = name or row.name
     if await templates.name_taken(conn, new_name, except_id=row.id):
         raise Conflict(f"A template named {new_name!r} already exists.")
@@ -414,7 +463,7 @@ async def change_pass_data(
     *,
     merge: bool,
 ) -> tuple[sa.Row[Any], bool]:
-    """PATCH (merge) or PUT (replace) a pass's data; (row, changed).
+    """PATCH (a JSON Merge Patch, RFC 7396) or PUT (replace) a pass's data; (row, changed).
 
     A request that changes nothing makes no version and wakes no device: Apple asks to
     push only when a pass really changed.
@@ -423,7 +472,7 @@ async def change_pass_data(
     row = await get_pass_or_404(conn, pass_type_id, serial_number)
     if row.voided:
         raise Conflict(f"Pass {serial_number!r} is voided; it can no longer change.")
-    new_data = {**row.data, **data} if merge else dict(data)
+    new_data = merge_patch(row.data, data) if merge else dict(data)
     if new_data == row.data:
         return row, False
     template_row = await _template_or_404(conn, row.template_id)
@@ -436,6 +485,19 @@ async def change_pass_data(
         personalization=row.personalization,
     )
     return await _save_change(conn, row, data=new_data), True
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, at every depth; null removes; anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
 
 
 async def void_pass(
@@ -526,6 +588,25 @@ def pass_json_of(pkpass: bytes) -> dict[str, Any]:
     return loaded
 
 
+async def republish_for_build_key(conn: AsyncConnection, key: str) -> dict[str, int]:
+    """New versions for passes whose current signed file was built for another key.
+
+    Run when a server starts: after PASSHOUSE_PUBLIC_URL changed, a device holding the old
+    file would otherwise get a 304 for ever, and changed-serials would not list the pass.
+    The new version moves Last-Modified forward and queues a push, so a device that still
+    reaches the server (an old address kept during a move) fetches the file with the new
+    webServiceURL. Returns pass type -> passes changed (ADR 0012).
+    """
+    counts = await passes.count_built_for_another_key(conn, key)
+    now = now_seconds()
+    for pass_type_id in counts:
+        # Queued before the bump: afterwards the versions no longer match the cached files.
+        await push_jobs.enqueue_for_built_for_another_key(conn, pass_type_id, key, now_ms=now_ms())
+        version = await pass_types.next_version(conn, pass_type_id)
+        await passes.bump_built_for_another_key(conn, pass_type_id, key, version=version, now=now)
+    return counts
+
+
 # --- building the signed file -----------------------------------------------------------
 
 
@@ -561,11 +642,23 @@ class _ByteBudgetCache:
             self._size -= self._items.pop(key)[1]
 
 
+def build_key(web_service_url: str) -> str:
+    """A value naming everything that goes into a signed file besides the pass's version.
+
+    The version covers the pass's data, template and certificate; the webServiceURL comes
+    from the server's settings, so a server moved to another address must not serve (or
+    answer 304 for) files built for the old one (ADR 0012).
+    """
+    inputs = json.dumps({"webServiceURL": web_service_url}, sort_keys=True)
+    return hashlib.sha256(inputs.encode()).hexdigest()
+
+
 class PassBuilder:
     """Renders and signs passes, caching templates, signers and signed bytes in memory.
 
-    A .pkpass is signed once per (pass, version): the bytes go to the pkpass_cache table
-    (shared by every server process) and to an in-process LRU for the hot path.
+    A .pkpass is signed once per (pass, version, build key): the bytes go to the
+    pkpass_cache table (shared by every server process) and to an in-process LRU for the
+    hot path.
     """
 
     def __init__(
@@ -573,13 +666,14 @@ class PassBuilder:
     ) -> None:
         self._sealer = sealer
         self._web_service_url = web_service_url
+        self.build_key = build_key(web_service_url)
         self._files = _ByteBudgetCache(cache_bytes)
         self._templates = _ByteBudgetCache(64 * 1024 * 1024)
-        self._signers: dict[str, tuple[str, PassSigner]] = {}
+        self._signers: dict[str, tuple[tuple[str, str | None, bytes], PassSigner]] = {}
         self._building: dict[tuple[int, int], asyncio.Future[tuple[bytes, int]]] = {}
 
     def cached_pkpass(self, pass_id: int, version: int) -> bytes | None:
-        data: bytes | None = self._files.get((pass_id, version))
+        data: bytes | None = self._files.get((pass_id, version, self.build_key))
         return data
 
     async def pkpass(self, database: Database, pass_id: int, version: int) -> tuple[bytes, int]:
@@ -610,9 +704,9 @@ class PassBuilder:
         self, database: Database, pass_id: int, version: int
     ) -> tuple[bytes, int]:
         async with database.reader() as conn:
-            data = await passes.get_cached_pkpass(conn, pass_id, version)
+            data = await passes.get_cached_pkpass(conn, pass_id, version, self.build_key)
             if data is not None:
-                self._files.put((pass_id, version), data, len(data))
+                self._files.put((pass_id, version, self.build_key), data, len(data))
                 return data, version
             row = await passes.get_pass_by_id(conn, pass_id)
             if row is None:
@@ -620,8 +714,8 @@ class PassBuilder:
             # Built outside the write transaction: signing must not hold SQLite's lock.
             data = await self.build(conn, row)
         async with database.transaction() as conn:
-            await passes.store_pkpass(conn, row.id, row.version, data)
-        self._files.put((row.id, row.version), data, len(data))
+            await passes.store_pkpass(conn, row.id, row.version, self.build_key, data)
+        self._files.put((row.id, row.version, self.build_key), data, len(data))
         return data, int(row.version)
 
     async def build(self, conn: AsyncConnection, row: sa.Row[Any]) -> bytes:
@@ -710,11 +804,13 @@ class PassBuilder:
         row = await pass_types.get_pass_type(conn, pass_type_id)
         if row is None:
             raise NotFound(f"No pass type {pass_type_id!r}.")
+        # Keyed by everything the signer is made of: a renewal may change only the WWDR.
+        stored = (row.certificate_pem, row.wwdr_pem, bytes(row.private_key_encrypted))
         cached = self._signers.get(pass_type_id)
-        if cached is not None and cached[0] == row.certificate_pem:
+        if cached is not None and cached[0] == stored:
             return cached[1]
         key_pem = self._sealer.open(row.private_key_encrypted)
         wwdr = row.wwdr_pem.encode() if row.wwdr_pem else None
         signer = PassSigner.from_pem(row.certificate_pem.encode(), key_pem, wwdr)
-        self._signers[pass_type_id] = (row.certificate_pem, signer)
+        self._signers[pass_type_id] = (stored, signer)
         return signer

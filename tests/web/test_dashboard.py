@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import os
@@ -594,3 +595,36 @@ def _api_path(wallet_pass: dict[str, Any]) -> str:
 
 def _iso_ms(ms: int) -> str:
     return issuing.iso_time(ms // 1000)
+
+
+async def test_the_issue_form_fills_dotted_placeholders_nested(
+    browser_page: Any, server_url: str, admin: httpx.AsyncClient, template: str
+) -> None:
+    page = browser_page
+    pass_json = json.loads(json.dumps(TEMPLATE_JSON))
+    pass_json["storeCard"]["auxiliaryFields"] = [
+        {"key": "seat", "label": "Seat", "value": "{{seat.section}}-{{ seat.number }}"}
+    ]
+    assets = {name: base64.b64encode(data).decode() for name, data in devmode.demo_assets().items()}
+    created = await admin.post(
+        "/api/v1/templates",
+        json={"name": "seats", "pass_type_id": PASS_TYPE_ID, "pass_json": pass_json,
+              "assets": assets},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+
+    await page.goto(f"{server_url}/dashboard#/passes/new?template=seats")
+    await page.get_by_label("API key").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("heading", name="Issue a pass").wait_for()
+    await page.get_by_label("Template", exact=True).select_option("seats")
+    prefilled = json.loads(await page.get_by_label("Data").input_value())
+    filled = {"name": "Ada", "balance": 1, "seat": {"section": "B", "number": 12}}
+    await page.get_by_label("Data").fill(json.dumps(filled))
+    await page.get_by_label("Serial number").fill("seat-0001")
+    await page.get_by_role("button", name="Issue pass").click()
+    await page.get_by_role("heading", name="seat-0001").wait_for()
+
+    assert prefilled == {"name": "", "balance": "", "seat": {"section": "", "number": ""}}
+    issued = await _api_pass(admin, "seats")
+    assert issued["data"] == filled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -16,7 +17,7 @@ from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.pkpass.report import Report
 from passhouse.pkpass.signing import PassSigner
-from passhouse.pkpass.template import Template
+from passhouse.pkpass.template import Template, set_data_path
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -111,7 +112,7 @@ def _load_data(path: Path | None, assignments: tuple[str, ...]) -> list[dict[str
         if not sep:
             raise click.BadParameter(f"{assignment!r} is not NAME=VALUE", param_hint="--set")
         for record in records:
-            record[name] = value
+            set_data_path(record, name, value)
     return records
 
 
@@ -123,7 +124,17 @@ def pkpass_group() -> None:
 @pkpass_group.command("build")
 @click.argument("template", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", "data_file", type=_FILE, help="JSON object (or list of up to 10).")
-@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE", help="Set one value.")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set one value (a.b=x sets a nested one).",
+)
+@click.option(
+    "--serial",
+    help="serialNumber of the pass (default: the template's, else a random one).",
+)
 @_signing_options
 @click.option(
     "-o",
@@ -137,6 +148,7 @@ def build_command(
     template: Path,
     data_file: Path | None,
     assignments: tuple[str, ...],
+    serial: str | None,
     cert: Path | None,
     key: Path | None,
     wwdr: Path | None,
@@ -144,7 +156,11 @@ def build_command(
     password: str | None,
     output: Path,
 ) -> None:
-    """Render TEMPLATE (a folder or zip) with data and write a signed pass."""
+    """Render TEMPLATE (a folder or zip) with data and write a signed pass.
+
+    As the server does, a template without passTypeIdentifier and teamIdentifier gets
+    them from the certificate; the serial comes from --serial, the template, or is made up.
+    """
     signer = _load_signer(cert, key, wwdr, p12, password)
     loaded = _load_template(template)
     template_report = loaded.check()
@@ -152,9 +168,21 @@ def build_command(
         _print_report(template_report)
         raise click.ClickException(f'Template "{loaded.name}" has errors; fix them first.')
     records = _load_data(data_file, assignments)
+    if serial is not None and len(records) > 1:
+        raise click.UsageError("--serial names one pass; leave it out for a list of data.")
     passes = []
+    generated = []
     for record in records:
         pass_json, assets = loaded.render(record)
+        # A template that names its own pass type keeps it: a mismatch with the
+        # certificate is then reported, not silently signed for another pass type.
+        pass_json.setdefault("passTypeIdentifier", signer.pass_type_id)
+        pass_json.setdefault("teamIdentifier", signer.team_id)
+        if serial is not None:
+            pass_json["serialNumber"] = serial
+        elif not pass_json.get("serialNumber"):
+            pass_json["serialNumber"] = secrets.token_hex(8)
+            generated.append(pass_json["serialNumber"])
         passes.append(build_pkpass(pass_json, assets, signer))
     for warning in template_report.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -163,6 +191,8 @@ def build_command(
     else:
         output.write_bytes(build_pkpasses(passes))
     click.echo(f"wrote {output} ({len(passes)} pass{'es' if len(passes) > 1 else ''})")
+    if generated:
+        click.echo(f"generated serial numbers: {', '.join(generated)}")
 
 
 @pkpass_group.command("bundle")

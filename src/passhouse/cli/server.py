@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -19,15 +20,21 @@ from passhouse.bootstrap import Runtime, open_runtime, template_limits
 from passhouse.errors import PasshouseError
 from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.json_input import JsonRejected, parse_json
-from passhouse.pkpass.template import Template
+from passhouse.pkpass.template import Template, set_data_path
 from passhouse.settings import Settings
 from passhouse.storage import api_keys, migrate, pass_types
 
 T = TypeVar("T")
 
 
+_DATABASE_URL = "passhouse.database_url"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and .env, with CLI flags on top; one sentence if wrong."""
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        overrides.setdefault("database_url", context.meta.get(_DATABASE_URL))
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as error:
@@ -54,6 +61,42 @@ def _check_sqlite_folder(database_url: str) -> None:
         raise click.ClickException(
             f"invalid configuration: PASSHOUSE_DATABASE_URL: the folder {folder} does not exist"
         )
+
+
+def uses_database(command: Callable[..., T]) -> Callable[..., T]:
+    """For every command that opens the database: --database-url, and a line saying which.
+
+    Without it a command run from another folder silently made a new ./passhouse.db.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, database_url: str | None, **kwargs: Any) -> T:
+        click.get_current_context().meta[_DATABASE_URL] = database_url
+        described = describe_database(load_settings().database_url)
+        if described:
+            click.echo(f"database: {described}", err=True)
+        return command(*args, **kwargs)
+
+    option = click.option(
+        "--database-url",
+        metavar="URL",
+        help="Database to use (default: PASSHOUSE_DATABASE_URL, else ./passhouse.db).",
+    )
+    return option(wrapper)
+
+
+def describe_database(database_url: str) -> str | None:
+    """The database as an operator knows it: a file's full path, a URL without password."""
+    try:
+        url = sa.make_url(database_url.replace("postgres://", "postgresql://", 1))
+    except sa_exc.ArgumentError:
+        return None  # Database() reports an unusable URL in its own words
+    if url.get_backend_name() != "sqlite":
+        return url.render_as_string(hide_password=True)
+    if not url.database or url.database == ":memory:":
+        return "SQLite in memory"
+    path = Path(url.database).expanduser().absolute()
+    return f"SQLite {path}" + ("" if path.exists() else " (new: it does not exist yet)")
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -93,6 +136,7 @@ async def in_transaction(
 @click.option("--no-worker", is_flag=True, help="Do not send pushes from this process.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
 @click.option("--log-level", default="info", show_default=True)
+@uses_database
 def serve(host: str, port: int, no_worker: bool, no_migrate: bool, log_level: str) -> None:
     """Run the web service (admin API, PassKit web service) and a push worker.
 
@@ -137,6 +181,7 @@ class _Prepared:
         self.admin_token = ""
         self.admin_token_generated = False
         self.dev: devmode.DevSetup | None = None
+        self.republished: dict[str, int] = {}
 
 
 async def _prepare(runtime: Runtime, *, migrate_schema: bool) -> _Prepared:
@@ -154,6 +199,10 @@ async def _prepare(runtime: Runtime, *, migrate_schema: bool) -> _Prepared:
                 prepared.dev = await devmode.ensure_dev_setup(
                     conn, runtime.sealer, settings.data_dir
                 )
+        async with runtime.database.transaction() as conn:
+            prepared.republished = await issuing.republish_for_build_key(
+                conn, issuing.build_key(settings.web_service_url)
+            )
     finally:
         # The server opens its own connections inside its event loop.
         await runtime.database.dispose()
@@ -190,11 +239,18 @@ def _print_banner(
         )
     if no_worker:
         lines.append("  push worker:     off (run `passhouse worker` to send pushes)")
+    for pass_type_id, count in setup.republished.items():
+        lines.append(
+            f"  webServiceURL changed: {count} passes of {pass_type_id} were built for another "
+            "address; they get a new version and their devices are told (if several servers "
+            "share this database, give them all the same PASSHOUSE_PUBLIC_URL)"
+        )
     click.echo("\n".join(lines))
 
 
 @click.command("migrate")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
+@uses_database
 def migrate_command(revision: str) -> None:
     """Apply database migrations (safe to run while other processes run)."""
     settings = load_settings()
@@ -234,6 +290,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--apns-key", type=_file, help="Optional APNs .p8 key for token auth.")
 @click.option("--apns-key-id", help="Key ID of the .p8 key.")
 @click.option("--apns-team-id", help="Team ID owning the .p8 key.")
+@uses_database
 def pass_type_add(
     p12: Path | None,
     password: str | None,
@@ -261,7 +318,7 @@ def pass_type_add(
     )
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[str, bool, list[str]]:
-        return await issuing.save_pass_type(conn, runtime.sealer, credentials)
+        return await issuing.save_pass_type(conn, runtime.sealer, credentials, wwdr_option="--wwdr")
 
     pass_type_id, created, warnings = run(in_transaction(load_settings(), action))
     click.echo(f"{'added' if created else 'replaced certificate of'} pass type {pass_type_id}")
@@ -270,23 +327,28 @@ def pass_type_add(
 
 
 @pass_type_group.command("list")
+@uses_database
 def pass_type_list() -> None:
-    """List pass types, their certificate expiry and any APNs error."""
+    """List pass types, their certificate expiry, APNs errors and signing problems."""
 
-    async def action(_runtime: Runtime, conn: AsyncConnection) -> list[Any]:
-        return await pass_types.list_pass_types(conn)
+    async def action(runtime: Runtime, conn: AsyncConnection) -> list[Any]:
+        rows = await pass_types.list_pass_types(conn)
+        return [(row, issuing.pass_type_problems(row, runtime.sealer)) for row in rows]
 
-    for row in run(in_transaction(load_settings(), action)):
+    for row, problems in run(in_transaction(load_settings(), action)):
         note = " (dev certificate)" if row.dev_mode else ""
         error = f"  APNs error: {row.apns_error}" if row.apns_error else ""
         summary = issuing.certificate_summary(row.certificate_pem)
         click.echo(
             f"{row.pass_type_id}  team {row.team_id}  expires {summary['not_after']}{note}{error}"
         )
+        for problem in problems:
+            click.echo(f"  {problem['severity']}: {problem['message']}")
 
 
 @pass_type_group.command("remove")
 @click.argument("pass_type_id")
+@uses_database
 def pass_type_remove(pass_type_id: str) -> None:
     """Remove a pass type that no template or pass uses."""
 
@@ -316,6 +378,7 @@ def _load_template(source: Path, name: str, settings: Settings) -> Template:
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--name", required=True, help="Name passes are issued from.")
 @click.option("--pass-type", "pass_type_id", required=True, help="Pass type id it belongs to.")
+@uses_database
 def template_add(source: Path, name: str, pass_type_id: str) -> None:
     """Add a template from a folder or zip (pass.json, images, xx.lproj/)."""
 
@@ -337,6 +400,7 @@ def template_add(source: Path, name: str, pass_type_id: str) -> None:
 @template_group.command("replace")
 @click.argument("ref")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
+@uses_database
 def template_replace(ref: str, source: Path) -> None:
     """Replace a template; every pass made from it changes and its devices are told."""
 
@@ -381,6 +445,7 @@ def _json_object(text: str | None, what: str, settings: Settings) -> dict[str, A
 @click.option("--template", required=True, help="Template name or id.")
 @click.option("--data", help='JSON object, or @file.json: {"name": "Ada", ...}')
 @click.option("--serial", help="Serial number (random when omitted).")
+@uses_database
 def pass_issue(template: str, data: str | None, serial: str | None) -> None:
     """Issue a pass and print its download and share links."""
     settings = load_settings()
@@ -399,26 +464,40 @@ def pass_issue(template: str, data: str | None, serial: str | None) -> None:
         f"{row.pass_type_id}/{row.serial_number}/pkpass"
     )
     click.echo(f"  share link: {settings.public_url}/p/{row.share_id}")
+    # This process only knows the server's address from the same setting the server reads.
+    if "public_url" in settings.model_fields_set:
+        click.echo(f"  links use PASSHOUSE_PUBLIC_URL={settings.public_url}")
+    else:
+        click.echo(
+            f"  links use the default address {settings.public_url}: set PASSHOUSE_PUBLIC_URL "
+            "to the address your server is reached at (the public URL `passhouse serve` prints)"
+        )
 
 
 @pass_group.command("update")
 @click.argument("pass_type_id")
 @click.argument("serial")
 @click.argument("fields", nargs=-1, required=True)
+@uses_database
 def pass_update(pass_type_id: str, serial: str, fields: tuple[str, ...]) -> None:
-    """Change data on a pass (KEY=VALUE ..., VALUE read as JSON when it parses)."""
+    """Change data on a pass: KEY=VALUE ..., VALUE read as JSON when it parses.
+
+    A dotted KEY sets a nested value (seat.number=8 keeps seat.section); VALUE null
+    removes the key. The change is a JSON Merge Patch, like PATCH in the admin API.
+    """
     settings = load_settings()
     values: dict[str, Any] = {}
     for item in fields:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE")
+        if not sep or not key or "" in key.split("."):
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (KEY may be a.b.c)")
         try:
-            values[key] = parse_json(raw, max_depth=settings.json_max_depth)
+            value = parse_json(raw, max_depth=settings.json_max_depth)
         except JsonRejected as error:
             raise click.BadParameter(f"{key}: {error.message}") from None
         except ValueError:
-            values[key] = raw
+            value = raw
+        set_data_path(values, key, value)
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[Any, bool]:
         builder = issuing.PassBuilder(runtime.sealer, settings.web_service_url)
@@ -436,6 +515,7 @@ def pass_update(pass_type_id: str, serial: str, fields: tuple[str, ...]) -> None
 @pass_group.command("void")
 @click.argument("pass_type_id")
 @click.argument("serial")
+@uses_database
 def pass_void(pass_type_id: str, serial: str) -> None:
     """Void a pass; it stays in Wallet marked as void."""
 
@@ -456,6 +536,7 @@ def api_key_group() -> None:
 
 @api_key_group.command("create")
 @click.option("--name", required=True, help="Who or what uses the key.")
+@uses_database
 def api_key_create(name: str) -> None:
     """Create a key and print it once; only its hash is stored."""
     key = "ph_" + secrets.token_urlsafe(32)
@@ -469,6 +550,7 @@ def api_key_create(name: str) -> None:
 
 
 @api_key_group.command("list")
+@uses_database
 def api_key_list() -> None:
     """List keys (prefix, name, created, revoked)."""
 
@@ -483,6 +565,7 @@ def api_key_list() -> None:
 
 @api_key_group.command("revoke")
 @click.argument("key_id", type=int)
+@uses_database
 def api_key_revoke(key_id: int) -> None:
     """Revoke a key by its id (see `api-key list`)."""
 

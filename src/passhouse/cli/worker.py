@@ -11,7 +11,7 @@ import structlog
 from prometheus_client import start_http_server
 
 from passhouse.bootstrap import open_runtime
-from passhouse.cli.server import load_settings
+from passhouse.cli.server import load_settings, uses_database
 from passhouse.errors import PasshouseError
 from passhouse.settings import Settings
 from passhouse.storage import migrate
@@ -26,6 +26,7 @@ from passhouse.storage import migrate
     help="Serve Prometheus /metrics of this worker on this port (0: off).",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@uses_database
 def worker(log_level: str, metrics_port: int, metrics_host: str) -> None:
     """Send queued pushes to APNs.
 

@@ -226,8 +226,12 @@ def check_credentials_in_detail(
     password: bytes | None = None,
     ca_pem: bytes | None = None,
     now: dt.datetime | None = None,
+    wwdr_option: str = "--wwdr",
 ) -> CredentialsCheck:
-    """Every problem with a certificate, key and WWDR chain, each saying what to do."""
+    """Every problem with a certificate, key and WWDR chain, each saying what to do.
+
+    `wwdr_option` names how the user gives a WWDR where they are (a flag, an API field).
+    """
     now = now or dt.datetime.now(dt.UTC)
     result = CredentialsCheck()
     problems = result.problems
@@ -286,7 +290,8 @@ def check_credentials_in_detail(
         problems.append(
             Problem(
                 "No WWDR intermediate certificate was given: download Apple's WWDR G4 "
-                "certificate and pass it with --wwdr (passes without it do not install)."
+                f"certificate and give it with {wwdr_option} (passes without it do not "
+                "install)."
             )
         )
         return result

@@ -360,15 +360,27 @@ def _load_json(raw: bytes, path: str, template: str, max_depth: int) -> dict[str
 
 
 def _lookup(data: Mapping[str, Any], name: str) -> tuple[bool, Any]:
-    if name in data:
-        return True, data[name]
+    # {{a.b}} reads data["a"]["b"]; a literal "a.b" key is only the fallback, so a stray
+    # one (set by older CLIs) cannot hide the nested value for ever.
     current: Any = data
     for part in name.split("."):
         if isinstance(current, Mapping) and part in current:
             current = current[part]
         else:
-            return False, None
+            return (True, data[name]) if name in data else (False, None)
     return True, current
+
+
+def set_data_path(data: dict[str, Any], name: str, value: Any) -> None:
+    """Set the value {{name}} reads: "seat.number" sets data["seat"]["number"]."""
+    *parents, last = name.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[last] = value
 
 
 def _fill(text: str, data: Mapping[str, Any], missing: set[str]) -> Any:

@@ -115,24 +115,71 @@ async def list_passes(
     return list(result.all())
 
 
-async def get_cached_pkpass(conn: AsyncConnection, pass_id: int, version: int) -> bytes | None:
+async def get_cached_pkpass(
+    conn: AsyncConnection, pass_id: int, version: int, build_key: str
+) -> bytes | None:
     data = await conn.scalar(
         sa.select(pkpass_cache.c.data).where(
-            pkpass_cache.c.pass_id == pass_id, pkpass_cache.c.version == version
+            pkpass_cache.c.pass_id == pass_id,
+            pkpass_cache.c.version == version,
+            pkpass_cache.c.build_key == build_key,
         )
     )
     return None if data is None else bytes(data)
 
 
-async def store_pkpass(conn: AsyncConnection, pass_id: int, version: int, data: bytes) -> None:
-    """Keep the signed bytes of a pass's version; an older version's bytes are replaced."""
+async def store_pkpass(
+    conn: AsyncConnection, pass_id: int, version: int, build_key: str, data: bytes
+) -> None:
+    """Keep the signed bytes of a pass's version; an older version's bytes are replaced,
+    and so are the same version's bytes built for another key."""
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
         pkpass_cache
-    ).values(pass_id=pass_id, version=version, data=data)
+    ).values(pass_id=pass_id, version=version, build_key=build_key, data=data)
+    excluded = insert.excluded
     await conn.execute(
         insert.on_conflict_do_update(
             index_elements=[pkpass_cache.c.pass_id],
-            set_={"version": insert.excluded.version, "data": insert.excluded.data},
-            where=pkpass_cache.c.version < insert.excluded.version,
+            set_={
+                "version": excluded.version,
+                "build_key": excluded.build_key,
+                "data": excluded.data,
+            },
+            where=(pkpass_cache.c.version < excluded.version)
+            | (
+                (pkpass_cache.c.version == excluded.version)
+                & (pkpass_cache.c.build_key != excluded.build_key)
+            ),
         )
     )
+
+
+def current_file_built_for_another_key(build_key: str) -> sa.ColumnElement[bool]:
+    """Passes whose current version was signed for another build key (another URL).
+
+    Files cached before build keys existed (key "") are left out: nothing says they
+    differ, and counting them would re-version and push every pass once on upgrade.
+    """
+    return sa.exists().where(
+        pkpass_cache.c.pass_id == passes.c.id,
+        pkpass_cache.c.version == passes.c.version,
+        pkpass_cache.c.build_key != build_key,
+        pkpass_cache.c.build_key != "",
+    )
+
+
+async def count_built_for_another_key(conn: AsyncConnection, build_key: str) -> dict[str, int]:
+    """Pass type -> how many of its passes' current files were built for another key."""
+    result = await conn.execute(
+        sa.select(passes.c.pass_type_id, sa.func.count())
+        .where(current_file_built_for_another_key(build_key))
+        .group_by(passes.c.pass_type_id)
+    )
+    return {pass_type_id: int(count) for pass_type_id, count in result.all()}
+
+
+async def bump_built_for_another_key(
+    conn: AsyncConnection, pass_type_id: str, build_key: str, *, version: int, now: int
+) -> int:
+    where = (passes.c.pass_type_id == pass_type_id) & current_file_built_for_another_key(build_key)
+    return await _bump(conn, where, version=version, now=now)

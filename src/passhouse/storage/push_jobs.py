@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse.storage.passes import current_file_built_for_another_key
 from passhouse.storage.tables import (
     devices,
     pass_types,
@@ -71,6 +72,14 @@ async def enqueue_for_template(conn: AsyncConnection, template_id: int, *, now_m
 
 async def enqueue_for_pass_type(conn: AsyncConnection, pass_type_id: str, *, now_ms: int) -> int:
     return await _enqueue(conn, passes.c.pass_type_id == pass_type_id, now_ms=now_ms)
+
+
+async def enqueue_for_built_for_another_key(
+    conn: AsyncConnection, pass_type_id: str, build_key: str, *, now_ms: int
+) -> int:
+    """Queue pushes for the passes of a type whose current file was built for another key."""
+    where = (passes.c.pass_type_id == pass_type_id) & current_file_built_for_another_key(build_key)
+    return await _enqueue(conn, where, now_ms=now_ms)
 
 
 async def _enqueue(conn: AsyncConnection, where: sa.ColumnElement[bool], *, now_ms: int) -> int:

@@ -114,6 +114,9 @@ pkpass_cache = sa.Table(
     metadata,
     sa.Column("pass_id", BigId, sa.ForeignKey("passes.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False),
+    # What went into the file besides the pass's version (the webServiceURL): a file built
+    # for another key is never served (issuing.build_key, ADR 0012).
+    sa.Column("build_key", sa.String(64), nullable=False, server_default=""),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
 

@@ -22,6 +22,7 @@ from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.pkpass.template import Template
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
+from passhouse.storage.sealing import Sealer
 from passhouse.web.deps import BuilderDep, ReadConn, RuntimeDep, WriteConn, require_api_key
 
 
@@ -96,7 +97,9 @@ class PassTypeIn(_Body):
     apns_team_id: str | None = None
 
 
-def _pass_type_view(row: sa.Row[Any], warnings: list[str] | None = None) -> dict[str, Any]:
+def _pass_type_view(
+    row: sa.Row[Any], sealer: Sealer, warnings: list[str] | None = None
+) -> dict[str, Any]:
     view = {
         "pass_type_id": row.pass_type_id,
         "team_id": row.team_id,
@@ -111,6 +114,8 @@ def _pass_type_view(row: sa.Row[Any], warnings: list[str] | None = None) -> dict
         "expired": row.not_after < issuing.now_seconds(),
         "dev_mode": row.dev_mode,
         "created_at": _iso(row.created_at),
+        # Everything that makes (error) or may make (warning) Wallet reject its passes.
+        "problems": issuing.pass_type_problems(row, sealer),
     }
     if warnings is not None:
         view["warnings"] = warnings
@@ -152,20 +157,21 @@ async def add_pass_type(
         response.status_code = status.HTTP_200_OK
     row = await pass_types.get_pass_type(conn, pass_type_id)
     assert row is not None
-    return _pass_type_view(row, warnings)
+    return _pass_type_view(row, runtime.sealer, warnings)
 
 
 @router.get("/pass-types", tags=["pass types"])
-async def list_pass_types(conn: ReadConn) -> dict[str, Any]:
-    return {"items": [_pass_type_view(row) for row in await pass_types.list_pass_types(conn)]}
+async def list_pass_types(conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
+    rows = await pass_types.list_pass_types(conn)
+    return {"items": [_pass_type_view(row, runtime.sealer) for row in rows]}
 
 
 @router.get("/pass-types/{pass_type_id}", tags=["pass types"])
-async def get_pass_type(pass_type_id: str, conn: ReadConn) -> dict[str, Any]:
+async def get_pass_type(pass_type_id: str, conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
     row = await pass_types.get_pass_type(conn, pass_type_id)
     if row is None:
         raise NotFound(f"No pass type {pass_type_id!r}.")
-    return _pass_type_view(row)
+    return _pass_type_view(row, runtime.sealer)
 
 
 @router.delete(
@@ -188,7 +194,12 @@ class TemplateIn(_Body):
 
 
 class TemplateReplace(_Body):
+    """The body POST takes, with name and pass_type_id optional (kept when left out)."""
+
     name: str | None = Field(None, min_length=1, max_length=200)
+    pass_type_id: str | None = Field(
+        None, min_length=1, max_length=255, description="Must be the template's own"
+    )
     pass_json: dict[str, Any]
     assets: dict[str, str] = Field(default_factory=dict)
 
@@ -279,6 +290,7 @@ async def replace_template(
         conn,
         ref,
         name=body.name,
+        pass_type_id=body.pass_type_id,
         pass_json=body.pass_json,
         assets=issuing.decode_assets(body.assets),
         max_json_depth=runtime.settings.json_max_depth,
@@ -410,7 +422,10 @@ async def patch_pass(
     runtime: RuntimeDep,
     builder: BuilderDep,
 ) -> dict[str, Any]:
-    """Merge data into the pass. A real change makes a new version and wakes its devices."""
+    """Apply `data` as a JSON Merge Patch (RFC 7396: objects merge, null removes a key).
+
+    A real change makes a new version and wakes its devices.
+    """
     return await _change(conn, runtime, builder, pass_type_id, serial_number, body, True)
 
 

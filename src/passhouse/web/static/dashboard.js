@@ -510,11 +510,21 @@
     return value;
   }
 
-  // {"balance": "", "name": ""} for a template that uses {{balance}} and {{name}}.
+  // {"name": "", "seat": {"number": ""}} for a template that uses {{name}} and {{seat.number}}:
+  // dotted placeholders read nested data, so the form fills them nested.
   function placeholderData(passJson) {
-    const names = new Set();
-    for (const match of JSON.stringify(passJson).matchAll(/\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g)) names.add(match[1]);
-    return Object.fromEntries([...names].map((name) => [name, ""]));
+    const data = Object.create(null); // no prototype: a placeholder may be named "__proto__"
+    for (const match of JSON.stringify(passJson).matchAll(/\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g)) {
+      const parts = match[1].split(".");
+      const last = parts.pop();
+      let node = data;
+      for (const part of parts) {
+        if (typeof node[part] !== "object" || node[part] === null) node[part] = Object.create(null);
+        node = node[part];
+      }
+      if (!(last in node)) node[last] = "";
+    }
+    return data;
   }
 
   async function issueForm(selected) {
