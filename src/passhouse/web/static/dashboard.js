@@ -632,12 +632,12 @@
       h(
         "tr",
         {},
-        h("td", {}, whenMs(a.at_ms)),
+        h("td", {}, when(a.at)),
         h("td", {}, h("span", { class: `pill ${a.outcome === "delivered" ? "ok" : a.outcome === "retry" ? "soon" : "expired"}` }, a.outcome)),
         h("td", { class: "num" }, a.status ?? "—"),
         h("td", {}, a.reason || "—"),
         h("td", { class: "num" }, a.latency_ms ?? "—"),
-        h("td", {}, h("code", {}, String(a.push_token).slice(0, 12)))
+        h("td", {}, h("code", {}, a.push_token))
       )
     );
     return [
