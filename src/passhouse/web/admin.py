@@ -427,7 +427,7 @@ async def list_registrations(
     limit: PageLimit = 100,
     cursor: PageCursor = None,
 ) -> dict[str, Any]:
-    """The devices holding this pass, a page at a time (in the order they first registered)."""
+    """The devices holding this pass, a page at a time (in device id order)."""
     row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
     items, last_id = await issuing.list_registrations(
         conn, row.id, after_device_id=_after_id(cursor), limit=limit
