@@ -34,6 +34,10 @@ class Conflict(PasshouseError):
     code = "conflict"
 
 
+class AlreadyPersonalized(Conflict):
+    code = "already_personalized"
+
+
 class Unauthorized(PasshouseError):
     status_code = 401
     code = "unauthorized"

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse.errors import Conflict, InvalidInput, NotFound
+from passhouse.errors import AlreadyPersonalized, Conflict, InvalidInput, NotFound
 from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.bundle import build_pkpass
 from passhouse.pkpass.certs import (
@@ -527,6 +527,12 @@ async def _save_change(
         voided=voided,
         personalization=personalization,
     )
+    if updated is None:  # personalization was given, and the pass already holds some
+        # Raised before the pushes are queued; the caller's transaction rolls back the
+        # version taken above, so nothing changes.
+        raise AlreadyPersonalized(
+            "This pass is already personalized; a pass can be personalized only once."
+        )
     # Queued in the same transaction: devices hear about the change iff it is saved.
     await push_jobs.enqueue_for_pass(conn, row.id, now_ms=now_ms())
     return updated
@@ -554,6 +560,7 @@ async def personalize_pass(
     """Store what the person entered and return the token signed with the pass certificate.
 
     The next download of the pass is the personalized one, without personalization.json.
+    A pass is personalized once; later attempts raise AlreadyPersonalized (ADR 0010).
     """
     template_row = await _template_or_404(conn, pass_row.template_id)
     template = await builder.template(conn, template_row)
@@ -564,20 +571,42 @@ async def personalize_pass(
     return signer.sign(personalization_token.encode())
 
 
-async def list_registrations(conn: AsyncConnection, pass_id: int) -> list[dict[str, Any]]:
-    rows = await registrations.registrations_for_pass(conn, pass_id)
-    return [
+async def list_registrations(
+    conn: AsyncConnection, pass_id: int, *, after_device_id: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of a pass's registrations, and the device id to continue after."""
+    rows = await registrations.registrations_for_pass(
+        conn, pass_id, after_device_id=after_device_id, limit=limit
+    )
+    items = [
         {
-            # Both values are device credentials: shown shortened, enough to tell apart.
             "device_library_id": _shorten(device_library_id),
             "push_token": _shorten(push_token),
             "registered_at": iso_time(int(registered_at_ms) // 1000),
         }
-        for device_library_id, push_token, registered_at_ms in rows
+        for _, device_library_id, push_token, registered_at_ms in rows
+    ]
+    return items, (int(rows[-1][0]) if rows else None)
+
+
+async def recent_pushes(conn: AsyncConnection, pass_id: int) -> list[dict[str, Any]]:
+    """The latest push attempts to the devices holding a pass, newest first."""
+    return [
+        {
+            "at": iso_time(int(attempt["at_ms"]) // 1000),
+            "outcome": attempt["outcome"],
+            "status": attempt["status"],
+            "reason": attempt["reason"],
+            "latency_ms": attempt["latency_ms"],
+            "push_token": _shorten(attempt["push_token"]),
+        }
+        for attempt in await push_jobs.recent_attempts_for_pass(conn, pass_id)
     ]
 
 
 def _shorten(value: str) -> str:
+    """A device credential (library id, push token) shortened: enough to tell them apart,
+    not enough to use."""
     return value if len(value) <= 12 else f"{value[:8]}…{value[-4:]}"
 
 

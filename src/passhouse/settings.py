@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _networks(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    networks = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            networks.append(ip_network(item))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or a CIDR network") from None
+    return tuple(networks)
+
+
+# "10.0.0.0/8, 192.168.1.7" in the environment; a bare address is a /32 (or /128).
+Networks = Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode, BeforeValidator(_networks)]
 
 
 class Settings(BaseSettings):
@@ -78,6 +96,22 @@ class Settings(BaseSettings):
     # in all is also what keeps each signed .pkpass a reasonable download.
     template_max_file_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     template_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # --- abuse limits on the device endpoints (ADR 0010) ---
+    # Devices one pass can be registered on. Most passes live on one to three devices, but
+    # a coupon shared under one serial can legitimately reach thousands; 10,000 keeps those
+    # working while bounding what one change fans out to (2 s of pushes at the default
+    # pace) and what a leaked share link can fill. 0 means no cap.
+    registrations_per_pass: int = Field(default=10_000, ge=0)
+    # Register calls per client address (per /64 for IPv6) per minute. A phone registers
+    # each pass once when it is added; 120 lets a household or an office behind one
+    # address through, and a crowd behind one NAT gets in on Wallet's retries. 0 = no limit.
+    registration_rate_per_minute: int = Field(default=120, ge=0)
+    # Direct peers (addresses or CIDRs, comma-separated) whose forwarding header names the
+    # client. None by default: behind no proxy, a forwarding header is whatever the client
+    # wrote, and trusting it would let anyone dodge the per-client limits.
+    trusted_proxies: Networks = ()
+    # The header those proxies set; only that one is read (the other may be forged).
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
 
     @field_validator("public_url")
     @classmethod

@@ -23,6 +23,8 @@ from passhouse.bootstrap import Runtime
 from passhouse.pkpass.devcerts import DevCredentials, issue_server_certificate
 from passhouse.storage import api_keys
 from passhouse.storage.tables import pass_types, passes, push_jobs, templates
+from passhouse.worker import send_due_pushes
+from test_worker import RecordingSender
 
 PKPASS = "application/vnd.apple.pkpass"
 DATA = {"name": "Ada", "balance": 10}
@@ -855,7 +857,7 @@ async def test_registrations_list_the_devices_holding_the_pass(
 
     response = await admin.get(f"{pass_url(wallet_pass)}/registrations")
 
-    assert empty.json() == {"items": []}
+    assert empty.json() == {"items": [], "next_cursor": None}
     assert response.status_code == 200
     [item] = response.json()["items"]
     # Device credentials are shown shortened, never whole.
@@ -864,14 +866,75 @@ async def test_registrations_list_the_devices_holding_the_pass(
     assert item["registered_at"].endswith("Z")
 
 
-async def test_pushes_of_a_pass_and_push_stats_answer_json(
-    admin: httpx.AsyncClient, wallet_pass: IssuedPass
+async def test_registrations_are_listed_page_by_page(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, wallet_pass: IssuedPass
 ) -> None:
+    for n in range(5):
+        await register_device(client, wallet_pass, f"device-library-id-{n:010d}")
+    # Re-registering refreshes registered_at; the device keeps its place in the pages.
+    await client.post(
+        wallet_pass.registration_path("device-library-id-0000000001"),
+        headers=wallet_pass.auth,
+        json={"pushToken": "renewed"},
+    )
+
+    sizes: list[int] = []
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = (await admin.get(f"{pass_url(wallet_pass)}/registrations", params=params)).json()
+        sizes.append(len(page["items"]))
+        seen += [item["device_library_id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert sizes == [2, 2, 1]
+    assert seen == [f"device-l…{n:04d}" for n in range(5)]
+
+
+@pytest.mark.parametrize(
+    "params", [{"cursor": "abc"}, {"cursor": "-1"}, {"limit": "0"}, {"limit": "100000"}]
+)
+async def test_bad_registration_list_parameters_are_422(
+    admin: httpx.AsyncClient, wallet_pass: IssuedPass, params: dict[str, str]
+) -> None:
+    response = await admin.get(f"{pass_url(wallet_pass)}/registrations", params=params)
+
+    assert_error(response, 422)
+
+
+async def test_pushes_of_a_pass_show_shortened_tokens_and_iso_times(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, wallet_pass: IssuedPass, runtime: Runtime
+) -> None:
+    push_token = "a1b2c3d4" + "0" * 56
+    await client.post(
+        wallet_pass.registration_path("device-0001"),
+        headers=wallet_pass.auth,
+        json={"pushToken": push_token},
+    )
+    await admin.patch(pass_url(wallet_pass), json={"data": {"balance": 11}})
+    settings = runtime.settings.model_copy(update={"push_rate_per_second": 0.0})
+    await send_due_pushes(runtime.database, RecordingSender(), settings)
+
     pushes = await admin.get(f"{pass_url(wallet_pass)}/pushes")
-    stats = await admin.get("/api/v1/push/stats")
+    registered = await admin.get(f"{pass_url(wallet_pass)}/registrations")
 
     assert pushes.status_code == 200
-    assert pushes.json() == {"items": []}
+    [attempt] = pushes.json()["items"]
+    assert attempt["outcome"] == "delivered"
+    # The same shortening as the registrations list: never the whole credential.
+    assert attempt["push_token"] == registered.json()["items"][0]["push_token"]
+    assert attempt["push_token"] == "a1b2c3d4…0000"
+    assert "at_ms" not in attempt
+    assert issuing.iso_time(issuing.now_seconds()) >= attempt["at"] > "2026-"
+    assert attempt["at"].endswith("Z")
+
+
+async def test_push_stats_answer_json(admin: httpx.AsyncClient) -> None:
+    stats = await admin.get("/api/v1/push/stats")
+
     assert stats.status_code == 200
     assert isinstance(stats.json(), dict)
 

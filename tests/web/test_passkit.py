@@ -18,7 +18,9 @@ from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
-from passhouse.storage.tables import device_logs, devices, push_jobs, registrations
+from passhouse.storage.tables import device_logs, devices, passes, push_jobs, registrations
+from passhouse.worker import send_due_pushes
+from test_worker import RecordingSender
 
 DEVICE = "device-library-0001"
 
@@ -448,17 +450,6 @@ async def test_a_malformed_log_body_is_400(
     assert await count_rows(runtime, device_logs) == 0
 
 
-async def test_log_is_rate_limited_per_client(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    limit = runtime.settings.device_log_rate_per_minute
-    statuses = [
-        (await client.post("/passkit/v1/log", json={"logs": ["x"]})).status_code
-        for _ in range(limit + 1)
-    ]
-
-    assert statuses[:limit] == [200] * limit
-    assert statuses[limit] == 429
-
-
 # --- personalize ------------------------------------------------------------------------
 
 PERSONALIZATION = (
@@ -514,18 +505,90 @@ async def test_personalize_signs_the_token_and_the_next_pass_is_personalized(
         assert "personalization.json" not in archive.namelist()
 
 
-async def test_personalize_without_a_token_works_only_once(
-    client: httpx.AsyncClient, personalizable_pass: IssuedPass
+async def personalization_of(runtime: Runtime, p: IssuedPass) -> tuple[object, int]:
+    async with runtime.database.reader() as conn:
+        row = (
+            await conn.execute(
+                sa.select(passes.c.personalization, passes.c.version).where(
+                    passes.c.id == p.pass_id
+                )
+            )
+        ).one()
+    return row.personalization, int(row.version)
+
+
+async def test_a_pass_is_personalized_once_even_by_callers_holding_its_token(
+    client: httpx.AsyncClient, personalizable_pass: IssuedPass, runtime: Runtime
+) -> None:
+    # The token is in every copy of the pass, the public share link's included.
+    await register(client, personalizable_pass, "device-a", token="push-a")
+    await register(client, personalizable_pass, "device-b", token="push-b")
+    _, version_before = await personalization_of(runtime, personalizable_pass)
+    sender = RecordingSender()
+    settings = runtime.settings.model_copy(update={"push_rate_per_second": 0.0})
+    statuses, codes = [], []
+
+    for attempt in range(30):
+        body = {
+            "personalizationToken": f"token-{attempt}",
+            "requiredPersonalizationInfo": {"fullName": f"Person {attempt}"},
+        }
+        headers = personalizable_pass.auth if attempt % 2 else {}
+        response = await client.post(
+            personalizable_pass.path + "/personalize", json=body, headers=headers
+        )
+        statuses.append(response.status_code)
+        codes.append(response.json()["error"]["code"] if response.status_code != 200 else None)
+        await send_due_pushes(runtime.database, sender, settings)  # the worker keeps up
+
+    stored, version_after = await personalization_of(runtime, personalizable_pass)
+    assert statuses == [200] + [409] * 29
+    assert set(codes[1:]) == {"already_personalized"}
+    assert stored == {"fullName": "Person 0"}
+    assert version_after == version_before + 1
+    assert sorted(sender.tokens()) == ["push-a", "push-b"]  # one push per device, once
+
+
+async def test_concurrent_personalizations_store_exactly_one(
+    client: httpx.AsyncClient, personalizable_pass: IssuedPass, runtime: Runtime
+) -> None:
+    _, version_before = await personalization_of(runtime, personalizable_pass)
+
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                personalizable_pass.path + "/personalize",
+                json={
+                    "personalizationToken": "t",
+                    "requiredPersonalizationInfo": {"fullName": f"Racer {i}"},
+                },
+                headers=personalizable_pass.auth,
+            )
+            for i in range(8)
+        )
+    )
+
+    statuses = sorted(response.status_code for response in responses)
+    stored, version_after = await personalization_of(runtime, personalizable_pass)
+    assert statuses == [200] + [409] * 7
+    winner = next(i for i, r in enumerate(responses) if r.status_code == 200)
+    assert stored == {"fullName": f"Racer {winner}"}
+    assert version_after == version_before + 1
+
+
+async def test_personalize_with_a_wrong_token_is_401_and_changes_nothing(
+    client: httpx.AsyncClient, personalizable_pass: IssuedPass, runtime: Runtime
 ) -> None:
     body = {"personalizationToken": "t", "requiredPersonalizationInfo": {"fullName": "A"}}
 
-    first = await client.post(personalizable_pass.path + "/personalize", json=body)
-    second = await client.post(personalizable_pass.path + "/personalize", json=body)
-    with_token = await client.post(
-        personalizable_pass.path + "/personalize", json=body, headers=personalizable_pass.auth
+    response = await client.post(
+        personalizable_pass.path + "/personalize",
+        json=body,
+        headers={"Authorization": "ApplePass wrong-token-000000000000"},
     )
 
-    assert (first.status_code, second.status_code, with_token.status_code) == (200, 401, 200)
+    assert response.status_code == 401
+    assert (await personalization_of(runtime, personalizable_pass))[0] is None
 
 
 @pytest.mark.parametrize(
@@ -535,14 +598,18 @@ async def test_personalize_without_a_token_works_only_once(
         {"personalizationToken": "t"},
         {"personalizationToken": 5, "requiredPersonalizationInfo": {}},
         {"personalizationToken": "t", "requiredPersonalizationInfo": {"fullName": ["x"]}},
+        # Nothing to store: it would use up the one personalization and sign up nobody.
+        {"personalizationToken": "t", "requiredPersonalizationInfo": {}},
+        {"personalizationToken": "t", "requiredPersonalizationInfo": {"favouriteColour": "x"}},
     ],
 )
 async def test_a_malformed_personalization_is_400(
-    client: httpx.AsyncClient, personalizable_pass: IssuedPass, body: object
+    client: httpx.AsyncClient, personalizable_pass: IssuedPass, body: object, runtime: Runtime
 ) -> None:
     response = await client.post(personalizable_pass.path + "/personalize", json=body)
 
     assert response.status_code == 400
+    assert (await personalization_of(runtime, personalizable_pass))[0] is None
 
 
 async def test_personalizing_a_plain_pass_is_refused(

@@ -170,7 +170,9 @@ def serve(host: str, port: int, no_worker: bool, no_migrate: bool, log_level: st
         host=host,
         port=port,
         log_level=log_level,
-        proxy_headers=True,
+        # web/clients.py reads forwarding headers, and only from PASSHOUSE_TRUSTED_PROXIES;
+        # uvicorn's would believe any client that connects through 127.0.0.1.
+        proxy_headers=False,
         server_header=False,
         lifespan="on",
     )

@@ -7,7 +7,7 @@ serials changed since a tag, and the registration upsert. Measured on this machi
 query), 60-70 % of a request. Here they are plain SQL:
 
 - PostgreSQL: an asyncpg pool of its own, statements prepared once per connection, reads
-  in autocommit, the registration upsert in one round trip;
+  in autocommit, the registration upsert (with its per-pass cap) in one round trip;
 - SQLite: the stdlib driver called on the event loop thread. An indexed lookup takes
   about 5 us, far less than handing it to a thread; WAL readers never wait for writers;
   writes take the process's SQLite write lock first, so they never sleep in SQLite's
@@ -20,6 +20,7 @@ Core for everything off the hot path.
 from __future__ import annotations
 
 import asyncio
+import enum
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,6 +36,12 @@ class PassAuth:
     modified_at: int
 
 
+class Registered(enum.Enum):
+    CREATED = enum.auto()
+    UPDATED = enum.auto()  # it existed: its push token and time were replaced
+    PASS_FULL = enum.auto()  # a new device, and the pass holds its most: nothing stored
+
+
 class HotPath(Protocol):
     async def pass_for_device(self, pass_type_id: str, serial_number: str) -> PassAuth | None: ...
 
@@ -43,9 +50,16 @@ class HotPath(Protocol):
     ) -> list[tuple[str, int]]: ...
 
     async def register(
-        self, pass_id: int, device_library_id: str, push_token: str, *, now_ms: int
-    ) -> bool:
-        """Store a registration; False when it existed (its push token is then replaced)."""
+        self,
+        pass_id: int,
+        device_library_id: str,
+        push_token: str,
+        *,
+        now_ms: int,
+        max_registrations: int,
+    ) -> Registered:
+        """Store a registration, unless it is new and the pass already has
+        `max_registrations` (0: no cap). A device already registered always may renew."""
         ...
 
     async def close(self) -> None: ...
@@ -87,6 +101,37 @@ ON CONFLICT (device_id, pass_id) DO UPDATE
 RETURNING (xmax = 0) AS created
 """
 
+# The same, with the cap checked first in the same round trip: when the pass is full and
+# the device is not yet registered for it, no CTE writes anything and no row comes back.
+# The count reads ix_registrations_pass_id and stops at the cap. Under PostgreSQL's read
+# committed, registrations committing at the same moment can overshoot the cap by the
+# number in flight at once; SQLite writes one at a time and holds it exactly.
+_PG_REGISTER_CAPPED = """
+WITH room AS (
+    SELECT EXISTS (
+        SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id
+        WHERE d.device_library_id = $1 AND r.pass_id = $3
+    ) OR (
+        SELECT count(*) FROM (SELECT 1 FROM registrations WHERE pass_id = $3 LIMIT $6) AS held
+    ) < $6 AS ok
+), device AS (
+    INSERT INTO devices (device_library_id, created_at) SELECT $1, $2 FROM room WHERE ok
+    ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
+    RETURNING id
+)
+INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
+SELECT id, $3, $4, $5 FROM device
+ON CONFLICT (device_id, pass_id) DO UPDATE
+    SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
+RETURNING (xmax = 0) AS created
+"""
+
+_SQLITE_REGISTERED = (
+    "SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id "
+    "WHERE d.device_library_id = ? AND r.pass_id = ?"
+)
+_SQLITE_HELD = "SELECT count(*) FROM (SELECT 1 FROM registrations WHERE pass_id = ? LIMIT ?)"
+
 
 class PostgresHotPath:
     def __init__(self, dsn: str, *, pool_size: int) -> None:
@@ -119,13 +164,23 @@ class PostgresHotPath:
         return [(row[0], row[1]) for row in rows]
 
     async def register(
-        self, pass_id: int, device_library_id: str, push_token: str, *, now_ms: int
-    ) -> bool:
+        self,
+        pass_id: int,
+        device_library_id: str,
+        push_token: str,
+        *,
+        now_ms: int,
+        max_registrations: int,
+    ) -> Registered:
         pool = await self._get_pool()
-        created = await pool.fetchval(
-            _PG_REGISTER, device_library_id, now_ms // 1000, pass_id, push_token, now_ms
-        )
-        return bool(created)
+        args = (device_library_id, now_ms // 1000, pass_id, push_token, now_ms)
+        if max_registrations:
+            created = await pool.fetchval(_PG_REGISTER_CAPPED, *args, max_registrations)
+            if created is None:
+                return Registered.PASS_FULL
+        else:
+            created = await pool.fetchval(_PG_REGISTER, *args)
+        return Registered.CREATED if created else Registered.UPDATED
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -170,26 +225,48 @@ class SqliteHotPath:
         return [(serial, version) for serial, version in cursor.fetchall()]
 
     async def register(
-        self, pass_id: int, device_library_id: str, push_token: str, *, now_ms: int
-    ) -> bool:
+        self,
+        pass_id: int,
+        device_library_id: str,
+        push_token: str,
+        *,
+        now_ms: int,
+        max_registrations: int,
+    ) -> Registered:
         async with self._write_lock:
             if self._writer is None:
                 self._writer = self._connect()
             db = self._writer
             db.execute("BEGIN IMMEDIATE")
             try:
-                created = _sqlite_register(db, pass_id, device_library_id, push_token, now_ms)
+                full = bool(max_registrations) and _sqlite_full(
+                    db, pass_id, device_library_id, max_registrations
+                )
+                if not full:
+                    created = _sqlite_register(db, pass_id, device_library_id, push_token, now_ms)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            if full:
+                db.execute("ROLLBACK")
+                return Registered.PASS_FULL
             db.execute("COMMIT")
-            return created
+            return Registered.CREATED if created else Registered.UPDATED
 
     async def close(self) -> None:
         for connection in (self._reader, self._writer):
             if connection is not None:
                 connection.close()
         self._reader = self._writer = None
+
+
+def _sqlite_full(db: sqlite3.Connection, pass_id: int, device_library_id: str, cap: int) -> bool:
+    """A new device for a pass that holds `cap` registrations (two statements: SQLite would
+    count even when the first answers, and here each costs microseconds)."""
+    if db.execute(_SQLITE_REGISTERED, (device_library_id, pass_id)).fetchone():
+        return False
+    held: int = db.execute(_SQLITE_HELD, (pass_id, cap)).fetchone()[0]
+    return held >= cap
 
 
 def _sqlite_register(

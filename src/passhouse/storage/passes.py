@@ -65,19 +65,24 @@ async def save_new_version(
     data: Mapping[str, Any] | None = None,
     voided: bool | None = None,
     personalization: Mapping[str, Any] | None = None,
-) -> sa.Row[Any]:
-    """Give a pass a new version (and optionally new data); returns the updated row."""
+) -> sa.Row[Any] | None:
+    """Give a pass a new version (and optionally new data); returns the updated row.
+
+    Personalization is stored once: for a pass that already holds some, nothing changes
+    and the answer is None. The check is in the UPDATE, so of two concurrent attempts one
+    wins (PostgreSQL re-reads the row once the first commits).
+    """
     values: dict[str, Any] = {"version": version, "modified_at": _next_modified_at(now)}
+    where = [passes.c.id == pass_id]
     if data is not None:
         values["data"] = dict(data)
     if voided is not None:
         values["voided"] = voided
     if personalization is not None:
         values["personalization"] = dict(personalization)
-    result = await conn.execute(
-        passes.update().where(passes.c.id == pass_id).values(**values).returning(*passes.c)
-    )
-    return result.one()
+        where.append(passes.c.personalization.is_(None))
+    result = await conn.execute(passes.update().where(*where).values(**values).returning(*passes.c))
+    return result.first()
 
 
 async def bump_template_passes(

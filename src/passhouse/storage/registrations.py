@@ -51,16 +51,23 @@ async def _drop_orphan_push(conn: AsyncConnection, push_token: str, pass_id: int
 
 
 async def registrations_for_pass(
-    conn: AsyncConnection, pass_id: int
-) -> list[sa.Row[str, str, int]]:
-    result = await conn.execute(
+    conn: AsyncConnection, pass_id: int, *, after_device_id: int | None, limit: int
+) -> list[sa.Row[int, str, str, int]]:
+    """(device id, library id, push token, registered at) in device id order: a cursor
+    that stays put when a device re-registers."""
+    query = (
         sa.select(
+            registrations.c.device_id,
             devices.c.device_library_id,
             registrations.c.push_token,
             registrations.c.registered_at_ms,
         )
         .select_from(registrations.join(devices, devices.c.id == registrations.c.device_id))
         .where(registrations.c.pass_id == pass_id)
-        .order_by(registrations.c.registered_at_ms)
+        .order_by(registrations.c.device_id)
+        .limit(limit)
     )
+    if after_device_id is not None:
+        query = query.where(registrations.c.device_id > after_device_id)
+    result = await conn.execute(query)
     return list(result.all())

@@ -82,6 +82,25 @@ def _iso(seconds: int | None) -> str | None:
     return None if seconds is None else issuing.iso_time(seconds)
 
 
+# Lists that can grow without bound are pages: `limit` rows after the `cursor` row.
+PageLimit = Annotated[int, Query(ge=1, le=500)]
+PageCursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+
+
+def _after_id(cursor: str | None) -> int | None:
+    """The id of the row a cursor of ours names (the last row of the previous page)."""
+    if cursor is None:
+        return None
+    # isascii(): str.isdigit() also accepts digits int() cannot read, such as "²".
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_ID:
+        raise InvalidInput("cursor is not one this API returned.")
+    return int(cursor)
+
+
+def _next_cursor(last_id: int | None, count: int, limit: int) -> str | None:
+    return str(last_id) if count == limit else None
+
+
 # --- pass types -------------------------------------------------------------------------
 
 
@@ -372,8 +391,8 @@ async def list_passes(
     conn: ReadConn,
     runtime: RuntimeDep,
     template: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> dict[str, Any]:
     template_id = None
     if template is not None:
@@ -381,18 +400,13 @@ async def list_passes(
         if template_row is None:
             raise NotFound(f"No template {template!r}.")
         template_id = template_row.id
-    after_id = None
-    if cursor is not None:
-        # isascii(): str.isdigit() also accepts digits int() cannot read, such as "²".
-        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_ID:
-            raise InvalidInput("cursor is not one this API returned.")
-        after_id = int(cursor)
+    after_id = _after_id(cursor)
     rows = await passes.list_passes(conn, template_id=template_id, after_id=after_id, limit=limit)
     names = {row.id: row.name for row in await templates.list_templates(conn)}
     public_url = runtime.settings.public_url
     return {
         "items": [_pass_view(r, public_url, names.get(r.template_id, "")) for r in rows],
-        "next_cursor": str(rows[-1].id) if len(rows) == limit else None,
+        "next_cursor": _next_cursor(rows[-1].id if rows else None, len(rows), limit),
     }
 
 
@@ -472,17 +486,25 @@ async def download_pkpass(
 
 @router.get("/passes/{pass_type_id}/{serial_number}/registrations", tags=["passes"])
 async def list_registrations(
-    pass_type_id: str, serial_number: str, conn: ReadConn
+    pass_type_id: str,
+    serial_number: str,
+    conn: ReadConn,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> dict[str, Any]:
+    """The devices holding this pass, a page at a time (in device id order)."""
     row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
-    return {"items": await issuing.list_registrations(conn, row.id)}
+    items, last_id = await issuing.list_registrations(
+        conn, row.id, after_device_id=_after_id(cursor), limit=limit
+    )
+    return {"items": items, "next_cursor": _next_cursor(last_id, len(items), limit)}
 
 
 @router.get("/passes/{pass_type_id}/{serial_number}/pushes", tags=["push"])
 async def list_pushes(pass_type_id: str, serial_number: str, conn: ReadConn) -> dict[str, Any]:
     """Recent push attempts to the devices holding this pass, newest first."""
     row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
-    return {"items": await push_jobs.recent_attempts_for_pass(conn, row.id)}
+    return {"items": await issuing.recent_pushes(conn, row.id)}
 
 
 @router.get("/push/stats", tags=["push"])

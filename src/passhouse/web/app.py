@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,8 +28,14 @@ from passhouse.web.passkit import PassKitContext, RateLimiter, passkit_router
 BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def create_app(runtime: Runtime, *, background: BackgroundTask | None = None) -> ASGIApp:
-    """The whole HTTP surface. `background` (the in-process push worker) runs with the app."""
+def create_app(
+    runtime: Runtime,
+    *,
+    background: BackgroundTask | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ASGIApp:
+    """The whole HTTP surface. `background` (the in-process push worker) runs with the app;
+    `clock` (monotonic seconds) times the per-client rate limits."""
     settings = runtime.settings
     builder = PassBuilder(runtime.sealer, settings.web_service_url)
 
@@ -63,7 +70,8 @@ def create_app(runtime: Runtime, *, background: BackgroundTask | None = None) ->
         settings=settings,
         database=runtime.database,
         builder=builder,
-        log_limiter=RateLimiter(settings.device_log_rate_per_minute),
+        log_limiter=RateLimiter(settings.device_log_rate_per_minute, clock=clock),
+        registration_limiter=RateLimiter(settings.registration_rate_per_minute, clock=clock),
     )
 
     async def metrics(_request: Request) -> Response:

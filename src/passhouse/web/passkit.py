@@ -7,6 +7,7 @@ SQLAlchemy Core statements compiled once, no ORM.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +30,8 @@ from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, passes, registrations
 from passhouse.storage.database import Database
-from passhouse.storage.hot_path import PassAuth
+from passhouse.storage.hot_path import PassAuth, Registered
+from passhouse.web.clients import client_address, limit_key
 from passhouse.web.errors import error_response
 from passhouse.web.limits import BodyTooLarge
 
@@ -37,6 +39,9 @@ log = structlog.get_logger("passhouse.passkit")
 
 MAX_SEGMENT = 255
 MAX_DEVICE_BODY = 64 * 1024
+# The server log gets a summary of each /v1/log request, not the messages (the database
+# keeps those): a device may send 100 messages of 4 kB each.
+LOG_PREVIEW_CHARS = 200
 # Compared against when a pass does not exist, so both 401s take the same time.
 _NO_TOKEN = secrets.token_urlsafe(24)
 
@@ -50,25 +55,48 @@ class PassKitContext:
     database: Database
     builder: issuing.PassBuilder
     log_limiter: RateLimiter
+    registration_limiter: RateLimiter
 
 
 class RateLimiter:
-    """Fixed one-minute windows per client address; bounded memory."""
+    """Fixed one-minute windows per client address (see clients.limit_key); bounded memory.
 
-    def __init__(self, per_minute: int, *, max_clients: int = 10_000) -> None:
+    `clock` gives monotonic seconds; tests pass one they control. 0 per minute: no limit.
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.per_minute = per_minute
         self.max_clients = max_clients
+        self._clock = clock
         self._window = 0
         self._counts: dict[str, int] = {}
 
     def allow(self, client: str) -> bool:
-        window = int(time.monotonic() // 60)
+        if self.per_minute == 0:
+            return True
+        window = int(self._clock() // 60)
         if window != self._window or len(self._counts) > self.max_clients:
             self._window = window
             self._counts = {}
-        count = self._counts.get(client, 0) + 1
-        self._counts[client] = count
+        key = limit_key(client)
+        count = self._counts.get(key, 0) + 1
+        self._counts[key] = count
         return count <= self.per_minute
+
+    def refusal(self, what: str) -> Response:
+        """The 429 for a client over the limit, saying when the window ends."""
+        retry_after = max(1, math.ceil(60 - self._clock() % 60))
+        return error_response(
+            429,
+            f"Too many {what} from this address; try again in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 def _unauthorized() -> Response:
@@ -176,6 +204,9 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
 
     async def register_device(request: Request) -> Response:
         """developer.apple.com/documentation/walletpasses/register-a-pass-for-update-notifications"""
+        limiter = context.registration_limiter
+        if not limiter.allow(client_address(request, settings)):
+            return limiter.refusal("registrations")
         found = await authorized_pass(request)
         if isinstance(found, Response):
             return found
@@ -188,10 +219,24 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         # NUL cannot be stored in a PostgreSQL text column, and no APNs token holds one.
         if not isinstance(push_token, str) or not push_token.strip() or "\x00" in push_token:
             return error_response(400, 'The body must be {"pushToken": "<token>"}.')
-        created = await hot.register(
-            found.id, device_library_id, push_token.strip(), now_ms=issuing.now_ms()
+        registered = await hot.register(
+            found.id,
+            device_library_id,
+            push_token.strip(),
+            now_ms=issuing.now_ms(),
+            max_registrations=settings.registrations_per_pass,
         )
-        return Response(status_code=201 if created else 200)
+        if registered is Registered.PASS_FULL:
+            # Refused for good, so the device need not retry; the pass still works in
+            # Wallet, it just gets no updates on this device (ADR 0010).
+            log.warning("registration_refused_pass_full", pass_id=found.id)
+            return error_response(
+                403,
+                f"This pass is already registered on {settings.registrations_per_pass} "
+                "devices, the most it takes.",
+                code="registration_limit",
+            )
+        return Response(status_code=201 if registered is Registered.CREATED else 200)
 
     async def unregister_device(request: Request) -> Response:
         """developer.apple.com/documentation/walletpasses/unregister-a-pass-for-update-notifications"""
@@ -245,9 +290,9 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
 
     async def log_messages(request: Request) -> Response:
         """developer.apple.com/documentation/walletpasses/log-a-message"""
-        client = request.client.host if request.client else "unknown"
+        client = client_address(request, settings)
         if not context.log_limiter.allow(client):
-            return error_response(429, "Too many log requests; try again in a minute.")
+            return context.log_limiter.refusal("log requests")
         try:
             body = await _read_json(request, settings.json_max_depth)
         except ValueError as error:
@@ -259,8 +304,14 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         ):
             return error_response(400, 'The body must be {"logs": ["message", ...]}.')
         messages = [message[:4096] for message in logs[:100]]
-        for message in messages:
-            log.info("device_log", message=message, client=client)
+        if messages:
+            log.info(
+                "device_log",
+                count=len(messages),
+                bytes=sum(len(m.encode(errors="surrogatepass")) for m in messages),
+                first=messages[0][:LOG_PREVIEW_CHARS],
+                client=client,
+            )
         async with database.transaction() as conn:
             await device_logs.add_messages(
                 conn,
@@ -288,13 +339,13 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         async with database.transaction() as conn:
             found = await passes.get_pass(conn, pass_type_id, serial)
             # Apple documents no Authorization header here; when one is sent it must be
-            # right, and without one a pass can be personalized only once (ADR 0004).
+            # right (ADR 0004). With or without one, a pass is personalized once: its
+            # token is in every copy of the pass, so it proves nothing here (ADR 0010).
             if found is None:
                 return _unauthorized()
-            if "authorization" in request.headers:
-                if not _token_matches(request, found.authentication_token):
-                    return _unauthorized()
-            elif found.personalization is not None:
+            if "authorization" in request.headers and not _token_matches(
+                request, found.authentication_token
+            ):
                 return _unauthorized()
             signature = await issuing.personalize_pass(
                 conn, builder, found, personalization_token=token, info=info
@@ -399,4 +450,9 @@ def _personalization_body(body: Any) -> tuple[str, dict[str, str]] | str:
         if not isinstance(value, str | int):
             return f"requiredPersonalizationInfo.{key} must be a string."
         cleaned[key] = str(value)[:500]
+    if not cleaned:
+        # Stored, it would use up the pass's one personalization and sign up nobody.
+        return "requiredPersonalizationInfo must hold one of: " + ", ".join(
+            issuing.PERSONALIZATION_KEYS
+        )
     return token, cleaned

@@ -653,12 +653,12 @@
       h(
         "tr",
         {},
-        h("td", {}, when(a.at ?? a.at_ms)),
+        h("td", {}, when(a.at)),
         h("td", {}, h("span", { class: `pill ${a.outcome === "delivered" ? "ok" : a.outcome === "retry" ? "soon" : "expired"}` }, a.outcome)),
         h("td", { class: "num" }, a.status ?? "—"),
         h("td", {}, a.reason || "—"),
         h("td", { class: "num" }, a.latency_ms ?? "—"),
-        h("td", {}, h("code", {}, shorten(a.push_token)))
+        h("td", {}, h("code", {}, a.push_token))
       )
     );
     return [
