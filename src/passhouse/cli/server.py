@@ -220,7 +220,9 @@ def _print_banner(
     settings: Settings, host: str, port: int, setup: _Prepared, no_worker: bool
 ) -> None:
     lines = [f"passhouse serving on http://{host}:{port}  (public URL {settings.public_url})"]
+    lines.append(f"  dashboard:       {settings.public_url}/dashboard")
     lines.append(f"  API docs:        {settings.public_url}/api/docs")
+    lines.append(f"  OpenAPI:         {settings.public_url}/api/openapi.json")
     lines.append(f"  webServiceURL:   {settings.web_service_url}")
     if setup.admin_token_generated:
         lines.append(f"  admin token:     {setup.admin_token}")

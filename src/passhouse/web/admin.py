@@ -9,7 +9,18 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException
@@ -23,6 +34,23 @@ from passhouse.pkpass.template import Template
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
 from passhouse.storage.sealing import Sealer
+from passhouse.web.admin_schema import (
+    PKPASS_RESPONSE,
+    DeviceLogList,
+    PassChanged,
+    PassList,
+    PassTypeList,
+    PassTypeSaved,
+    PassTypeView,
+    PassView,
+    PushAttemptList,
+    PushStats,
+    RegistrationList,
+    TemplateList,
+    TemplateReplaced,
+    TemplateView,
+    error_responses,
+)
 from passhouse.web.deps import BuilderDep, ReadConn, RuntimeDep, WriteConn, require_api_key
 
 
@@ -83,8 +111,21 @@ def _iso(seconds: int | None) -> str | None:
 
 
 # Lists that can grow without bound are pages: `limit` rows after the `cursor` row.
-PageLimit = Annotated[int, Query(ge=1, le=500)]
-PageCursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+PageLimit = Annotated[
+    int, Query(ge=1, le=500, description="Rows in one page (1 to 500)", examples=[100])
+]
+PageCursor = Annotated[
+    str | None,
+    Query(description="next_cursor of the previous page; leave out for the first page"),
+]
+PassTypeIdPath = Annotated[
+    str,
+    Path(
+        description="The Pass Type ID (from its certificate)", examples=["pass.com.example.loyalty"]
+    ),
+]
+SerialPath = Annotated[str, Path(description="The pass's serial number", examples=["c0ffee-42"])]
+TemplateRef = Annotated[str, Path(description="The template's name or id", examples=["loyalty"])]
 
 
 def _after_id(cursor: str | None) -> int | None:
@@ -164,7 +205,20 @@ def _credentials(body: PassTypeIn) -> issuing.Credentials:
     )
 
 
-@router.post("/pass-types", status_code=status.HTTP_201_CREATED, tags=["pass types"])
+@router.post(
+    "/pass-types",
+    status_code=status.HTTP_201_CREATED,
+    tags=["pass types"],
+    response_model=PassTypeSaved,
+    responses={
+        200: {
+            "model": PassTypeSaved,
+            "description": "The pass type existed: its certificate was replaced",
+        },
+        201: {"description": "The pass type was added"},
+        **error_responses(400, 413),
+    },
+)
 async def add_pass_type(
     body: PassTypeIn, conn: WriteConn, runtime: RuntimeDep, response: Response
 ) -> dict[str, Any]:
@@ -179,14 +233,25 @@ async def add_pass_type(
     return _pass_type_view(row, runtime.sealer, warnings)
 
 
-@router.get("/pass-types", tags=["pass types"])
+@router.get(
+    "/pass-types", tags=["pass types"], response_model=PassTypeList, responses=error_responses()
+)
 async def list_pass_types(conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
+    """Every pass type, with the problems that would make Wallet reject its passes."""
     rows = await pass_types.list_pass_types(conn)
     return {"items": [_pass_type_view(row, runtime.sealer) for row in rows]}
 
 
-@router.get("/pass-types/{pass_type_id}", tags=["pass types"])
-async def get_pass_type(pass_type_id: str, conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
+@router.get(
+    "/pass-types/{pass_type_id}",
+    tags=["pass types"],
+    response_model=PassTypeView,
+    responses=error_responses(404),
+)
+async def get_pass_type(
+    pass_type_id: PassTypeIdPath, conn: ReadConn, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """One pass type: its certificate, APNs state and problems."""
     row = await pass_types.get_pass_type(conn, pass_type_id)
     if row is None:
         raise NotFound(f"No pass type {pass_type_id!r}.")
@@ -194,9 +259,13 @@ async def get_pass_type(pass_type_id: str, conn: ReadConn, runtime: RuntimeDep) 
 
 
 @router.delete(
-    "/pass-types/{pass_type_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["pass types"]
+    "/pass-types/{pass_type_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["pass types"],
+    responses={204: {"description": "Deleted"}, **error_responses(404, 409)},
 )
-async def delete_pass_type(pass_type_id: str, conn: WriteConn) -> None:
+async def delete_pass_type(pass_type_id: PassTypeIdPath, conn: WriteConn) -> None:
+    """Delete a pass type that no template uses (409 otherwise)."""
     await issuing.delete_pass_type(conn, pass_type_id)
 
 
@@ -253,8 +322,18 @@ async def _read_zip(upload: UploadFile, name: str, settings: Settings) -> Templa
     )
 
 
-@router.post("/templates", status_code=status.HTTP_201_CREATED, tags=["templates"])
+@router.post(
+    "/templates",
+    status_code=status.HTTP_201_CREATED,
+    tags=["templates"],
+    response_model=TemplateView,
+    responses={201: {"description": "Created"}, **error_responses(400, 404, 409, 413)},
+)
 async def create_template(body: TemplateIn, conn: WriteConn, runtime: RuntimeDep) -> dict[str, Any]:
+    """Create a template from pass.json (with {{placeholders}}) and base64 assets.
+
+    404 when the pass type is unknown, 409 when the name is taken.
+    """
     template_id = await issuing.create_template(
         conn,
         name=body.name,
@@ -266,7 +345,13 @@ async def create_template(body: TemplateIn, conn: WriteConn, runtime: RuntimeDep
     return await _template_by_id(conn, template_id)
 
 
-@router.post("/templates/upload", status_code=status.HTTP_201_CREATED, tags=["templates"])
+@router.post(
+    "/templates/upload",
+    status_code=status.HTTP_201_CREATED,
+    tags=["templates"],
+    response_model=TemplateView,
+    responses={201: {"description": "Created"}, **error_responses(400, 404, 409, 413)},
+)
 async def upload_template(
     conn: WriteConn,
     runtime: RuntimeDep,
@@ -287,22 +372,36 @@ async def upload_template(
     return await _template_by_id(conn, template_id)
 
 
-@router.get("/templates", tags=["templates"])
+@router.get(
+    "/templates", tags=["templates"], response_model=TemplateList, responses=error_responses()
+)
 async def list_templates(conn: ReadConn) -> dict[str, Any]:
+    """Every template."""
     return {"items": [await _template_view(conn, r) for r in await templates.list_templates(conn)]}
 
 
-@router.get("/templates/{ref}", tags=["templates"])
-async def get_template(ref: str, conn: ReadConn) -> dict[str, Any]:
+@router.get(
+    "/templates/{ref}",
+    tags=["templates"],
+    response_model=TemplateView,
+    responses=error_responses(404),
+)
+async def get_template(ref: TemplateRef, conn: ReadConn) -> dict[str, Any]:
+    """One template, by name or id."""
     row = await templates.get_template(conn, ref)
     if row is None:
         raise NotFound(f"No template {ref!r}.")
     return await _template_view(conn, row)
 
 
-@router.put("/templates/{ref}", tags=["templates"])
+@router.put(
+    "/templates/{ref}",
+    tags=["templates"],
+    response_model=TemplateReplaced,
+    responses=error_responses(400, 404, 409, 413),
+)
 async def replace_template(
-    ref: str, body: TemplateReplace, conn: WriteConn, runtime: RuntimeDep
+    ref: TemplateRef, body: TemplateReplace, conn: WriteConn, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Replace a template. Every pass made from it gets a new version and a push."""
     template_id, changed = await issuing.replace_template(
@@ -317,9 +416,14 @@ async def replace_template(
     return {**await _template_by_id(conn, template_id), "passes_changed": changed}
 
 
-@router.put("/templates/{ref}/upload", tags=["templates"])
+@router.put(
+    "/templates/{ref}/upload",
+    tags=["templates"],
+    response_model=TemplateReplaced,
+    responses=error_responses(400, 404, 409, 413),
+)
 async def replace_template_upload(
-    ref: str,
+    ref: TemplateRef,
     conn: WriteConn,
     runtime: RuntimeDep,
     file: Annotated[UploadFile, File(description="A zip of the template folder")],
@@ -336,8 +440,14 @@ async def replace_template_upload(
     return {**await _template_by_id(conn, template_id), "passes_changed": changed}
 
 
-@router.delete("/templates/{ref}", status_code=status.HTTP_204_NO_CONTENT, tags=["templates"])
-async def delete_template(ref: str, conn: WriteConn) -> None:
+@router.delete(
+    "/templates/{ref}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["templates"],
+    responses={204: {"description": "Deleted"}, **error_responses(404, 409)},
+)
+async def delete_template(ref: TemplateRef, conn: WriteConn) -> None:
+    """Delete a template that no pass uses (409 otherwise)."""
     await issuing.delete_template(conn, ref)
 
 
@@ -376,24 +486,38 @@ async def _pass_response(conn: Any, row: sa.Row[Any], runtime: Any) -> dict[str,
     return _pass_view(row, runtime.settings.public_url, name)
 
 
-@router.post("/passes", status_code=status.HTTP_201_CREATED, tags=["passes"])
+@router.post(
+    "/passes",
+    status_code=status.HTTP_201_CREATED,
+    tags=["passes"],
+    response_model=PassView,
+    responses={201: {"description": "Issued"}, **error_responses(400, 404, 409, 413)},
+)
 async def issue_pass(
     body: PassIn, conn: WriteConn, runtime: RuntimeDep, builder: BuilderDep
 ) -> dict[str, Any]:
+    """Issue a pass from a template; `data` fills its placeholders.
+
+    404 when the template is unknown, 409 when the serial number is taken.
+    """
     row = await issuing.issue_pass(
         conn, builder, template_ref=body.template, data=body.data, serial_number=body.serial_number
     )
     return await _pass_response(conn, row, runtime)
 
 
-@router.get("/passes", tags=["passes"])
+@router.get("/passes", tags=["passes"], response_model=PassList, responses=error_responses(404))
 async def list_passes(
     conn: ReadConn,
     runtime: RuntimeDep,
-    template: str | None = None,
+    template: Annotated[
+        str | None,
+        Query(description="Only the passes of this template (name or id)", examples=["loyalty"]),
+    ] = None,
     limit: PageLimit = 100,
     cursor: PageCursor = None,
 ) -> dict[str, Any]:
+    """Passes, a page at a time, oldest first (404 when `template` is unknown)."""
     template_id = None
     if template is not None:
         template_row = await templates.get_template(conn, template)
@@ -410,10 +534,16 @@ async def list_passes(
     }
 
 
-@router.get("/passes/{pass_type_id}/{serial_number}", tags=["passes"])
+@router.get(
+    "/passes/{pass_type_id}/{serial_number}",
+    tags=["passes"],
+    response_model=PassView,
+    responses=error_responses(404),
+)
 async def get_pass(
-    pass_type_id: str, serial_number: str, conn: ReadConn, runtime: RuntimeDep
+    pass_type_id: PassTypeIdPath, serial_number: SerialPath, conn: ReadConn, runtime: RuntimeDep
 ) -> dict[str, Any]:
+    """One pass: its data, version and links."""
     row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
     return await _pass_response(conn, row, runtime)
 
@@ -427,10 +557,15 @@ async def _change(
     return {**await _pass_response(conn, row, runtime), "changed": changed}
 
 
-@router.patch("/passes/{pass_type_id}/{serial_number}", tags=["passes"])
+@router.patch(
+    "/passes/{pass_type_id}/{serial_number}",
+    tags=["passes"],
+    response_model=PassChanged,
+    responses=error_responses(400, 404, 409, 413),
+)
 async def patch_pass(
-    pass_type_id: str,
-    serial_number: str,
+    pass_type_id: PassTypeIdPath,
+    serial_number: SerialPath,
     body: PassData,
     conn: WriteConn,
     runtime: RuntimeDep,
@@ -443,10 +578,15 @@ async def patch_pass(
     return await _change(conn, runtime, builder, pass_type_id, serial_number, body, True)
 
 
-@router.put("/passes/{pass_type_id}/{serial_number}", tags=["passes"])
+@router.put(
+    "/passes/{pass_type_id}/{serial_number}",
+    tags=["passes"],
+    response_model=PassChanged,
+    responses=error_responses(400, 404, 409, 413),
+)
 async def put_pass(
-    pass_type_id: str,
-    serial_number: str,
+    pass_type_id: PassTypeIdPath,
+    serial_number: SerialPath,
     body: PassData,
     conn: WriteConn,
     runtime: RuntimeDep,
@@ -456,9 +596,14 @@ async def put_pass(
     return await _change(conn, runtime, builder, pass_type_id, serial_number, body, False)
 
 
-@router.delete("/passes/{pass_type_id}/{serial_number}", tags=["passes"])
+@router.delete(
+    "/passes/{pass_type_id}/{serial_number}",
+    tags=["passes"],
+    response_model=PassChanged,
+    responses=error_responses(404),
+)
 async def void_pass(
-    pass_type_id: str, serial_number: str, conn: WriteConn, runtime: RuntimeDep
+    pass_type_id: PassTypeIdPath, serial_number: SerialPath, conn: WriteConn, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """Void the pass: it stays in Wallet, marked void, and stops changing."""
     row, changed = await issuing.void_pass(conn, pass_type_id, serial_number)
@@ -469,11 +614,15 @@ async def void_pass(
     "/passes/{pass_type_id}/{serial_number}/pkpass",
     tags=["passes"],
     response_class=Response,
-    responses={200: {"content": {PKPASS_MEDIA_TYPE: {}}}},
+    responses={**PKPASS_RESPONSE, **error_responses(404)},
 )
 async def download_pkpass(
-    pass_type_id: str, serial_number: str, runtime: RuntimeDep, builder: BuilderDep
+    pass_type_id: PassTypeIdPath,
+    serial_number: SerialPath,
+    runtime: RuntimeDep,
+    builder: BuilderDep,
 ) -> Response:
+    """The pass's signed .pkpass file, built for its current version."""
     async with runtime.database.reader() as conn:
         row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
     data, _ = await builder.pkpass(runtime.database, row.id, row.version)
@@ -484,10 +633,15 @@ async def download_pkpass(
     )
 
 
-@router.get("/passes/{pass_type_id}/{serial_number}/registrations", tags=["passes"])
+@router.get(
+    "/passes/{pass_type_id}/{serial_number}/registrations",
+    tags=["passes"],
+    response_model=RegistrationList,
+    responses=error_responses(404),
+)
 async def list_registrations(
-    pass_type_id: str,
-    serial_number: str,
+    pass_type_id: PassTypeIdPath,
+    serial_number: SerialPath,
     conn: ReadConn,
     limit: PageLimit = 100,
     cursor: PageCursor = None,
@@ -500,19 +654,29 @@ async def list_registrations(
     return {"items": items, "next_cursor": _next_cursor(last_id, len(items), limit)}
 
 
-@router.get("/passes/{pass_type_id}/{serial_number}/pushes", tags=["push"])
-async def list_pushes(pass_type_id: str, serial_number: str, conn: ReadConn) -> dict[str, Any]:
+@router.get(
+    "/passes/{pass_type_id}/{serial_number}/pushes",
+    tags=["push"],
+    response_model=PushAttemptList,
+    responses=error_responses(404),
+)
+async def list_pushes(
+    pass_type_id: PassTypeIdPath, serial_number: SerialPath, conn: ReadConn
+) -> dict[str, Any]:
     """Recent push attempts to the devices holding this pass, newest first."""
     row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
     return {"items": await issuing.recent_pushes(conn, row.id)}
 
 
-@router.get("/push/stats", tags=["push"])
+@router.get("/push/stats", tags=["push"], response_model=PushStats, responses=error_responses())
 async def push_stats(conn: ReadConn) -> dict[str, Any]:
+    """The push queue: depth, due, backing off, sent, failed, and blocked pass types."""
     return await push_jobs.push_stats(conn, issuing.now_ms())
 
 
-@router.get("/device-logs", tags=["devices"])
+@router.get(
+    "/device-logs", tags=["devices"], response_model=DeviceLogList, responses=error_responses()
+)
 async def list_device_logs(
     conn: ReadConn,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

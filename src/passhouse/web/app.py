@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -51,13 +52,17 @@ def create_app(
                 await task
             await runtime.database.dispose()
 
-    app = FastAPI(
+    # Swagger UI's files come from the fastapi-offline package: the docs work with no CDN.
+    app = FastAPIOffline(
         title="passhouse",
         version=__version__,
         description="Issue Apple Wallet passes and keep every installed copy up to date.",
         docs_url="/api/docs",
         redoc_url=None,
+        static_url="/api/docs/static",
         openapi_url="/api/openapi.json",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+        swagger_ui_parameters={"persistAuthorization": True},
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse.bootstrap import Runtime
@@ -43,7 +44,20 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 BuilderDep = Annotated[PassBuilder, Depends(get_builder)]
 
 
-async def require_api_key(request: Request) -> None:
+# In the OpenAPI description as the admin API's security scheme (the docs' Authorize button);
+# auto_error=False: the check below answers with our own error body.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="A passhouse API key (`passhouse api-key create`) or PASSHOUSE_ADMIN_TOKEN, "
+    "sent as `Authorization: Bearer <key>`.",
+)
+
+
+async def require_api_key(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")

@@ -1,0 +1,231 @@
+"""What the admin API answers, as models: its OpenAPI description and FastAPI's check of
+every response body both come from these."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
+
+ISO_EXAMPLE = "2026-11-22T14:00:00Z"
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class ErrorDetail(_Out):
+    code: str = Field(description="Stable machine-readable code", examples=["not_found"])
+    message: str = Field(description="One sentence for a person", examples=["No template 'x'."])
+
+
+class ErrorBody(_Out):
+    """Every 4xx (and a logged 500) carries this body (web/errors.py)."""
+
+    error: ErrorDetail
+
+
+_ERROR_MEANINGS = {
+    400: (
+        "The body is not valid JSON, or nests deeper than PASSHOUSE_JSON_MAX_DEPTH.",
+        "bad_request",
+    ),
+    401: ("No API key, or one that is not valid.", "unauthorized"),
+    404: ("No such resource.", "not_found"),
+    405: (
+        "The path exists, not with this method; `Allow` lists the methods.",
+        "method_not_allowed",
+    ),
+    409: ("The request conflicts with what is stored.", "conflict"),
+    413: ("The request body is larger than allowed.", "payload_too_large"),
+    422: ("A parameter or the body is not valid.", "invalid_input"),
+}
+
+
+def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the errors an operation can answer (401 and 422 always)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status_code in sorted({401, 422, *status_codes}):
+        description, code = _ERROR_MEANINGS[status_code]
+        responses[status_code] = {
+            "model": ErrorBody,
+            "description": description,
+            "content": {
+                "application/json": {"example": {"error": {"code": code, "message": description}}}
+            },
+        }
+    return responses
+
+
+PKPASS_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The signed .pkpass file (a zip), as Wallet installs it.",
+        "content": {PKPASS_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {
+            "Content-Disposition": {
+                "description": 'attachment; filename="<serial_number>.pkpass"',
+                "schema": {"type": "string"},
+            }
+        },
+    }
+}
+
+
+# --- pass types -------------------------------------------------------------------------
+
+
+class CertificateSummary(_Out):
+    subject: str = Field(examples=["UID=pass.com.example.loyalty,CN=Pass Type ID: ..."])
+    issuer: str
+    not_before: str = Field(examples=["2026-01-01T00:00:00+00:00"])
+    not_after: str = Field(examples=["2027-01-01T00:00:00+00:00"])
+    sha256: str = Field(description="SHA-256 of the DER certificate, hex")
+
+
+class ApnsError(_Out):
+    reason: str = Field(examples=["BadCertificate"])
+    at: str | None = Field(examples=[ISO_EXAMPLE])
+
+
+class Problem(_Out):
+    severity: Literal["error", "warning"]
+    message: str
+
+
+class PassTypeView(_Out):
+    pass_type_id: str = Field(examples=["pass.com.example.loyalty"])
+    team_id: str = Field(examples=["ABCDE12345"])
+    certificate: CertificateSummary
+    has_wwdr: bool = Field(description="Whether the Apple WWDR intermediate is stored")
+    apns_auth: Literal["token", "certificate"]
+    apns_error: ApnsError | None = Field(description="Why APNs refuses this pass type, if it does")
+    expired: bool
+    dev_mode: bool = Field(description="A throwaway local certificate: not for real iPhones")
+    created_at: str | None = Field(examples=[ISO_EXAMPLE])
+    problems: list[Problem] = Field(
+        description="What makes (error) or may make (warning) Wallet reject its passes"
+    )
+
+
+class PassTypeSaved(PassTypeView):
+    warnings: list[str] = Field(description="What to fix about the uploaded credentials")
+
+
+class PassTypeList(_Out):
+    items: list[PassTypeView]
+
+
+# --- templates --------------------------------------------------------------------------
+
+
+class TemplateView(_Out):
+    id: int = Field(examples=[1])
+    name: str = Field(examples=["loyalty"])
+    pass_type_id: str = Field(examples=["pass.com.example.loyalty"])
+    pass_json: dict[str, Any] = Field(description="pass.json with {{placeholders}}")
+    assets: list[str] = Field(description="Asset file names", examples=[["icon.png", "logo.png"]])
+    revision: int = Field(description="Goes up by one on every replacement")
+    pass_count: int = Field(description="Passes made from this template")
+    created_at: str | None = Field(examples=[ISO_EXAMPLE])
+    updated_at: str | None = Field(examples=[ISO_EXAMPLE])
+
+
+class TemplateReplaced(TemplateView):
+    passes_changed: int = Field(description="Passes that got a new version (and a push)")
+
+
+class TemplateList(_Out):
+    items: list[TemplateView]
+
+
+# --- passes -----------------------------------------------------------------------------
+
+
+class PassUrls(_Out):
+    pkpass: str = Field(description="The .pkpass download (admin API, needs the key)")
+    share: str = Field(description="The public share page a holder opens to add the pass")
+
+
+class PassView(_Out):
+    pass_type_id: str = Field(examples=["pass.com.example.loyalty"])
+    serial_number: str = Field(examples=["c0ffee-42"])
+    template: str = Field(description="The template's name", examples=["loyalty"])
+    version: int = Field(description="Goes up by one on every real change")
+    data: dict[str, Any] = Field(examples=[{"name": "Ada", "balance": 12.5}])
+    voided: bool
+    personalized: bool
+    created_at: str | None = Field(examples=[ISO_EXAMPLE])
+    modified_at: str | None = Field(examples=[ISO_EXAMPLE])
+    urls: PassUrls
+
+
+class PassChanged(PassView):
+    changed: bool = Field(description="False when the request changed nothing (no new version)")
+
+
+class PassList(_Out):
+    items: list[PassView]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
+
+
+class Registration(_Out):
+    device_library_id: str = Field(description="Shortened: enough to tell devices apart")
+    push_token: str = Field(description="Shortened")
+    registered_at: str = Field(examples=[ISO_EXAMPLE])
+
+
+class RegistrationList(_Out):
+    items: list[Registration]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
+
+
+class PushAttempt(_Out):
+    at: str = Field(examples=[ISO_EXAMPLE])
+    outcome: str = Field(examples=["delivered"])
+    status: int | None = Field(description="APNs' HTTP status", examples=[200])
+    reason: str | None = Field(description="APNs' reason, when it gave one")
+    latency_ms: float | None
+    push_token: str = Field(description="Shortened")
+
+
+class PushAttemptList(_Out):
+    items: list[PushAttempt]
+
+
+class BlockedPassType(_Out):
+    pass_type_id: str
+    apns_error: str
+    apns_error_at_ms: int | None
+
+
+class PushStats(_Out):
+    queue_depth: int
+    due_now: int
+    in_backoff: int
+    leased: int
+    sent: int
+    retried: int
+    failed: int
+    failed_by_reason: dict[str, int]
+    oldest_pending_age_seconds: float
+    blocked_pass_types: list[BlockedPassType]
+
+
+class DeviceLog(_Out):
+    id: int
+    message: str
+    remote_addr: str | None
+    at: str | None = Field(examples=[ISO_EXAMPLE])
+
+
+class DeviceLogList(_Out):
+    items: list[DeviceLog]
