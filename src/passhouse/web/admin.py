@@ -22,7 +22,8 @@ from fastapi import (
     status,
 )
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 
 from passhouse import issuing
@@ -35,8 +36,11 @@ from passhouse.settings import Settings
 from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
 from passhouse.storage.sealing import Sealer
 from passhouse.web.admin_schema import (
+    NO_NUL,
     PKPASS_RESPONSE,
     DeviceLogList,
+    JsonObject,
+    NoNulText,
     PassChanged,
     PassList,
     PassTypeList,
@@ -79,6 +83,15 @@ class _LimitedJsonRoute(APIRoute):
         return limited
 
 
+class _TemplateRefConvertor(StringConvertor):
+    """A template's name or id in a path, except "upload": /templates/upload is the zip
+    upload (POST) alone, as the OpenAPI description says, not also the template "upload"."""
+
+    regex = "(?!upload(?:/|$))[^/]+"
+
+
+register_url_convertor("template_ref", _TemplateRefConvertor())
+
 router = APIRouter(
     prefix="/api/v1", dependencies=[Depends(require_api_key)], route_class=_LimitedJsonRoute
 )
@@ -87,7 +100,6 @@ MAX_ZIP_BYTES = 10 * 1024 * 1024
 
 
 MAX_ID = 2**63 - 1  # ids are BIGINT; a larger number cannot name a row
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 
 
 class _Body(BaseModel):
@@ -116,7 +128,12 @@ PageLimit = Annotated[
 ]
 PageCursor = Annotated[
     str | None,
-    Query(description="next_cursor of the previous page; leave out for the first page"),
+    Query(
+        # At most 18 digits: always below MAX_ID, so the pattern alone says what is valid.
+        pattern=r"^[0-9]{1,18}$",
+        description="next_cursor of the previous page; leave out for the first page",
+        examples=["100"],
+    ),
 ]
 PassTypeIdPath = Annotated[
     str,
@@ -144,17 +161,38 @@ def _next_cursor(last_id: int | None, count: int, limit: int) -> str | None:
 
 # --- pass types -------------------------------------------------------------------------
 
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
 
 class PassTypeIn(_Body):
+    """Either certificate_pem and private_key_pem, or p12_base64; the rest is optional."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "certificate_pem": "-----BEGIN CERTIFICATE-----\n...",
+                    "private_key_pem": "-----BEGIN PRIVATE KEY-----\n...",
+                    "wwdr_pem": "-----BEGIN CERTIFICATE-----\n...",
+                },
+                {"p12_base64": "MIIK...", "p12_password": "secret"},
+            ]
+        }
+    )
+
     certificate_pem: str | None = Field(None, description="Pass Type ID certificate (PEM)")
     private_key_pem: str | None = Field(None, description="Its private key (PEM)")
-    private_key_password: str | None = None
+    private_key_password: str | None = Field(None, description="The key's password, if any")
     wwdr_pem: str | None = Field(None, description="Apple WWDR G4 intermediate (PEM)")
-    p12_base64: str | None = Field(None, description="A .p12 export, base64-encoded")
-    p12_password: str | None = None
+    p12_base64: str | None = Field(
+        None, pattern=BASE64, description="A .p12 export, base64-encoded"
+    )
+    p12_password: str | None = Field(None, description="The .p12's password, if any")
     apns_key_p8: str | None = Field(None, description="Optional APNs auth key (.p8) for token auth")
-    apns_key_id: str | None = None
-    apns_team_id: str | None = None
+    apns_key_id: str | None = Field(None, description="The .p8 key's id (with apns_key_p8)")
+    apns_team_id: str | None = Field(
+        None, description="The key's team, if not the certificate's (with apns_key_p8)"
+    )
 
 
 def _pass_type_view(
@@ -272,24 +310,48 @@ async def delete_pass_type(pass_type_id: PassTypeIdPath, conn: WriteConn) -> Non
 # --- templates --------------------------------------------------------------------------
 
 
+Assets = Annotated[
+    dict[NoNulText, Annotated[str, StringConstraints(pattern=BASE64)]],
+    Field(
+        description="File name -> base64 bytes (icon.png, logo@2x.png, en.lproj/pass.strings)",
+        examples=[{"icon.png": "iVBORw0KGgo..."}],
+    ),
+]
+_TEMPLATE_EXAMPLE = {
+    "name": "loyalty",
+    "pass_type_id": "pass.com.example.loyalty",
+    "pass_json": {
+        "formatVersion": 1,
+        "organizationName": "Example",
+        "description": "Loyalty card",
+        "storeCard": {"primaryFields": [{"key": "name", "value": "{{name}}"}]},
+    },
+    "assets": {"icon.png": "iVBORw0KGgo..."},
+}
+
+
 class TemplateIn(_Body):
-    name: str = Field(min_length=1, max_length=200)
-    pass_type_id: str = Field(min_length=1, max_length=255)
-    pass_json: dict[str, Any]
-    assets: dict[str, str] = Field(
-        default_factory=dict, description="File name -> base64 bytes (icon.png, en.lproj/...)"
+    model_config = ConfigDict(json_schema_extra={"examples": [_TEMPLATE_EXAMPLE]})
+
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL, examples=["loyalty"])
+    pass_type_id: str = Field(
+        min_length=1, max_length=255, pattern=NO_NUL, examples=["pass.com.example.loyalty"]
     )
+    pass_json: JsonObject = Field(description="pass.json, with {{placeholders}} for pass data")
+    assets: Assets = Field(default_factory=dict)
 
 
 class TemplateReplace(_Body):
     """The body POST takes, with name and pass_type_id optional (kept when left out)."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    model_config = ConfigDict(json_schema_extra={"examples": [_TEMPLATE_EXAMPLE]})
+
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
     pass_type_id: str | None = Field(
-        None, min_length=1, max_length=255, description="Must be the template's own"
+        None, min_length=1, max_length=255, pattern=NO_NUL, description="Must be the template's own"
     )
-    pass_json: dict[str, Any]
-    assets: dict[str, str] = Field(default_factory=dict)
+    pass_json: JsonObject = Field(description="pass.json, with {{placeholders}} for pass data")
+    assets: Assets = Field(default_factory=dict)
 
 
 async def _template_view(conn: Any, row: sa.Row[Any]) -> dict[str, Any]:
@@ -381,7 +443,7 @@ async def list_templates(conn: ReadConn) -> dict[str, Any]:
 
 
 @router.get(
-    "/templates/{ref}",
+    "/templates/{ref:template_ref}",
     tags=["templates"],
     response_model=TemplateView,
     responses=error_responses(404),
@@ -395,7 +457,7 @@ async def get_template(ref: TemplateRef, conn: ReadConn) -> dict[str, Any]:
 
 
 @router.put(
-    "/templates/{ref}",
+    "/templates/{ref:template_ref}",
     tags=["templates"],
     response_model=TemplateReplaced,
     responses=error_responses(400, 404, 409, 413),
@@ -417,7 +479,7 @@ async def replace_template(
 
 
 @router.put(
-    "/templates/{ref}/upload",
+    "/templates/{ref:template_ref}/upload",
     tags=["templates"],
     response_model=TemplateReplaced,
     responses=error_responses(400, 404, 409, 413),
@@ -441,7 +503,7 @@ async def replace_template_upload(
 
 
 @router.delete(
-    "/templates/{ref}",
+    "/templates/{ref:template_ref}",
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["templates"],
     responses={204: {"description": "Deleted"}, **error_responses(404, 409)},
@@ -455,13 +517,39 @@ async def delete_template(ref: TemplateRef, conn: WriteConn) -> None:
 
 
 class PassIn(_Body):
-    template: str = Field(min_length=1, description="Template name or id")
-    serial_number: str | None = Field(None, min_length=1, max_length=issuing.MAX_SERIAL_LENGTH)
-    data: dict[str, Any] = Field(default_factory=dict)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"template": "loyalty", "serial_number": "c0ffee-42", "data": {"name": "Ada"}}
+            ]
+        }
+    )
+
+    template: str = Field(
+        min_length=1, pattern=NO_NUL, description="Template name or id", examples=["loyalty"]
+    )
+    serial_number: str | None = Field(
+        None,
+        min_length=1,
+        max_length=issuing.MAX_SERIAL_LENGTH,
+        pattern=r"^[A-Za-z0-9._~-]+$",
+        description="Left out: a random one. Letters, digits and - _ . ~",
+        examples=["c0ffee-42"],
+    )
+    data: JsonObject = Field(
+        default_factory=dict,
+        description="Values for the template's {{placeholders}}",
+        examples=[{"name": "Ada", "balance": 12.5}],
+    )
 
 
 class PassData(_Body):
-    data: dict[str, Any]
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": {"balance": 20}}]})
+
+    data: JsonObject = Field(
+        description="PUT: the new data; PATCH: a JSON Merge Patch (null removes a key)",
+        examples=[{"balance": 20}],
+    )
 
 
 def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[str, Any]:
@@ -596,8 +684,8 @@ async def put_pass(
     return await _change(conn, runtime, builder, pass_type_id, serial_number, body, False)
 
 
-@router.delete(
-    "/passes/{pass_type_id}/{serial_number}",
+@router.post(
+    "/passes/{pass_type_id}/{serial_number}/void",
     tags=["passes"],
     response_model=PassChanged,
     responses=error_responses(404),
@@ -605,9 +693,25 @@ async def put_pass(
 async def void_pass(
     pass_type_id: PassTypeIdPath, serial_number: SerialPath, conn: WriteConn, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    """Void the pass: it stays in Wallet, marked void, and stops changing."""
+    """Void the pass: it stays in Wallet, marked void, and stops changing (a new version and
+    a push). Voiding a voided pass changes nothing."""
     row, changed = await issuing.void_pass(conn, pass_type_id, serial_number)
     return {**await _pass_response(conn, row, runtime), "changed": changed}
+
+
+@router.delete(
+    "/passes/{pass_type_id}/{serial_number}",
+    tags=["passes"],
+    response_model=PassChanged,
+    responses=error_responses(404),
+    deprecated=True,
+)
+async def void_pass_by_delete(
+    pass_type_id: PassTypeIdPath, serial_number: SerialPath, conn: WriteConn, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """The same as POST .../void, kept for existing clients. It does not delete: the pass
+    stays readable (voided), which is why it is deprecated."""
+    return await void_pass(pass_type_id, serial_number, conn, runtime)
 
 
 @router.get(

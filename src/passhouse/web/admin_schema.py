@@ -3,13 +3,28 @@ every response body both come from these."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from typing_extensions import TypeAliasType
 
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 
 ISO_EXAMPLE = "2026-11-22T14:00:00Z"
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+
+# What issuing.storable_problem lets through, written as a schema so clients and API
+# fuzzers know it: text without NUL, integers of at most 100 digits (json_input's cap).
+NoNulText = Annotated[str, StringConstraints(pattern=NO_NUL)]
+StorableInt = Annotated[int, Field(gt=-(10**100), lt=10**100)]
+# additionalProperties: false makes patternProperties the rule for every key.
+_KEYS_CHECKED = Field(json_schema_extra={"additionalProperties": False})
+JsonValue = TypeAliasType(
+    "JsonValue",
+    "NoNulText | bool | StorableInt | float | list[JsonValue]"
+    " | Annotated[dict[NoNulText, JsonValue], _KEYS_CHECKED] | None",
+)
+JsonObject = Annotated[dict[NoNulText, JsonValue], _KEYS_CHECKED]
 
 
 class _Out(BaseModel):
@@ -48,9 +63,10 @@ _ERROR_MEANINGS = {
 
 
 def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the errors an operation can answer (401 and 422 always)."""
+    """OpenAPI `responses` for the errors an operation can answer; 400 (a URL holding NUL,
+    web/limits.py), 401 and 422 (a parameter) are possible everywhere."""
     responses: dict[int | str, dict[str, Any]] = {}
-    for status_code in sorted({401, 422, *status_codes}):
+    for status_code in sorted({400, 401, 422, *status_codes}):
         description, code = _ERROR_MEANINGS[status_code]
         responses[status_code] = {
             "model": ErrorBody,

@@ -636,7 +636,7 @@
       clearError();
       voidButton.disabled = true;
       try {
-        await api(passPath(p), { method: "DELETE" });
+        await api(`${passPath(p)}/void`, { method: "POST" });
         announce(`Pass ${p.serial_number} voided.`);
         await route();
       } catch (error) {
