@@ -93,7 +93,12 @@ class _TemplateRefConvertor(StringConvertor):
 register_url_convertor("template_ref", _TemplateRefConvertor())
 
 router = APIRouter(
-    prefix="/api/v1", dependencies=[Depends(require_api_key)], route_class=_LimitedJsonRoute
+    prefix="/api/v1",
+    # operationId = the handler's name, so generated clients read `issue_pass`, not
+    # `issue_pass_api_v1_passes_post`.
+    generate_unique_id_function=lambda route: route.name,
+    dependencies=[Depends(require_api_key)],
+    route_class=_LimitedJsonRoute,
 )
 
 MAX_ZIP_BYTES = 10 * 1024 * 1024
@@ -783,9 +788,17 @@ async def push_stats(conn: ReadConn) -> dict[str, Any]:
 )
 async def list_device_logs(
     conn: ReadConn,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="Entries to return (1 to 1000)", examples=[100])
+    ] = 100,
     before: Annotated[
-        int | None, Query(ge=1, le=MAX_ID, description="id of the oldest entry already seen")
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_ID,
+            description="id of the oldest entry already seen: the page before it",
+            examples=[1234],
+        ),
     ] = None,
 ) -> dict[str, Any]:
     """What devices posted to /v1/log, newest first."""
