@@ -134,6 +134,19 @@ async def test_a_slow_server_gives_a_retryable_timeout(
     assert (result.status, result.reason, result.outcome) == (None, "Timeout", PushOutcome.RETRY)
 
 
+async def test_a_connection_gone_silent_is_replaced_after_one_timeout(
+    sender: ApnsSender, fake_apns: FakeApns, settings: Settings
+) -> None:
+    first = await sender.send(TOKEN, PASS_TYPE_ID)
+    fake_apns.go_silent()
+
+    lost = await sender.send("cd" * 32, PASS_TYPE_ID)
+    after = await sender.send("ef" * 32, PASS_TYPE_ID)
+
+    assert (first.status, lost.reason, after.status) == (200, "Timeout", 200)
+    assert fake_apns.connections == 2
+
+
 async def test_an_unreachable_server_gives_a_retryable_connection_error(
     database: Database, settings: Settings, sealer: Sealer, pki: Pki, fake_apns: FakeApns
 ) -> None:

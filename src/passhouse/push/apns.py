@@ -254,6 +254,7 @@ class _Connection(asyncio.Protocol):
         self._stream_limit = stream_limit
         self._on_change = on_change
         self._transport: asyncio.Transport | None = None
+        self._last_received = time.monotonic()
         self._settings_received = asyncio.Event()
         self._window_open = asyncio.Event()
         self._window_open.set()
@@ -282,6 +283,7 @@ class _Connection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        self._last_received = time.monotonic()
         try:
             events = self.h2.receive_data(data)
         except H2Error as error:
@@ -336,6 +338,7 @@ class _Connection(asyncio.Protocol):
         future: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         self.h2.in_flight = len(self.streams)  # open before this one
         self.streams[stream_id] = _Stream(future)
+        sent_at = time.monotonic()
         try:
             # The timeout covers a wait for flow-control window too, not only the answer.
             async with asyncio.timeout(within):
@@ -354,7 +357,12 @@ class _Connection(asyncio.Protocol):
                     loop.call_soon(self._flush)
                 return await future
         except TimeoutError:
-            self._reset(stream_id)
+            if self._last_received < sent_at:
+                # Not one frame in all that time: the peer is gone without a word (a
+                # dropped NAT entry, a dead host). Every push on it would time out too.
+                self._abandon("no frame from APNs within the request timeout")
+            else:
+                self._reset(stream_id)
             raise
         except H2Error as error:
             self._reset(stream_id)
@@ -372,6 +380,14 @@ class _Connection(asyncio.Protocol):
             except H2Error:
                 pass
             self._transport.close()
+
+    def _abandon(self, why: str) -> None:
+        log.warning("apns_connection_abandoned", reason=why)
+        self.going_away = True
+        self._fail_all(why)
+        if self._transport is not None:
+            self._transport.abort()  # a TLS goodbye would wait for the silent peer
+        self._on_change()
 
     def _reset(self, stream_id: int) -> None:
         if self.closed:
