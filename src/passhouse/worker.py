@@ -463,6 +463,13 @@ async def run_worker(
         stalled = False
         logged_at = -math.inf
         while not stop.is_set():
+            # Waiting first: a worker starting on a backlog needs a moment to record its
+            # first attempts before "due and nothing sent" means anything.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(watchdog_seconds(settings)):
+                    await stop.wait()
+            if stop.is_set():
+                return
             try:
                 reason = await _stall_reason(database, settings, watchdog)
             except Exception:
@@ -481,9 +488,6 @@ async def run_worker(
                 logged_at = -math.inf
                 log.warning("push_worker_sending_again")
             stalled = bool(reason)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(watchdog_seconds(settings)):
-                    await stop.wait()
 
     async def stop_sending_on_stop() -> None:
         await stop.wait()

@@ -543,16 +543,30 @@ class _Pool:
             raise
         finally:
             # Also on cancellation: a waiter must never wait for an open that has ended.
-            await self._changed.acquire()
+            cancelled_again = await self._relock()
             self._opening -= 1
             if connection is None:
                 self._failed_opens += 1
                 self._open_error = error
             else:
-                connection.in_flight += 1
                 self.connections.append(connection)
+                if not cancelled_again:  # else nobody is left to release the stream
+                    connection.in_flight += 1
             self._changed.notify_all()
+            if cancelled_again:
+                raise asyncio.CancelledError
         return connection
+
+    async def _relock(self) -> bool:
+        # As asyncio.Condition.wait does: the caller's `async with` will release the lock,
+        # so take it back even if cancelled meanwhile; says whether that happened.
+        cancelled = False
+        while True:
+            try:
+                await self._changed.acquire()
+                return cancelled
+            except asyncio.CancelledError:
+                cancelled = True
 
     async def release(self, connection: _Connection) -> None:
         connection.in_flight -= 1
