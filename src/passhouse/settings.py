@@ -51,11 +51,11 @@ class Settings(BaseSettings):
     push_poll_interval_seconds: float = Field(default=0.5, gt=0)
     # SQLite has no LISTEN/NOTIFY: an idle worker polls the (indexed) due query this often.
     push_idle_poll_seconds: float = Field(default=0.05, gt=0)
-    # A claimed push is hidden from other workers this long. The worker renews the lease
-    # (and records what was sent) every quarter of it, at most every second, while a
-    # batch is in flight, so a lease can be short: a worker killed mid-send leaves its
-    # pushes to another worker within this time, and only those it had on the wire then
-    # are sent twice.
+    # A claimed push is hidden from other workers this long. While a batch is in flight
+    # the worker records its answers every second and renews the lease of the rest every
+    # third of it, so a lease can be short: a worker killed mid-send leaves its pushes to
+    # another worker within this time, and only those it had on the wire (or answered in
+    # its last second) are sent twice.
     push_lease_seconds: float = Field(default=10.0, gt=0)
     # Batches a worker keeps in flight at once (claiming one while others are sent).
     push_concurrency: int = Field(default=4, ge=1, le=64)

@@ -74,7 +74,7 @@ class _Batch:
     def __init__(self, claimed: Sequence[ClaimedPush]) -> None:
         self.out = {job.id: job for job in claimed}
         self.answered: list[tuple[ClaimedPush, PushResult]] = []
-        self.last_answer = time.monotonic()
+        self.last_answer = self.renewed_at = time.monotonic()
 
     def answer(self, job: ClaimedPush, result: PushResult) -> None:
         del self.out[job.id]
@@ -167,15 +167,22 @@ async def _heartbeat(
         if sent.is_set():
             return
         answered = batch.take()
-        # A batch with no answer for the stall time is stuck (the watchdog says so):
-        # let its lease run out, so that another worker can send its pushes.
-        stuck = time.monotonic() - batch.last_answer >= settings.push_stall_seconds
-        renew = [] if stuck else list(batch.out)
+        now = time.monotonic()
+        # Renewed with two thirds of the lease still to go: margin for a late heartbeat,
+        # and no UPDATE of the whole batch every second. A batch with no answer for the
+        # stall time is stuck (the watchdog says so): its lease is left to run out, so
+        # that another worker can send its pushes.
+        stuck = now - batch.last_answer >= settings.push_stall_seconds
+        renewing = not stuck and now - batch.renewed_at >= settings.push_lease_seconds / 3
+        renew = list(batch.out) if renewing else []
         try:
             await _finish(database, sender, settings, answered, renew=renew)
         except Exception:  # the database went away: keep the answers for the next try
             batch.put_back(answered)
             log.warning("push_heartbeat_failed", exc_info=True)
+        else:
+            if renewing:
+                batch.renewed_at = now
 
 
 async def _send(
