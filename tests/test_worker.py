@@ -354,7 +354,7 @@ async def test_stats_report_the_age_of_the_oldest_pending_push(
 async def test_a_batch_slower_than_its_lease_keeps_it_and_records_answers_as_they_come(
     database: Database, fast: Settings, world: World
 ) -> None:
-    leased = fast.model_copy(update={"push_lease_seconds": 0.4})
+    leased = fast.model_copy(update={"push_lease_seconds": 2.0})
     sender = RecordingSender()
     release = asyncio.Event()
     slow = world.tokens[0]
@@ -376,12 +376,12 @@ async def test_a_batch_slower_than_its_lease_keeps_it_and_records_answers_as_the
     async def lease_renewed() -> bool:
         async with database.reader() as conn:
             due = await conn.scalar(sa.select(push_jobs.c.due_at_ms))
-        return due is not None and due > claimed_at + 400 + 100
+        return due is not None and due > claimed_at + 2000 + 100
 
     # The three quick answers are recorded while the slow push is still out...
     await _until(only_the_slow_one_left, 10, "answers recorded mid-batch")
     await _until(lease_renewed, 10, "the lease renewed")
-    await asyncio.sleep(max(0.0, (claimed_at + 450) / 1000 - time.time()))
+    await asyncio.sleep(max(0.0, (claimed_at + 2050) / 1000 - time.time()))
     # ...and past its first lease the slow push is still not another worker's to send.
     other_worker = await send_due_pushes(database, RecordingSender(), leased)
     release.set()
