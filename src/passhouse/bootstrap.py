@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from passhouse.errors import ConfigurationError
+from passhouse.preflight import check_data_dir
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
@@ -31,6 +32,7 @@ def resolve_secret_key(settings: Settings) -> str:
             "PASSHOUSE_SECRET_KEY is not set; it encrypts private keys at rest and is required "
             "when PASSHOUSE_DEV_MODE is false."
         )
+    check_data_dir(settings)
     return _read_or_create(settings.data_dir / "secret_key", lambda: secrets.token_urlsafe(32))
 
 

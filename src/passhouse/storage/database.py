@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from passhouse.storage.faults import OutageLog
 from passhouse.storage.hot_path import HotPath, open_hot_path
 
 _READ_ONLY = "passhouse_read_only"
@@ -54,6 +56,7 @@ class Database:
         if self.dialect == "postgresql":
             read_options["isolation_level"] = "AUTOCOMMIT"
         self._reader = self.engine.execution_options(**read_options)
+        self.outages = OutageLog(self.ping)
 
     @property
     def is_sqlite(self) -> bool:
@@ -68,6 +71,7 @@ class Database:
         else:
             async with self.engine.begin() as connection:
                 yield connection
+        self.outages.write_succeeded()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:
@@ -75,7 +79,12 @@ class Database:
         async with self._reader.connect() as connection:
             yield connection
 
+    async def ping(self) -> None:
+        async with self.reader() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
     async def dispose(self) -> None:
+        await self.outages.close()
         await self.hot.close()
         await self.engine.dispose()
 
