@@ -26,6 +26,10 @@ class TcpProxy:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
     async def stop(self) -> None:
         assert self._server is not None
         self._server.close()
@@ -39,7 +43,9 @@ class TcpProxy:
         parsed = sa.make_url(database_url)
         return parsed.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
 
-    async def _serve(self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
+    ) -> None:
         try:
             server_reader, server = await asyncio.open_connection(*self.target)
         except OSError:

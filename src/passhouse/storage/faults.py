@@ -21,6 +21,7 @@ log = structlog.get_logger("passhouse.database")
 
 class Fault(enum.Enum):
     UNAVAILABLE = "database_unavailable"
+    BUSY = "database_busy"
     DISK_FULL = "disk_full"
     READ_ONLY = "database_read_only"
 
@@ -31,11 +32,12 @@ class Fault(enum.Enum):
     @property
     def retry_after_seconds(self) -> int:
         # A restart or failover takes seconds; freeing disk space takes a person.
-        return 5 if self is Fault.UNAVAILABLE else 60
+        return 5 if self in (Fault.UNAVAILABLE, Fault.BUSY) else 60
 
 
 _MESSAGES = {
     Fault.UNAVAILABLE: "The database is unreachable; nothing was changed. Try again shortly.",
+    Fault.BUSY: "The database is locked by another process; nothing was changed. Try again shortly.",
     Fault.DISK_FULL: "The database's disk is full; nothing was saved. Try again later.",
     Fault.READ_ONLY: "The database is read-only; nothing was saved. Try again later.",
 }
@@ -113,9 +115,9 @@ def _sqlite_fault(error: sqlite3.Error) -> Fault | None:
         return Fault.DISK_FULL
     if primary == sqlite3.SQLITE_READONLY or "readonly database" in text:
         return Fault.READ_ONLY
-    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR):
-        return Fault.UNAVAILABLE  # another process holds the write lock, or the disk failed
-    if primary == sqlite3.SQLITE_CANTOPEN:
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return Fault.BUSY  # another process held the write lock for all of busy_timeout
+    if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
         return Fault.UNAVAILABLE
     return None
 
@@ -124,8 +126,8 @@ class OutageLog:
     """Logs a fault once when it starts and once when it ends, whatever the request rate.
 
     An outage ends when `probe` (one cheap statement) succeeds again for UNAVAILABLE, or
-    when a write commits (`write_succeeded`) for a full or read-only disk, which a read
-    cannot see.
+    when a write commits (`write_succeeded`) for a lock, a full or a read-only disk, which
+    a read cannot see.
     """
 
     def __init__(self, probe: Callable[[], Awaitable[object]], *, interval: float = 1.0) -> None:

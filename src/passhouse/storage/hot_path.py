@@ -101,8 +101,10 @@ class PostgresHotPath:
                 if self._pool is None:
                     import asyncpg  # type: ignore[import-untyped]
 
+                    # No floor: asyncpg keeps one by reconnecting in the background and
+                    # logs a traceback for every failed try while the database is down.
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._pool_size
+                        self._dsn, min_size=0, max_size=self._pool_size
                     )
         return self._pool
 
