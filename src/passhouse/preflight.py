@@ -124,11 +124,11 @@ def describe_connect_error(error: BaseException, url: URL) -> str:
         if isinstance(item, socket.gaierror):
             return f"{_URL}: the host {url.host!r} cannot be resolved ({item.strerror})."
         if isinstance(item, TimeoutError):
-            return f"{_URL}: {where} did not answer in time: is it reachable from here?"
+            return f"{_URL}: {where} did not answer in time; check that it is reachable from here."
         if isinstance(item, OSError):
             return (
-                f"{_URL}: cannot connect to {where} ({_reason(item)}): is the server running "
-                "and reachable from here?"
+                f"{_URL}: cannot connect to {where} ({_reason(item)}); check that the server "
+                "runs and is reachable from here."
             )
         if isinstance(item, sqlite3.Error):
             return f"{_URL}: the SQLite database {url.database} cannot be used ({item})."

@@ -39,7 +39,7 @@ def resolve_revision(revision: str) -> str | None:
     except CommandError:
         known = ", ".join(r.revision for r in script.walk_revisions())
         raise UnknownRevision(
-            f"unknown revision {revision!r}: give head, base or one of {known}"
+            f"unknown revision {revision!r}: give head, base or one of {known}."
         ) from None
     return None if found is None else found.revision
 
@@ -51,7 +51,7 @@ def is_older(target: str | None, current: str | None) -> bool:
     if current not in order:
         raise UnknownRevision(
             f"the database is at revision {current!r}, which this passhouse does not know: "
-            "a newer version migrated it"
+            "a newer version migrated it."
         )
     return order.index(target) < order.index(current)
 
