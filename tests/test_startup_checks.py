@@ -69,11 +69,13 @@ def free_port() -> int:
         return port
 
 
-def postgres_url(**parts: str) -> str:
+def postgres_url(*, database: str | None = None, username: str | None = None) -> str:
     base = os.environ.get(PG_ENV)
     if not base:
         pytest.skip("needs a PostgreSQL server (PASSHOUSE_TEST_DATABASE_URL)")
-    return sa.make_url(base).set(drivername="postgresql", **parts).render_as_string(False)
+    url = sa.make_url(base).set(drivername="postgresql")
+    url = url.set(database=database or url.database, username=username or url.username)
+    return url.render_as_string(hide_password=False)
 
 
 # --- PostgreSQL that cannot be used -----------------------------------------------------

@@ -88,8 +88,7 @@ async def check_secret_key(runtime: Runtime) -> None:
         source = "PASSHOUSE_SECRET_KEY"
         fix = "set PASSHOUSE_SECRET_KEY to the key this database was set up with"
     raise ConfigurationError(
-        f"{source} does not decrypt the private keys stored for "
-        f"{', '.join(failing)}: {fix}."
+        f"{source} does not decrypt the private keys stored for {', '.join(failing)}: {fix}."
     )
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -72,7 +72,9 @@ async def requests_of_every_kind(http: httpx.AsyncClient, wallet_pass: IssuedPas
     ]
 
 
-async def wait_for_event(logs: list[dict[str, Any]], event: str, within: float = 60) -> None:
+async def wait_for_event(
+    logs: list[MutableMapping[str, Any]], event: str, within: float = 60
+) -> None:
     deadline = time.monotonic() + within
     while not any(entry["event"] == event for entry in logs):
         assert time.monotonic() < deadline, f"no {event} logged within {within} s"

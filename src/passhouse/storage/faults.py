@@ -37,7 +37,7 @@ class Fault(enum.Enum):
 
 _MESSAGES = {
     Fault.UNAVAILABLE: "The database is unreachable; nothing was changed. Try again shortly.",
-    Fault.BUSY: "The database is locked by another process; nothing was changed. Try again shortly.",
+    Fault.BUSY: "Another process holds the database's write lock; nothing was changed. Retry soon.",
     Fault.DISK_FULL: "The database's disk is full; nothing was saved. Try again later.",
     Fault.READ_ONLY: "The database is read-only; nothing was saved. Try again later.",
 }
