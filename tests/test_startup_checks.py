@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import PG_ENV, SECRET_KEY
+from conftest import PASS_TYPE_ID, PG_ENV, SECRET_KEY
 from disks import read_only
 from passhouse.pkpass.devcerts import DevCredentials
 
@@ -191,6 +191,21 @@ def test_another_secret_key_than_the_stored_keys_were_sealed_with_stops_the_comm
     sentence = one_sentence(result)
     assert sentence.startswith("PASSHOUSE_SECRET_KEY does not decrypt the private keys")
     assert "set PASSHOUSE_SECRET_KEY to the key this database was set up with" in sentence
+
+
+def test_adding_the_certificate_again_under_the_new_secret_key_replaces_the_stored_key(
+    tmp_path: Path, credentials: DevCredentials
+) -> None:
+    add_pass_type(tmp_path, credentials, {"PASSHOUSE_SECRET_KEY": SECRET_KEY})
+    new_key = {"PASSHOUSE_SECRET_KEY": "another-secret-key-0123456789"}
+
+    refused = passhouse("pass-type", "list", cwd=tmp_path, env=new_key)
+    add_pass_type(tmp_path, credentials, new_key)
+    listed = passhouse("pass-type", "list", cwd=tmp_path, env=new_key)
+
+    assert "pass-type add" in one_sentence(refused)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith(PASS_TYPE_ID)
 
 
 def test_deleting_the_dev_data_folder_but_keeping_the_database_is_one_sentence(

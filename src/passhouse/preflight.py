@@ -86,7 +86,10 @@ async def check_secret_key(runtime: Runtime) -> None:
         )
     else:
         source = "PASSHOUSE_SECRET_KEY"
-        fix = "set PASSHOUSE_SECRET_KEY to the key this database was set up with"
+        fix = (
+            "set PASSHOUSE_SECRET_KEY to the key this database was set up with, or add each "
+            "certificate again (passhouse pass-type add)"
+        )
     raise ConfigurationError(
         f"{source} does not decrypt the private keys stored for {', '.join(failing)}: {fix}."
     )

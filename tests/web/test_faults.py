@@ -15,9 +15,11 @@ import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from conftest import ADMIN_TOKEN
+from databases import _run_admin
 from factories import IssuedPass
 from passhouse.bootstrap import Runtime, open_runtime
 from passhouse.settings import Settings
+from passhouse.storage.database import Database
 from passhouse.web.app import create_app
 from tcp_proxy import TcpProxy
 
@@ -180,3 +182,38 @@ print("locked", flush=True)
 sys.stdin.read()
 db.execute("ROLLBACK")
 """
+
+
+@pytest.fixture
+async def read_only_postgres(database_url: str, database: Database) -> AsyncIterator[None]:
+    """Sessions of the test database refuse writes, as on a hot standby."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's read-only transactions")
+    url = sa.make_url(database_url)
+    # Through the maintenance database, which stays writable.
+    maintenance = url.set(database="postgres").render_as_string(hide_password=False)
+    setting = f'ALTER DATABASE "{url.database}" {{}} default_transaction_read_only'
+    await _run_admin(maintenance, setting.format("SET") + " = on")
+    await database.dispose()  # its pooled sessions were opened before
+    try:
+        yield
+    finally:
+        await _run_admin(maintenance, setting.format("RESET"))
+
+
+async def test_a_postgresql_database_that_refuses_writes_is_a_503_naming_it(
+    wallet_pass: IssuedPass, read_only_postgres: None, admin: httpx.AsyncClient
+) -> None:
+    change = f"/api/v1/passes/{wallet_pass.pass_type_id}/{wallet_pass.serial_number}"
+
+    with capture_logs() as logs:
+        refused = await admin.patch(change, json={"data": {"balance": 2}})
+        listed = await admin.get("/api/v1/passes")
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"] == {
+        "code": "database_read_only",
+        "message": "The database is read-only; nothing was saved. Try again later.",
+    }
+    assert listed.status_code == 200
+    assert [entry["event"] for entry in logs] == ["database_fault_started"]

@@ -76,14 +76,18 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def in_transaction(
-    settings: Settings, action: Callable[[Runtime, AsyncConnection], Awaitable[T]]
+    settings: Settings,
+    action: Callable[[Runtime, AsyncConnection], Awaitable[T]],
+    *,
+    check_secret_key: bool = True,
 ) -> T:
     """Open the database (migrating it first), run one transaction, close."""
     runtime = open_runtime(settings)
     try:
         await preflight.check_database(runtime)
         await migrate.upgrade(runtime.database)
-        await preflight.check_secret_key(runtime)
+        if check_secret_key:
+            await preflight.check_secret_key(runtime)
         async with runtime.database.transaction() as conn:
             return await action(runtime, conn)
     finally:
@@ -293,7 +297,11 @@ def pass_type_add(
     async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[str, bool, list[str]]:
         return await issuing.save_pass_type(conn, runtime.sealer, credentials)
 
-    pass_type_id, created, warnings = run(in_transaction(load_settings(), action))
+    # Not refused for keys sealed with another secret key: adding the certificate again
+    # is how those are replaced.
+    pass_type_id, created, warnings = run(
+        in_transaction(load_settings(), action, check_secret_key=False)
+    )
     click.echo(f"{'added' if created else 'replaced certificate of'} pass type {pass_type_id}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
