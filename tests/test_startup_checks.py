@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from conftest import PASS_TYPE_ID, PG_ENV, SECRET_KEY
 from disks import read_only
 from passhouse.pkpass.devcerts import DevCredentials
+from tcp_proxy import BlackHole
 
 COMMANDS_THAT_OPEN_THE_DATABASE = [
     ["serve"],
@@ -95,6 +96,25 @@ def test_an_unreachable_postgresql_port_names_the_url_and_the_host(
     assert f"127.0.0.1:{port}" in sentence
     assert "Connection refused" in sentence
     assert "secret-password" not in sentence
+
+
+def test_a_postgresql_server_that_never_answers_is_one_sentence_after_the_timeout(
+    tmp_path: Path,
+) -> None:
+    hole = BlackHole()
+    url = f"postgresql://passhouse@127.0.0.1:{hole.port}/passhouse"
+    env = {"PASSHOUSE_DATABASE_URL": url, "PASSHOUSE_DATABASE_CONNECT_TIMEOUT_SECONDS": "1"}
+
+    try:
+        result = passhouse("pass-type", "list", cwd=tmp_path, env=env)
+    finally:
+        hole.close()
+
+    assert one_sentence(result) == (
+        f"PASSHOUSE_DATABASE_URL: the PostgreSQL server at 127.0.0.1:{hole.port} did not "
+        "answer within 1 s (PASSHOUSE_DATABASE_CONNECT_TIMEOUT_SECONDS); check that it is "
+        "reachable from here."
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS_THAT_OPEN_THE_DATABASE, ids=" ".join)

@@ -50,7 +50,10 @@ def _read_or_create(path: Path, make: object) -> str:
 def open_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
     try:
         database = Database(
-            settings.database_url, pool_size=pool_size, hot_pool_size=settings.database_pool_size
+            settings.database_url,
+            pool_size=pool_size,
+            hot_pool_size=settings.database_pool_size,
+            connect_timeout=settings.database_connect_timeout_seconds,
         )
     except ValueError as error:
         raise ConfigurationError(f"PASSHOUSE_DATABASE_URL is not usable: {error}.") from None

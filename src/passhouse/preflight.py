@@ -67,7 +67,9 @@ async def check_database(runtime: Runtime) -> None:
     try:
         await runtime.database.ping()
     except Exception as error:
-        raise ConfigurationError(describe_connect_error(error, url)) from None
+        raise ConfigurationError(
+            describe_connect_error(error, url, runtime.settings.database_connect_timeout_seconds)
+        ) from None
 
 
 async def check_secret_key(runtime: Runtime) -> None:
@@ -103,7 +105,7 @@ def _opens(runtime: Runtime, sealed: bytes) -> bool:
     return True
 
 
-def describe_connect_error(error: BaseException, url: URL) -> str:
+def describe_connect_error(error: BaseException, url: URL, connect_timeout: float) -> str:
     """One sentence for a failed first connection, never with the password."""
     where = _where(url)
     chain = list(_chain(error))
@@ -126,7 +128,11 @@ def describe_connect_error(error: BaseException, url: URL) -> str:
         if isinstance(item, socket.gaierror):
             return f"{_URL}: the host {url.host!r} cannot be resolved ({item.strerror})."
         if isinstance(item, TimeoutError):
-            return f"{_URL}: {where} did not answer in time; check that it is reachable from here."
+            return (
+                f"{_URL}: {where} did not answer within {connect_timeout:g} s "
+                "(PASSHOUSE_DATABASE_CONNECT_TIMEOUT_SECONDS); check that it is reachable "
+                "from here."
+            )
         if isinstance(item, OSError):
             return (
                 f"{_URL}: cannot connect to {where} ({_reason(item)}); check that the server "

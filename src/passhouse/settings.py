@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     device_log_rate_per_minute: int = 120
     max_request_bytes: int = 16 * 1024 * 1024
 
+    # --- database faults and startup checks (issue 7, section 5) ---
+    # Seconds to wait for a new database connection before giving up (a 503 for a
+    # request, one sentence at start). A database behind a network partition drops
+    # packets instead of refusing: without this every request would wait the driver's
+    # 60 s. 10 s is far above a healthy connect (milliseconds) yet below a client's patience.
+    database_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

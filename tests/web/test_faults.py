@@ -21,7 +21,7 @@ from passhouse.bootstrap import Runtime, open_runtime
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.web.app import create_app
-from tcp_proxy import TcpProxy
+from tcp_proxy import BlackHole, TcpProxy
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -217,3 +217,38 @@ async def test_a_postgresql_database_that_refuses_writes_is_a_503_naming_it(
     }
     assert listed.status_code == 200
     assert [entry["event"] for entry in logs] == ["database_fault_started"]
+
+
+@pytest.fixture
+async def partitioned(
+    settings: Settings,
+) -> AsyncIterator[tuple[httpx.AsyncClient, float]]:
+    """A server whose PostgreSQL never answers, with a 1 s connect timeout."""
+    hole = BlackHole()
+    url = f"postgresql://passhouse@127.0.0.1:{hole.port}/passhouse"
+    changes = {"database_url": url, "database_connect_timeout_seconds": 1.0}
+    runtime = open_runtime(settings.model_copy(update=changes))
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="https://t.test") as http:
+            yield http, 1.0
+    finally:
+        await runtime.database.dispose()
+        hole.close()
+
+
+async def test_a_database_that_never_answers_is_a_503_after_the_connect_timeout(
+    partitioned: tuple[httpx.AsyncClient, float],
+) -> None:
+    http, timeout = partitioned
+    started = time.monotonic()
+
+    admin_answer = await http.get("/api/v1/passes", headers=ADMIN)
+    device_answer = await http.get("/passkit/v1/devices/d1/registrations/pass.test.passhouse")
+    elapsed = time.monotonic() - started
+
+    for response in (admin_answer, device_answer):
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "database_unavailable"
+    # The driver's own default is 60 s per connect; a loaded machine adds seconds, not 50.
+    assert elapsed < 2 * timeout + 25

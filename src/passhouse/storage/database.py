@@ -31,7 +31,14 @@ def async_url(url: str) -> str:
 class Database:
     """The engine plus the two ways in: a write transaction and a read-only connection."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, hot_pool_size: int = 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        hot_pool_size: int = 20,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.url = async_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         kwargs: dict[str, Any] = {}
@@ -40,12 +47,16 @@ class Database:
             # more than a query: under load the pool churned (measured: 8.5 % of server
             # time connecting). A pool sized for the load, without overflow, does not.
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=30)
+            kwargs["connect_args"] = {"timeout": connect_timeout}
         # SQLite allows one writer; writers of this process queue here instead of sleeping
         # in SQLite's busy handler (which made p99 latencies of 1.5 s under load).
         self.write_lock = asyncio.Lock()
         # Device requests' three hottest queries, on the driver itself (see hot_path.py).
         self.hot: HotPath = open_hot_path(
-            self.url, pool_size=hot_pool_size, sqlite_write_lock=self.write_lock
+            self.url,
+            pool_size=hot_pool_size,
+            sqlite_write_lock=self.write_lock,
+            connect_timeout=connect_timeout,
         )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
