@@ -158,7 +158,7 @@ class OutageLog:
             "database_fault_ended",
             fault=self.fault.value if self.fault else None,
             seconds=round(time.monotonic() - self._since, 1),
-            failed_requests=self._failed,
+            failures=self._failed,
         )
         self.fault = None
 
