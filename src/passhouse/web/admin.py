@@ -778,9 +778,11 @@ async def list_pushes(
 
 
 @router.get("/push/stats", tags=["push"], response_model=PushStats, responses=error_responses())
-async def push_stats(conn: ReadConn) -> dict[str, Any]:
-    """The push queue: depth, due, backing off, sent, failed, and blocked pass types."""
-    return await push_jobs.push_stats(conn, issuing.now_ms())
+async def push_stats(conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
+    """The push queue: depth, due, backing off, sent, failed, stalled, blocked pass types."""
+    return await push_jobs.push_stats(
+        conn, issuing.now_ms(), stall_seconds=runtime.settings.push_stall_seconds
+    )
 
 
 @router.get(

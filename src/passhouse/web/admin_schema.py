@@ -29,7 +29,8 @@ JsonObject = Annotated[
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A field added to a view before its model is updated still reaches clients.
+    model_config = ConfigDict(extra="allow")
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -225,6 +226,10 @@ class BlockedPassType(_Out):
 
 
 class PushStats(_Out):
+    stalled: bool = Field(description="Pushes are due and no worker has sent any for a while")
+    stall_reason: str | None = Field(description="Why it counts as stalled")
+    oldest_due_age_seconds: float = Field(description="How long the earliest due push has waited")
+    last_attempt_age_seconds: float | None = Field(description="Since the last push attempt")
     queue_depth: int
     due_now: int
     in_backoff: int

@@ -12,17 +12,18 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from passhouse import __version__
 from passhouse.bootstrap import Runtime
-from passhouse.issuing import PassBuilder
-from passhouse.metrics import PUSH_QUEUE_DEPTH
+from passhouse.issuing import PassBuilder, now_ms
+from passhouse.metrics import PUSH_QUEUE_DEPTH, PUSH_STALLED
 from passhouse.storage import push_jobs
 from passhouse.web import admin, dashboard, share
 from passhouse.web.errors import EXCEPTION_HANDLERS
+from passhouse.web.health import health_routes
 from passhouse.web.limits import RequestLimits
 from passhouse.web.passkit import PassKitContext, RateLimiter, passkit_router
 
@@ -83,10 +84,14 @@ def create_app(
         # The queue is shared by every process: read its depth when scraped.
         async with runtime.database.reader() as conn:
             PUSH_QUEUE_DEPTH.set(await push_jobs.queue_depth(conn))
+            progress = await push_jobs.push_progress(
+                conn, now_ms=now_ms(), stall_seconds=settings.push_stall_seconds
+            )
+        PUSH_STALLED.set(0 if progress.ok else 1)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.router.routes.append(Route("/metrics", metrics, include_in_schema=False))
-    app.router.routes.append(Route("/healthz", _health, include_in_schema=False))
+    app.router.routes.extend(health_routes(runtime))
     devices = passkit_router(context)
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,7 +101,3 @@ def create_app(
             await app(scope, receive, send)
 
     return RequestLimits(dispatch, max_bytes=settings.max_request_bytes)
-
-
-async def _health(_request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})
