@@ -4,12 +4,14 @@ client generator nobody here wrote (openapi-python-client) to drive a real serve
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,10 +190,9 @@ def generate_client(spec: bytes, folder: Path) -> Any:
     return importlib.import_module("passhouse_api")
 
 
-@pytest.mark.slow
-def test_a_generated_client_makes_a_template_and_issues_updates_and_voids_a_pass(
-    database_url: str, pass_type: str, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def serving(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A real `passhouse serve` on loopback (no dev mode, no worker); its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
@@ -214,16 +215,77 @@ def test_a_generated_client_makes_a_template_and_issues_updates_and_voids_a_pass
         )
     try:
         wait_until_up(base, process)
-        client_package = generate_client(httpx.get(f"{base}/api/openapi.json").content, tmp_path)
-        run_the_client(client_package, base)
+        yield base
     finally:
         process.terminate()
         process.wait(timeout=30)
-        if str(tmp_path) in sys.path:
-            sys.path.remove(str(tmp_path))
-        for name in [name for name in sys.modules if name.startswith("passhouse_api")]:
-            del sys.modules[name]
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.slow
+def test_a_generated_client_makes_a_template_and_issues_updates_and_voids_a_pass(
+    database_url: str, pass_type: str, tmp_path: Path
+) -> None:
+    with serving(database_url, tmp_path) as base:
+        try:
+            client_package = generate_client(
+                httpx.get(f"{base}/api/openapi.json").content, tmp_path
+            )
+            run_the_client(client_package, base)
+        finally:
+            if str(tmp_path) in sys.path:
+                sys.path.remove(str(tmp_path))
+            for name in [name for name in sys.modules if name.startswith("passhouse_api")]:
+                del sys.modules[name]
+
+
+@pytest.mark.slow
+async def test_swagger_ui_authorizes_and_calls_the_api_with_no_other_origin(
+    database_url: str, template: str, tmp_path: Path
+) -> None:
+    try:
+        import playwright.async_api as playwright_api
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run the browser tests: playwright is not installed")
+        pytest.skip("playwright is not installed (pip install -e '.[test,browser]')")
+    with serving(database_url, tmp_path) as base:
+        async with playwright_api.async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            )
+            try:
+                page = await browser.new_page()
+                page.set_default_timeout(60_000)
+                elsewhere: list[str] = []
+                errors: list[str] = []
+                page.on("pageerror", lambda error: errors.append(str(error)))
+
+                async def only_this_origin(route: Any) -> None:
+                    if route.request.url.startswith(base):
+                        await route.continue_()
+                    else:
+                        elsewhere.append(route.request.url)
+                        await route.abort()
+
+                await page.route("**/*", only_this_origin)
+                await page.goto(f"{base}/api/docs")
+                await page.locator("button.authorize").first.click()
+                await page.locator(".modal-ux input").first.fill(ADMIN_TOKEN)
+                await page.locator(".modal-ux button.authorize").click()
+                await page.locator(".modal-ux button.btn-done").click()
+                await page.locator("#operations-templates-list_templates").click()
+                await page.locator("#operations-templates-list_templates .try-out__btn").click()
+                await page.locator("#operations-templates-list_templates .execute").click()
+                body = page.locator("#operations-templates-list_templates .live-responses-table")
+                await body.get_by_text('"card"').first.wait_for()
+                status = body.locator("tr.response td.response-col_status").first
+                assert (await status.inner_text()).strip() == "200"
+            finally:
+                await browser.close()
+    assert elsewhere == []
+    assert errors == []
 
 
 def wait_until_up(base: str, process: subprocess.Popen[bytes]) -> None:

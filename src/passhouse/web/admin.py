@@ -322,7 +322,7 @@ Assets = Annotated[
         examples=[{"icon.png": "iVBORw0KGgo..."}],
     ),
 ]
-_TEMPLATE_EXAMPLE = {
+_TEMPLATE_EXAMPLE: dict[str, Any] = {
     "name": "loyalty",
     "pass_type_id": "pass.com.example.loyalty",
     "pass_json": {

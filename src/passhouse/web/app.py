@@ -65,7 +65,7 @@ def create_app(
         swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         swagger_ui_parameters={"persistAuthorization": True},
         lifespan=lifespan,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.runtime = runtime
     app.state.builder = builder
