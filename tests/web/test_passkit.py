@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
 import os
 import subprocess
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from certs import issuer_serial, sha256_fingerprint, signed_data_facts
 from factories import IssuedPass, count_rows, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
@@ -416,6 +418,21 @@ async def test_the_signature_verifies_with_openssl(
     problem = openssl_verify(signature, manifest, credentials.root_cert_pem, tmp_path)
 
     assert problem == ""
+
+
+async def test_the_served_signature_is_sha256_and_carries_the_wwdr_certificate(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, credentials: DevCredentials
+) -> None:
+    response = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        manifest, signature = archive.read("manifest.json"), archive.read("signature")
+
+    facts = signed_data_facts(signature)
+
+    assert facts.digest_algorithms == ["sha256", "sha256"]
+    assert facts.message_digest == hashlib.sha256(manifest).digest()
+    assert sha256_fingerprint(credentials.wwdr_cert_pem) in facts.certificate_sha256
+    assert facts.signer_issuer_serial == [issuer_serial(credentials.cert_pem)]
 
 
 async def test_if_modified_since_the_last_modified_gives_304(
