@@ -210,17 +210,19 @@ async def test_postgres_pass_lookup_uses_the_serial_index_without_statistics(
 # --- SQLite: EXPLAIN QUERY PLAN -----------------------------------------------------------
 
 
-def _set_statistics(path: Path, statistics: str) -> None:
-    """Statistics that make another plan look cheaper: "misleading" says a device id matches
-    every device and a pass type one pass; "stale" says every table holds one row, as
-    after an ANALYZE of the empty database."""
+def _copy_with_statistics(url: str, path: Path, statistics: str) -> Path:
+    """A copy of the loaded database with statistics that make another plan look cheaper:
+    "misleading" says a device id matches every device and a pass type one pass; "stale"
+    says every table holds one row, as after an ANALYZE of the empty database."""
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as source:
+        source.execute("VACUUM INTO ?", (str(path),))
     if statistics == "none":
-        return
+        return path
     with sqlite3.connect(path) as db:
         db.execute("ANALYZE")
         if statistics == "stale":
             db.execute("UPDATE sqlite_stat1 SET stat = '1 1 1'")
-            return
+            return path
         stats = {
             "sqlite_autoindex_devices_1": f"{PASSES} {PASSES}",
             "sqlite_autoindex_passes_1": f"{PASSES} 1 1",
@@ -228,6 +230,7 @@ def _set_statistics(path: Path, statistics: str) -> None:
         }
         for index, stat in stats.items():
             db.execute("UPDATE sqlite_stat1 SET stat = ? WHERE idx = ?", (stat, index))
+    return path
 
 
 @pytest.mark.parametrize("statistics", ["none", "misleading", "stale"])
@@ -235,10 +238,7 @@ def test_sqlite_changed_serials_start_from_the_device(
     unanalyzed_url: str, tmp_path: Path, statistics: str
 ) -> None:
     _requires(unanalyzed_url, "sqlite")
-    path = tmp_path / "copy.db"
-    with sqlite3.connect(unanalyzed_url.removeprefix("sqlite:///")) as source:
-        source.execute("VACUUM INTO ?", (str(path),))
-    _set_statistics(path, statistics)
+    path = _copy_with_statistics(unanalyzed_url, tmp_path / "copy.db", statistics)
 
     with sqlite3.connect(path) as db:
         plan = [
@@ -256,3 +256,24 @@ def test_sqlite_changed_serials_start_from_the_device(
     assert "SEARCH devices USING COVERING INDEX sqlite_autoindex_devices_1" in searches[1], plan
     assert set(searches[2:]) == {"SEARCH passes USING INTEGER PRIMARY KEY (rowid=?)"}, plan
     assert set(found) == _expected(7, PT, 7)
+
+
+@pytest.mark.parametrize("statistics", ["none", "misleading", "stale"])
+def test_sqlite_pass_lookup_uses_the_serial_index(
+    unanalyzed_url: str, tmp_path: Path, statistics: str
+) -> None:
+    _requires(unanalyzed_url, "sqlite")
+    path = _copy_with_statistics(unanalyzed_url, tmp_path / "copy.db", statistics)
+
+    with sqlite3.connect(path) as db:
+        plan = [
+            row[3]
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN " + hot_path._sqlite(hot_path._SELECT_DEVICE_AUTH, 2),
+                (PT, "s7"),
+            )
+        ]
+
+    assert plan == [
+        "SEARCH passes USING INDEX sqlite_autoindex_passes_1 (pass_type_id=? AND serial_number=?)"
+    ]
