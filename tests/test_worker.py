@@ -258,7 +258,7 @@ async def test_each_retry_waits_twice_as_long_up_to_the_cap(
         await send_due_pushes(database, sender, settings)
         after = int(time.time() * 1000)
         async with database.transaction() as conn:
-            due = await conn.scalar(sa.select(push_jobs.c.due_at_ms))
+            due = (await conn.execute(sa.select(push_jobs.c.due_at_ms))).scalar_one()
             # Due now, so the next attempt need not wait out the backoff.
             await conn.execute(push_jobs.update().values(due_at_ms=0))
         waits.append((due - after, due - before))
