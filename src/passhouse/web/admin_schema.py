@@ -61,14 +61,19 @@ _ERROR_MEANINGS = {
     409: ("The request conflicts with what is stored.", "conflict"),
     413: ("The request body is larger than allowed.", "payload_too_large"),
     422: ("A parameter or the body is not valid.", "invalid_input"),
+    503: (
+        "The database is unreachable, busy, full or read-only (code database_unavailable, "
+        "database_busy, disk_full or database_read_only); retry after Retry-After seconds.",
+        "database_unavailable",
+    ),
 }
 
 
 def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the errors an operation can answer; 400 (a URL holding NUL,
-    web/limits.py), 401 and 422 (a parameter) are possible everywhere."""
+    web/limits.py), 401, 422 (a parameter) and 503 (an outage) are possible everywhere."""
     responses: dict[int | str, dict[str, Any]] = {}
-    for status_code in sorted({400, 401, 422, *status_codes}):
+    for status_code in sorted({400, 401, 422, 503, *status_codes}):
         description, code = _ERROR_MEANINGS[status_code]
         responses[status_code] = {
             "model": ErrorBody,
