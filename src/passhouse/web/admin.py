@@ -422,8 +422,26 @@ async def create_template(body: TemplateIn, conn: WriteConn, runtime: RuntimeDep
 async def upload_template(
     conn: WriteConn,
     runtime: RuntimeDep,
-    name: Annotated[str, Form(min_length=1, max_length=200, pattern=NO_NUL)],
-    pass_type_id: Annotated[str, Form(min_length=1, max_length=255, pattern=NO_NUL)],
+    name: Annotated[
+        str,
+        Form(
+            min_length=1,
+            max_length=200,
+            pattern=NO_NUL,
+            description="The template's name",
+            examples=["loyalty"],
+        ),
+    ],
+    pass_type_id: Annotated[
+        str,
+        Form(
+            min_length=1,
+            max_length=255,
+            pattern=NO_NUL,
+            description="Its pass type",
+            examples=["pass.com.example.loyalty"],
+        ),
+    ],
     file: Annotated[UploadFile, File(description="A zip of the template folder")],
 ) -> dict[str, Any]:
     """Create a template from a zip (pass.json, images, xx.lproj/ folders)."""
@@ -495,6 +513,8 @@ async def replace_template_upload(
     runtime: RuntimeDep,
     file: Annotated[UploadFile, File(description="A zip of the template folder")],
 ) -> dict[str, Any]:
+    """Replace a template from a zip, keeping its name and pass type. Every pass made from
+    it gets a new version and a push."""
     template = await _read_zip(file, ref, runtime.settings)
     template_id, changed = await issuing.replace_template(
         conn,
