@@ -135,6 +135,25 @@ def test_a_32_mb_header_gets_431_and_the_server_carries_on(edge: Served) -> None
     assert after.status_code == 200
 
 
+def test_a_large_header_arriving_in_one_read_gets_431(edge: Served) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+
+    with edge.connect() as sock:
+        sock.sendall(head)
+        response = read_until_closed(sock)
+
+    assert status_of(response) == 431
+
+
+def test_100_000_headers_get_431(edge: Served) -> None:
+    with edge.connect() as sock:
+        response = send_until_answered(
+            sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"a: b\r\n" * 1000, 100_000 * 6
+        )
+
+    assert status_of(response) == 431
+
+
 def test_a_long_url_counts_towards_the_header_limit(edge: Served) -> None:
     with edge.connect() as sock:
         response = send_until_answered(sock, b"GET /healthz?", b"a" * 65536, 4 * 2**20)

@@ -78,7 +78,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._began = False
         self._head_bytes = 0
-        self._header_count = 0
+        self._chunk_bytes = 0
         self._refusal: tuple[int, str, str] | None = None
         self._refused = False
 
@@ -106,6 +106,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return  # lingering after a refusal: drop what still arrives
         self._unset_keepalive_if_required()
+        self._chunk_bytes = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -129,12 +130,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # bytes read so far pass the limit, long before it could fill memory.
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_header_bytes:
-                self._refuse(
-                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "headers_too_large",
-                    f"The request line and headers are larger than "
-                    f"{self.limits.max_header_bytes} bytes.",
-                )
+                self._refuse(*self._too_large())
 
     # --- parser callbacks ---------------------------------------------------------------
 
@@ -143,25 +139,40 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._began = True
         self._head_bytes = 0
-        self._header_count = 0
         if self._deadline is None:  # a later request on a kept-alive connection
             self._deadline = self.loop.time() + self.limits.header_timeout
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_headers:
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        limits = self.limits
+        # Checked once the head is parsed (cheaper than per header): the byte count in
+        # data_received has already bounded how much could pile up before this point.
+        if len(self.headers) > limits.max_headers:
             self._refusal = (
                 HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "too_many_headers",
-                f"The request has more than {self.limits.max_headers} header fields.",
+                f"The request has more than {limits.max_headers} header fields.",
             )
             raise _Refused
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._deadline = self.loop.time() + self.limits.body_timeout
+        if (
+            self._head_bytes + self._chunk_bytes > limits.max_header_bytes
+            and self._head_size() > limits.max_header_bytes
+        ):
+            self._refusal = self._too_large()
+            raise _Refused
+        self._deadline = self.loop.time() + limits.body_timeout
         super().on_headers_complete()
+
+    def _head_size(self) -> int:
+        # The request line's method and version, plus ": " and CRLF around every header.
+        return 16 + len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+
+    def _too_large(self) -> tuple[int, str, str]:
+        return (
+            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            f"The request line and headers are larger than {self.limits.max_header_bytes} bytes.",
+        )
 
     def on_message_complete(self) -> None:
         self._deadline = None
