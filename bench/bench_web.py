@@ -341,6 +341,8 @@ def start_server(
         PASSHOUSE_DEV_MODE="false",
         PASSHOUSE_ADMIN_TOKEN=ADMIN_TOKEN,
         PASSHOUSE_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        # As an environment variable, not --workers: a tree from before it ignores it.
+        PASSHOUSE_WEB_WORKERS=str(workers),
     )
     log = workdir / f"server-{label}.log"
     command = [
@@ -355,8 +357,6 @@ def start_server(
         "--log-level",
         "warning",
     ]
-    if workers != 1:  # a tree from before --workers still runs the single-process figures
-        command += ["--workers", str(workers)]
     process = subprocess.Popen(
         command, env=env, cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
