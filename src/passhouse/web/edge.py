@@ -39,6 +39,7 @@ class EdgeLimits:
     header_timeout: float
     body_timeout: float
     max_connections: int
+    shutdown_timeout: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeLimits:
@@ -48,6 +49,7 @@ class EdgeLimits:
             header_timeout=settings.http_header_timeout_seconds,
             body_timeout=settings.http_body_timeout_seconds,
             max_connections=settings.http_max_connections,
+            shutdown_timeout=settings.http_shutdown_timeout_seconds,
         )
 
 
@@ -178,6 +180,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         self._began = False
         super().on_message_complete()
+
+    def shutdown(self) -> None:
+        super().shutdown()  # closes idle connections; others close after their response
+        if not self.transport.is_closing():
+            # Shortly before uvicorn cancels what still runs (a traceback and a 500 each),
+            # answer what is left ourselves: a handler waiting for a trickling body then
+            # ends quietly, as when the client goes away.
+            timeout = self.limits.shutdown_timeout
+            self.loop.call_later(timeout - min(1.0, timeout / 5), self._close_at_shutdown)
+
+    def _close_at_shutdown(self) -> None:
+        if not self.transport.is_closing():
+            self._refuse(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "The server is shutting down; try again.",
+            )
 
     # --- refusals and timeouts ----------------------------------------------------------
 
