@@ -197,6 +197,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 "shutting_down",
                 "The server is shutting down; try again.",
             )
+            self.connections.discard(self)  # its linger must not hold up the exit
 
     # --- refusals and timeouts ----------------------------------------------------------
 
@@ -208,7 +209,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and not self._began:
             self.transport.close()  # connected, sent nothing: nobody to answer
             return
-        log.debug("http_request_timeout", phase="headers" if self._in_head else "body")
         phase = "headers" if self._in_head else "body"
         limit = self.limits.header_timeout if self._in_head else self.limits.body_timeout
         self._refuse(
@@ -238,9 +238,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         transport.write(b"".join(head) + body)
         if cycle is not None and not cycle.response_complete:
-            # The app is waiting for the rest of the body: closing tells it the client left.
-            transport.close()
-            return
+            # What connection_lost does: the app's receive() says the client left (it ends
+            # quietly) and whatever it still sends is dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.flow.resume_reading()  # drain while lingering, even if the body had paused it
         if transport.can_write_eof():
             transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, transport.close)
