@@ -117,15 +117,20 @@ def serve(
         settings = load_settings(public_url=f"http://localhost:{port}")
     workers = workers or server.default_workers(settings)
     try:
-        # Bound before anything is printed or prepared: a taken port is one sentence.
+        runtime = open_runtime(settings)
+    except PasshouseError as error:
+        raise click.ClickException(error.message) from None
+    try:
+        # Bound before anything is prepared or printed: a taken port is one sentence.
         sockets = server.bind_sockets(host, port, workers)
     except server.BindError as error:
         raise click.ClickException(str(error)) from None
     try:
-        runtime = open_runtime(settings)
-    except PasshouseError as error:
-        raise click.ClickException(error.message) from None
-    setup = run(_prepare(runtime, migrate_schema=not no_migrate))
+        setup = run(_prepare(runtime, migrate_schema=not no_migrate))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     if setup.admin_token_generated:
         settings = settings.model_copy(update={"admin_token": SecretStr(setup.admin_token)})
     _print_banner(settings, host, port, setup, no_worker, workers)
