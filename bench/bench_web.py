@@ -343,6 +343,9 @@ def start_server(
         PASSHOUSE_PUBLIC_URL=f"http://127.0.0.1:{port}",
         # As an environment variable, not --workers: a tree from before it ignores it.
         PASSHOUSE_WEB_WORKERS=str(workers),
+        # N processes hold as many PostgreSQL connections in all as one (a shared server
+        # runs out of connections otherwise).
+        PASSHOUSE_DATABASE_POOL_SIZE=str(max(4, 20 // workers)),
     )
     log = workdir / f"server-{label}.log"
     command = [
@@ -723,17 +726,22 @@ def compare_workers(
     every = f"0-{(os.cpu_count() or 1) - 1}"
     one = start_server(data.url, workdir, f"{kind}-workers1", 1, cpus=every)
     many = start_server(data.url, workdir, f"{kind}-workers{workers}", workers, cpus=every)
-    lua = workdir / "warm.lua"
-    for server in (one, many):
-        write_lua(lua, "mix", data)
-        run_wrk(server, lua, args.warmup * 2)
-        prewarm(server, data)
     rows = []
-    for name in SCENARIOS:
-        single = measure(one, name, data, workdir, args.duration, args.warmup)
-        multi = measure(many, name, data, workdir, args.duration, args.warmup)
-        rows.append((name, single, multi))
-        print(f"  {name}: {single.rps:,.0f} vs {multi.rps:,.0f} req/s", flush=True)
+    try:
+        lua = workdir / "warm.lua"
+        for server in (one, many):
+            write_lua(lua, "mix", data)
+            run_wrk(server, lua, args.warmup * 2)
+            prewarm(server, data)
+        for name in SCENARIOS:
+            single = measure(one, name, data, workdir, args.duration, args.warmup)
+            multi = measure(many, name, data, workdir, args.duration, args.warmup)
+            rows.append((name, single, multi))
+            print(f"  {name}: {single.rps:,.0f} vs {multi.rps:,.0f} req/s", flush=True)
+    except BaseException:
+        one.stop()
+        many.stop()
+        raise
     print(
         f"\n### {kind}: --workers {workers} vs --workers 1, both on CPUs {every} (wrk on"
         f" CPU {WRK_CPU}), measured alternately\n"
