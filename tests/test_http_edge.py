@@ -13,9 +13,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from passhouse.settings import Settings
+from passhouse.web.server import default_workers
 
 pytestmark = pytest.mark.slow
 
@@ -231,6 +235,7 @@ def test_a_body_trickling_in_gets_408_and_a_close_after_the_timeout(edge: Served
 
     assert status_of(response) == 408
     assert b'"code": "request_timeout"' in response
+    assert "Traceback" not in edge.output()  # the handler saw a client that left
 
 
 def test_connections_over_the_cap_get_503_and_a_log_line(tmp_path: Path) -> None:
@@ -286,6 +291,21 @@ def test_sigterm_with_a_body_trickling_in_exits_within_the_shutdown_bound(
 
 
 # --- several web processes ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"dev_mode": True}, 1),
+        ({"dev_mode": False}, len(os.sched_getaffinity(0))),
+        ({"dev_mode": False, "web_workers": 3}, 3),
+        ({"dev_mode": True, "web_workers": 2}, 2),
+    ],
+)
+def test_web_processes_default_to_one_per_core_in_production_and_one_in_dev_mode(
+    settings: dict[str, Any], expected: int
+) -> None:
+    assert default_workers(Settings(**settings)) == expected
 
 
 def descendants(pid: int) -> set[int]:
