@@ -219,7 +219,11 @@ def serving(database_url: str, tmp_path: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
-    assert "Traceback" not in log.read_text()
+    output = log.read_text()
+    assert "Traceback" not in output
+    # The banner points at the dashboard and the docs.
+    assert re.search(rf"dashboard: +{re.escape(base)}/dashboard\n", output), output
+    assert re.search(rf"API docs: +{re.escape(base)}/api/docs\n", output), output
 
 
 @pytest.mark.slow
