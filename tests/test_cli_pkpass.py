@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from certs import CertFiles, encrypted_key_pem, p12_bytes, write_credentials
 from passhouse import devmode
 from passhouse.cli import main
+from passhouse.examples import TEMPLATES as EXAMPLE_TEMPLATES
 from passhouse.pkpass.devcerts import make_dev_credentials
 
-TEMPLATES = Path(__file__).parent / "fixtures" / "templates"
+TEMPLATES = EXAMPLE_TEMPLATES
 STORE_CARD_DATA = {"serial": "CLI-1", "points": 10, "balance": 2.5, "name": "Ada"}
 
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse import devmode, issuing
+from passhouse import devmode, examples, issuing
 from passhouse.bootstrap import Runtime, open_runtime, template_limits
 from passhouse.errors import PasshouseError
 from passhouse.pkpass.errors import PkpassError
@@ -366,7 +366,7 @@ def pass_type_remove(pass_type_id: str) -> None:
 
 @click.group("template")
 def template_group() -> None:
-    """Add and replace templates from a folder or zip."""
+    """Add, list, show, replace and remove templates."""
 
 
 def _load_template(source: Path, name: str, settings: Settings) -> Template:
@@ -377,18 +377,34 @@ def _load_template(source: Path, name: str, settings: Settings) -> Template:
 
 
 @template_group.command("add")
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--name", required=True, help="Name passes are issued from.")
+@click.argument("source", type=click.Path(exists=True, path_type=Path), required=False)
+@click.option(
+    "--example",
+    type=click.Choice(examples.example_names(), case_sensitive=False),
+    help="Add one of the example templates shipped with passhouse instead of SOURCE.",
+)
+@click.option("--name", help="Name passes are issued from (default: the example's name).")
 @click.option("--pass-type", "pass_type_id", required=True, help="Pass type id it belongs to.")
 @uses_database
-def template_add(source: Path, name: str, pass_type_id: str) -> None:
-    """Add a template from a folder or zip (pass.json, images, xx.lproj/)."""
+def template_add(
+    source: Path | None, example: str | None, name: str | None, pass_type_id: str
+) -> None:
+    """Add a template from a folder or zip (pass.json, images, xx.lproj/), or an example."""
+    if (source is None) == (example is None):
+        raise click.UsageError("give a template folder or zip, or --example NAME (not both)")
+    if example is not None:
+        source = examples.example_path(example)
+        name = name or example.lower()
+    if name is None:
+        raise click.UsageError("give --name, the name passes are issued from")
+    assert source is not None
+    folder, template_name = source, name
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> int:
-        template = _load_template(source, name, runtime.settings)
+        template = _load_template(folder, template_name, runtime.settings)
         return await issuing.create_template(
             conn,
-            name=name,
+            name=template_name,
             pass_type_id=pass_type_id,
             pass_json=template.pass_json,
             assets=template.assets,
@@ -423,7 +439,7 @@ def template_replace(ref: str, source: Path) -> None:
 
 @click.group("pass")
 def pass_group() -> None:
-    """Issue, change and void passes."""
+    """Issue, list, show, download, change and void passes."""
 
 
 def _json_object(text: str | None, what: str, settings: Settings) -> dict[str, Any]:
