@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 import passhouse.storage.push_jobs as jobs
 from passhouse.bootstrap import Runtime
-from passhouse.metrics import PASS_TYPE_APNS_ERRORS
+from passhouse.metrics import PASS_TYPE_APNS_ERRORS, PUSH_STALLED
 from passhouse.push.pacing import Pacer
 from passhouse.push.sender import PushResult
 from passhouse.settings import Settings
@@ -92,6 +94,17 @@ async def _drain(database: Database, sender: RecordingSender, settings: Settings
                 return
         await asyncio.sleep(0.01)
     raise AssertionError("the queue did not drain")
+
+
+def _sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+async def _until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
 
 
 async def _attempts(database: Database) -> list[tuple[str, str, str | None]]:
@@ -224,12 +237,15 @@ async def test_403_holds_the_pass_type_until_its_certificate_is_replaced(
         sender.script[token] = [PushResult(403, "BadCertificate"), PushResult(200)]
     await _enqueue_all(database, world)
 
+    # The gauge is process-global: start from no sample, or another test's 1 would do.
+    PASS_TYPE_APNS_ERRORS.clear()
+
     await send_due_pushes(database, sender, fast)
     again = await send_due_pushes(database, sender, fast)
 
     assert again == 0
     assert sender.forgotten == [PT]
-    assert PASS_TYPE_APNS_ERRORS.labels(PT)._value.get() == 1
+    assert _sample("passhouse_pass_type_apns_blocked", pass_type_id=PT) == 1
     async with database.reader() as conn:
         error = await conn.scalar(sa.select(pass_types.c.apns_error))
         held = (await conn.execute(sa.select(push_jobs.c.attempts))).scalars().all()
@@ -333,3 +349,97 @@ async def test_stats_report_the_age_of_the_oldest_pending_push(
     assert stats["queue_depth"] == 2
     assert stats["due_now"] == 2
     assert stats["oldest_pending_age_seconds"] == 10.0
+
+
+async def test_a_batch_slower_than_its_lease_keeps_it_and_records_answers_as_they_come(
+    database: Database, fast: Settings, world: World
+) -> None:
+    leased = fast.model_copy(update={"push_lease_seconds": 2.0})
+    sender = RecordingSender()
+    release = asyncio.Event()
+    slow = world.tokens[0]
+
+    async def hold_the_first(token: str) -> None:
+        if token == slow:
+            await release.wait()
+
+    sender.on_send = hold_the_first
+    await _enqueue_all(database, world)
+    claimed_at = int(time.time() * 1000)
+    batch = asyncio.create_task(send_due_pushes(database, sender, leased))
+
+    async def only_the_slow_one_left() -> bool:
+        async with database.reader() as conn:
+            rows = (await conn.execute(sa.select(push_jobs.c.push_token))).scalars().all()
+        return rows == [slow]
+
+    async def lease_renewed() -> bool:
+        async with database.reader() as conn:
+            due = await conn.scalar(sa.select(push_jobs.c.due_at_ms))
+        return due is not None and due > claimed_at + 2000 + 100
+
+    # The three quick answers are recorded while the slow push is still out...
+    await _until(only_the_slow_one_left, 10, "answers recorded mid-batch")
+    await _until(lease_renewed, 10, "the lease renewed")
+    await asyncio.sleep(max(0.0, (claimed_at + 2050) / 1000 - time.time()))
+    # ...and past its first lease the slow push is still not another worker's to send.
+    other_worker = await send_due_pushes(database, RecordingSender(), leased)
+    release.set()
+    await asyncio.wait_for(batch, 10)
+
+    assert other_worker == 0
+    assert sorted(sender.tokens()) == sorted(world.tokens)
+    async with database.reader() as conn:
+        assert await jobs.queue_depth(conn) == 0
+
+
+async def test_the_watchdog_reports_a_worker_stuck_on_pushes_it_cannot_finish(
+    runtime: Runtime, fast: Settings, world: World
+) -> None:
+    watched = fast.model_copy(
+        update={"push_stall_seconds": 0.3, "push_lease_seconds": 1.0, "push_concurrency": 1}
+    )
+    runtime = Runtime(settings=watched, database=runtime.database, sealer=runtime.sealer)
+    sender = RecordingSender()
+    release = asyncio.Event()
+
+    async def hang(_token: str) -> None:
+        await release.wait()  # a sender bug: no answer, ever
+
+    sender.on_send = hang
+    PUSH_STALLED.set(0)
+    await _enqueue_all(runtime.database, world)
+    stop = asyncio.Event()
+
+    async def stalled_by_the_database() -> bool:
+        async with runtime.database.reader() as conn:
+            progress = await jobs.push_progress(
+                conn, now_ms=int(time.time() * 1000), stall_seconds=0.3
+            )
+        return not progress.ok
+
+    async def logged(event: str) -> bool:
+        return any(entry["event"] == event for entry in logs)
+
+    with capture_logs() as logs:
+        task = asyncio.create_task(run_worker(runtime, stop, sender=sender))
+        try:
+            await _until(lambda: logged("push_worker_stalled"), 10, "the stall to be logged")
+            gauge_when_stuck = _sample("passhouse_push_stalled")
+            # The stuck batch's lease is left to run out: its pushes are due again, and
+            # any process reading the database (stats, /metrics) sees the stall.
+            await _until(stalled_by_the_database, 10, "the stall to show in the database")
+            release.set()
+            await _until(lambda: logged("push_worker_sending_again"), 10, "the recovery")
+        finally:
+            release.set()
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+    [stalled] = [entry for entry in logs if entry["event"] == "push_worker_stalled"][:1]
+    assert stalled["log_level"] == "error"
+    assert "no answer" in stalled["reason"]
+    assert gauge_when_stuck == 1
+    assert _sample("passhouse_push_stalled") == 0
+    async with runtime.database.reader() as conn:
+        assert await jobs.queue_depth(conn) == 0

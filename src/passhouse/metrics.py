@@ -27,4 +27,8 @@ PASS_TYPE_APNS_ERRORS = Gauge(
     "1 while APNs rejects a pass type's credentials (403) and its pushes are held",
     ["pass_type_id"],
 )
+PUSH_STALLED = Gauge(
+    "passhouse_push_stalled",
+    "1 while pushes are due and none has been sent for PASSHOUSE_PUSH_STALL_SECONDS",
+)
 PASSES_SIGNED = Counter("passhouse_passes_signed_total", "Pass files built and signed")

@@ -69,9 +69,12 @@ class Settings(BaseSettings):
     push_poll_interval_seconds: float = Field(default=0.5, gt=0)
     # SQLite has no LISTEN/NOTIFY: an idle worker polls the (indexed) due query this often.
     push_idle_poll_seconds: float = Field(default=0.05, gt=0)
-    # A claimed push is hidden from other workers this long; a worker killed mid-send
-    # leaves its pushes to be claimed again once the lease runs out.
-    push_lease_seconds: float = Field(default=60.0, gt=0)
+    # A claimed push is hidden from other workers this long. While a batch is in flight
+    # the worker records its answers every second and renews the lease of the rest every
+    # third of it, so a lease can be short: a worker killed mid-send leaves its pushes to
+    # another worker within this time, and only those it had on the wire (or answered in
+    # its last second) are sent twice.
+    push_lease_seconds: float = Field(default=10.0, gt=0)
     # Batches a worker keeps in flight at once (claiming one while others are sent).
     push_concurrency: int = Field(default=4, ge=1, le=64)
     # How long push attempts are kept for the admin API and stats.
@@ -112,6 +115,13 @@ class Settings(BaseSettings):
     trusted_proxies: Networks = ()
     # The header those proxies set; only that one is read (the other may be forged).
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    # --- push worker watchdog (issue 7 section 1) ---
+    # Pushes due but none sent (nor even tried) for this long: the push worker is stalled
+    # or not running. Logged as an error by the worker, `stalled` in GET /api/v1/push/stats,
+    # passhouse_push_stalled in /metrics. A healthy worker is never silent that long: its
+    # longest wait is a connect plus a request timeout (20 s by default); a minute is still
+    # short enough to page someone before anyone misses an update.
+    push_stall_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("public_url")
     @classmethod

@@ -1,14 +1,18 @@
 """The push worker: claim due pushes, send them, record what APNs answered.
 
-Each batch is claimed in one short transaction (its rows leased), sent outside any
-transaction, and finished in one transaction. Several batches are in flight at once so
-the database round trips overlap with sending.
+Each batch is claimed in one short transaction (its rows leased) and sent outside any
+transaction. While it is in flight a heartbeat records the answers that came back and
+renews the lease of the pushes still out, so the lease can be short and a crash repeats
+only what was on the wire; the rest is recorded in one transaction at the end. Several
+batches are in flight at once so the database round trips overlap with sending. A
+watchdog notices when pushes are due and nothing is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -18,7 +22,13 @@ import sqlalchemy as sa
 import structlog
 
 from passhouse.bootstrap import Runtime
-from passhouse.metrics import APNS_LATENCY, PASS_TYPE_APNS_ERRORS, PUSH_QUEUE_DEPTH, PUSHES
+from passhouse.metrics import (
+    APNS_LATENCY,
+    PASS_TYPE_APNS_ERRORS,
+    PUSH_QUEUE_DEPTH,
+    PUSH_STALLED,
+    PUSHES,
+)
 from passhouse.push.apns import make_sender
 from passhouse.push.pacing import Pacer
 from passhouse.push.sender import NOT_SENT, PushOutcome, PushResult, PushSender
@@ -49,11 +59,47 @@ def batch_size(settings: Settings, pacer: Pacer | None) -> int:
     size = settings.push_batch_size
     rate = pacer.slowest_rate if pacer is not None else 0.0
     if rate > 0:
-        # A paced batch must finish well within its lease, or another worker takes it too;
-        # the lanes of a worker share one pacer, so their batches wait for each other.
+        # Pushes waiting for the pacer are held from other workers: keep a paced batch to
+        # about a quarter of a lease. The lanes of a worker share one pacer, so their
+        # batches wait for each other.
         budget = rate * settings.push_lease_seconds / (4 * settings.push_concurrency)
         size = min(size, max(1, int(budget)))
     return size
+
+
+class _Batch:
+    """A claimed batch while it is sent: the pushes still out and the answers not yet
+    recorded."""
+
+    def __init__(self, claimed: Sequence[ClaimedPush]) -> None:
+        self.out = {job.id: job for job in claimed}
+        self.answered: list[tuple[ClaimedPush, PushResult]] = []
+        self.last_answer = self.renewed_at = time.monotonic()
+
+    def answer(self, job: ClaimedPush, result: PushResult) -> None:
+        del self.out[job.id]
+        self.answered.append((job, result))
+        self.last_answer = time.monotonic()
+
+    def take(self) -> list[tuple[ClaimedPush, PushResult]]:
+        answered, self.answered = self.answered, []
+        return answered
+
+    def put_back(self, answered: list[tuple[ClaimedPush, PushResult]]) -> None:
+        self.answered[:0] = answered
+
+
+class Watchdog:
+    """This worker's batches in flight, to tell a stuck worker from a busy one."""
+
+    def __init__(self, stall_seconds: float) -> None:
+        self.stall_seconds = stall_seconds
+        self.batches: set[_Batch] = set()
+
+    def stuck_batches(self) -> int:
+        """Batches in flight that have had no answer at all for the stall time."""
+        now = time.monotonic()
+        return sum(1 for b in self.batches if now - b.last_answer >= self.stall_seconds)
 
 
 async def send_due_pushes(
@@ -64,6 +110,7 @@ async def send_due_pushes(
     pacer: Pacer | None = None,
     limit: int | None = None,
     stop: asyncio.Event | None = None,
+    watchdog: Watchdog | None = None,
 ) -> int:
     """Claim one batch of due pushes, send it, and finish it; returns how many were claimed.
 
@@ -79,9 +126,63 @@ async def send_due_pushes(
         )
     if not claimed:
         return 0
-    results = await asyncio.gather(*(_send(sender, pacer, job, stop) for job in claimed))
-    await _finish(database, sender, settings, claimed, results)
+    batch = _Batch(claimed)
+
+    async def send(job: ClaimedPush) -> None:
+        batch.answer(job, await _send(sender, pacer, job, stop))
+
+    sent = asyncio.Event()
+    heartbeat = asyncio.create_task(_heartbeat(database, sender, settings, batch, sent))
+    if watchdog is not None:
+        watchdog.batches.add(batch)
+    try:
+        await asyncio.gather(*(send(job) for job in claimed))
+    finally:
+        sent.set()
+        await heartbeat  # never mid-transaction when the batch is finished below
+        if watchdog is not None:
+            watchdog.batches.discard(batch)
+    await _finish(database, sender, settings, batch.take())
     return len(claimed)
+
+
+def heartbeat_seconds(settings: Settings) -> float:
+    # Also how often answers are recorded mid-batch: at most this much sending is
+    # repeated after a crash, besides what was on the wire.
+    return min(1.0, settings.push_lease_seconds / 4)
+
+
+async def _heartbeat(
+    database: Database,
+    sender: PushSender,
+    settings: Settings,
+    batch: _Batch,
+    sent: asyncio.Event,
+) -> None:
+    """Until the batch is sent: record its answers so far and renew the lease of the rest."""
+    while not sent.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(heartbeat_seconds(settings)):
+                await sent.wait()
+        if sent.is_set():
+            return
+        answered = batch.take()
+        now = time.monotonic()
+        # Renewed with two thirds of the lease still to go: margin for a late heartbeat,
+        # and no UPDATE of the whole batch every second. A batch with no answer for the
+        # stall time is stuck (the watchdog says so): its lease is left to run out, so
+        # that another worker can send its pushes.
+        stuck = now - batch.last_answer >= settings.push_stall_seconds
+        renewing = not stuck and now - batch.renewed_at >= settings.push_lease_seconds / 3
+        renew = list(batch.out) if renewing else []
+        try:
+            await _finish(database, sender, settings, answered, renew=renew)
+        except Exception:  # the database went away: keep the answers for the next try
+            batch.put_back(answered)
+            log.warning("push_heartbeat_failed", exc_info=True)
+        else:
+            if renewing:
+                batch.renewed_at = now
 
 
 async def _send(
@@ -119,9 +220,13 @@ async def _finish(
     database: Database,
     sender: PushSender,
     settings: Settings,
-    claimed: Sequence[ClaimedPush],
-    results: Sequence[PushResult],
+    answered: Sequence[tuple[ClaimedPush, PushResult]],
+    *,
+    renew: Sequence[int] = (),
 ) -> None:
+    """Record answers in one transaction, and renew the lease of the `renew` job ids."""
+    if not answered and not renew:
+        return
     now = _now_ms()
     done: list[ClaimedPush] = []
     gone: list[tuple[ClaimedPush, int]] = []
@@ -129,14 +234,13 @@ async def _finish(
     held: list[int] = []
     blocked: dict[str, str] = {}
     attempts: list[dict[str, Any]] = []
-    for job, result in zip(claimed, results, strict=True):
+    counted: list[PushResult] = []
+    for job, result in answered:
         if result.status is None and result.reason == NOT_SENT:
             held.append(job.id)  # shutting down: due again at once, attempts unchanged
             continue
         outcome = result.outcome
-        PUSHES.labels(outcome.value).inc()
-        if result.status is not None:
-            APNS_LATENCY.observe(result.latency)
+        counted.append(result)
         stored = push_jobs.DELIVERED
         if outcome is PushOutcome.DELIVERED:
             done.append(job)
@@ -170,6 +274,9 @@ async def _finish(
             }
         )
     async with database.transaction() as conn:
+        await push_jobs.renew_lease(
+            conn, renew, until_ms=now + int(settings.push_lease_seconds * 1000)
+        )
         for job, unregistered_at in gone:
             await push_jobs.forget_push_token(
                 conn, job.push_token, job.pass_type_id, unregistered_at_ms=unregistered_at
@@ -180,6 +287,11 @@ async def _finish(
         for pass_type_id, reason in blocked.items():
             await push_jobs.set_apns_error(conn, pass_type_id, reason, now_ms=now)
         await push_jobs.record_attempts(conn, attempts)
+    # Counted once recorded: the answers of a heartbeat that failed are recorded again.
+    for result in counted:
+        PUSHES.labels(result.outcome.value).inc()
+        if result.status is not None:
+            APNS_LATENCY.observe(result.latency)
     for pass_type_id, reason in blocked.items():
         PASS_TYPE_APNS_ERRORS.labels(pass_type_id).set(1)
         log.error(
@@ -209,6 +321,26 @@ async def _housekeeping(database: Database, settings: Settings) -> None:
         await push_jobs.prune_attempts(
             conn, older_than_ms=now - settings.push_attempts_keep_seconds * 1000
         )
+
+
+def watchdog_seconds(settings: Settings) -> float:
+    return min(HOUSEKEEPING_SECONDS, settings.push_stall_seconds / 4)
+
+
+async def _stall_reason(database: Database, settings: Settings, watchdog: Watchdog) -> str | None:
+    """Why sending counts as stalled, or None: a batch of this worker has had no answer
+    for the stall time, or (whoever should send them) pushes are due and none is sent."""
+    stuck = watchdog.stuck_batches()
+    if stuck:
+        return (
+            f"{stuck} batch(es) of pushes in flight have had no answer for"
+            f" {settings.push_stall_seconds:g} s; their leases are left to run out"
+        )
+    async with database.reader() as conn:
+        progress = await push_jobs.push_progress(
+            conn, now_ms=_now_ms(), stall_seconds=settings.push_stall_seconds
+        )
+    return None if progress.ok else progress.reason
 
 
 class _Doorbell:
@@ -289,11 +421,14 @@ async def run_worker(
     sender = sender or make_sender(settings, database, runtime.sealer)
     pacer = Pacer(settings.push_rate_per_second, settings.push_rate_per_pass_type)
     doorbell = _Doorbell(database, settings)
+    watchdog = Watchdog(settings.push_stall_seconds)
 
     async def lane() -> None:
         while not stop.is_set():
             try:
-                claimed = await send_due_pushes(database, sender, settings, pacer=pacer, stop=stop)
+                claimed = await send_due_pushes(
+                    database, sender, settings, pacer=pacer, stop=stop, watchdog=watchdog
+                )
             except Exception:  # the database went away: log, wait, carry on
                 log.exception("push_batch_failed")
                 claimed = 0
@@ -331,12 +466,46 @@ async def run_worker(
                 async with asyncio.timeout(HOUSEKEEPING_SECONDS):
                     await stop.wait()
 
+    async def watch() -> None:
+        stalled = False
+        logged_at = -math.inf
+        while not stop.is_set():
+            # Waiting first: a worker starting on a backlog needs a moment to record its
+            # first attempts before "due and nothing sent" means anything.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(watchdog_seconds(settings)):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            try:
+                reason = await _stall_reason(database, settings, watchdog)
+            except Exception:
+                log.exception("push_watchdog_failed")
+                reason = None
+            PUSH_STALLED.set(1 if reason else 0)
+            now = time.monotonic()
+            if reason and now - logged_at >= settings.push_stall_seconds:
+                logged_at = now
+                log.error(
+                    "push_worker_stalled",
+                    reason=reason,
+                    action="pushes are not being sent; see GET /api/v1/push/stats",
+                )
+            elif stalled and not reason:
+                logged_at = -math.inf
+                log.warning("push_worker_sending_again")
+            stalled = bool(reason)
+
     async def stop_sending_on_stop() -> None:
         await stop.wait()
         sender.stop_sending()
 
     log.info("push_worker_started", lanes=settings.push_concurrency, dialect=database.dialect)
-    background = [asyncio.create_task(housekeeping()), asyncio.create_task(stop_sending_on_stop())]
+    background = [
+        asyncio.create_task(housekeeping()),
+        asyncio.create_task(watch()),
+        asyncio.create_task(stop_sending_on_stop()),
+    ]
     if not database.is_sqlite:
         background.append(asyncio.create_task(doorbell.listen(stop)))
     try:

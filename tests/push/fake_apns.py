@@ -87,6 +87,7 @@ class FakeApns:
     port: int = 0
     _server: asyncio.Server | None = None
     _open: set[asyncio.Transport] = field(default_factory=set)
+    _silent: set[asyncio.Transport] = field(default_factory=set)
 
     def answer(self, token: str, *answers: Answer) -> None:
         """Script the answers for one token, in order; the last one repeats."""
@@ -123,11 +124,21 @@ class FakeApns:
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    def go_silent(self) -> None:
+        """Stop reading and answering on the open connections, as a peer that vanished
+        without closing them (new connections are served as usual)."""
+        for transport in self._open:
+            transport.pause_reading()
+            self._silent.add(transport)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
             for transport in list(self._open):
                 transport.close()
+            for transport in self._silent:
+                transport.abort()  # a silent side never reads the TLS goodbye
+            self._silent.clear()
             await self._server.wait_closed()
 
 

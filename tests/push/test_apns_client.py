@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from passhouse.push.apns import ApnsSender, make_sender
+from passhouse.push.apns import ApnsConnectionError, ApnsSender, _Pool, client_context, make_sender
 from passhouse.push.sender import PushOutcome
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
@@ -133,6 +134,19 @@ async def test_a_slow_server_gives_a_retryable_timeout(
     assert (result.status, result.reason, result.outcome) == (None, "Timeout", PushOutcome.RETRY)
 
 
+async def test_a_connection_gone_silent_is_replaced_after_one_timeout(
+    sender: ApnsSender, fake_apns: FakeApns, settings: Settings
+) -> None:
+    first = await sender.send(TOKEN, PASS_TYPE_ID)
+    fake_apns.go_silent()
+
+    lost = await sender.send("cd" * 32, PASS_TYPE_ID)
+    after = await sender.send("ef" * 32, PASS_TYPE_ID)
+
+    assert (first.status, lost.reason, after.status) == (200, "Timeout", 200)
+    assert fake_apns.connections == 2
+
+
 async def test_an_unreachable_server_gives_a_retryable_connection_error(
     database: Database, settings: Settings, sealer: Sealer, pki: Pki, fake_apns: FakeApns
 ) -> None:
@@ -196,3 +210,48 @@ async def test_a_push_for_a_deleted_pass_type_is_rejected_not_blocked(
 
     assert (result.reason, result.outcome) == ("UnknownPassType", PushOutcome.REJECTED)
     assert fake_apns.received == []
+
+
+def _pool(settings: Settings, pki: Pki, port: int) -> _Pool:
+    context = client_context(pki.ca_file, pki.credentials.cert_pem, pki.credentials.key_pem)
+    return _Pool(("127.0.0.1", port), context, settings, None)
+
+
+async def _ten_acquires(pool: _Pool, within: float) -> list[BaseException | object]:
+    async with asyncio.timeout(within):
+        return await asyncio.gather(*(pool.acquire() for _ in range(10)), return_exceptions=True)
+
+
+async def test_acquire_with_nothing_listening_fails_every_caller_promptly(
+    settings: Settings, pki: Pki
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    pool = _pool(settings, pki, port)
+
+    # Refused at once: the 8 callers waiting for the 2 opens must hear of their failure.
+    results = await _ten_acquires(pool, within=settings.apns_connect_timeout_seconds)
+
+    assert [type(r) for r in results] == [ApnsConnectionError] * 10
+    again = await _ten_acquires(pool, within=settings.apns_connect_timeout_seconds)
+    assert [type(r) for r in again] == [ApnsConnectionError] * 10
+
+
+async def test_acquire_against_a_server_that_never_answers_is_bounded(
+    settings: Settings, pki: Pki
+) -> None:
+    silent = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    quick = settings.model_copy(update={"apns_connect_timeout_seconds": 0.3})
+    pool = _pool(quick, pki, port)
+
+    try:
+        started = time.monotonic()
+        results = await _ten_acquires(pool, within=10)
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+
+    assert [type(r) for r in results] == [ApnsConnectionError] * 10
+    assert elapsed >= 0.3  # the TLS handshake was really waited for

@@ -14,12 +14,13 @@ import pytest
 import sqlalchemy as sa
 
 import passhouse.storage.push_jobs as jobs
+from passhouse.bootstrap import Runtime
 from passhouse.push.apns import ApnsSender, make_sender
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
-from passhouse.storage.tables import pass_types, registrations
-from passhouse.worker import send_due_pushes
+from passhouse.storage.tables import pass_types, push_jobs, registrations
+from passhouse.worker import heartbeat_seconds, run_worker, send_due_pushes
 from push import fake_apns as fake
 from push.conftest import PASS_TYPE_ID, Pki, add_real_pass_type, requires_postgres
 from push.fake_apns import FakeApns
@@ -133,6 +134,67 @@ async def test_a_403_holds_pushes_until_the_certificate_is_replaced(
     assert set(fake_apns.tokens()) == set(world.tokens)
 
 
+async def test_the_worker_sends_again_after_every_apns_outage_without_a_restart(
+    database: Database, settings: Settings, fake_apns: FakeApns, pki: Pki, sealer: Sealer
+) -> None:
+    patient = settings.model_copy(
+        update={
+            "push_max_attempts": 1000,
+            "push_backoff_base_seconds": 0.2,
+            "push_backoff_max_seconds": 1.0,
+        }
+    )
+    async with database.transaction() as conn:
+        await add_real_pass_type(conn, pki)
+        world = await make_world(conn, PASS_TYPE_ID, passes_count=50)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_worker(Runtime(settings=patient, database=database, sealer=sealer), stop)
+    )
+
+    async def enqueue() -> None:
+        async with database.transaction() as conn:
+            await jobs.enqueue_for_template(conn, world.template_id, now_ms=int(time.time() * 1000))
+
+    async def all_failed_once() -> bool:
+        async with database.reader() as conn:
+            attempts = (await conn.execute(sa.select(push_jobs.c.attempts))).scalars().all()
+        return len(attempts) == 50 and min(attempts) >= 1
+
+    def delivered_since(start: int) -> Callable[[], bool]:
+        def check() -> bool:
+            received = fake_apns.received[start:]
+            return {p.token for p in received if p.status == 200} == set(world.tokens)
+
+        return check
+
+    try:
+        # Connections open and in use first, as on a running server.
+        await enqueue()
+        await _eventually(delivered_since(0), 20, "warm-up")
+        for cycle in range(1, 6):
+            await fake_apns.close()
+            await enqueue()
+            deadline = time.monotonic() + 30
+            while not await all_failed_once():
+                assert time.monotonic() < deadline, f"cycle {cycle}: pushes not tried while down"
+                await asyncio.sleep(0.05)
+            start = len(fake_apns.received)
+            await fake_apns.start()
+            up = time.monotonic()
+
+            # Each push is due again within the longest backoff; 10 s more for a busy host.
+            within = patient.push_backoff_max_seconds + 10
+            await _eventually(
+                delivered_since(start), within, f"cycle {cycle}: every push after APNs came back"
+            )
+            assert time.monotonic() - up < within
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 20)
+    assert await _depth(database) == 0
+
+
 # --- separate worker processes (PostgreSQL) ----------------------------------------------
 
 
@@ -188,7 +250,7 @@ async def test_several_workers_share_the_queue_and_send_each_push_once(
     assert await _depth(database) == 0
 
 
-async def test_kill_9_mid_fan_out_loses_no_push(
+async def test_kill_9_mid_fan_out_loses_no_push_and_repeats_only_the_last_moment(
     database: Database,
     database_url: str,
     settings: Settings,
@@ -198,28 +260,41 @@ async def test_kill_9_mid_fan_out_loses_no_push(
 ) -> None:
     requires_postgres(database)
     world = await _world(database, pki, 400)
+    # The default lease; one connection of 5 streams makes the in-flight count known.
     env = _worker_env(
         settings,
         database_url,
-        PASSHOUSE_PUSH_LEASE_SECONDS="3",
         PASSHOUSE_APNS_CONNECTIONS_PER_PASS_TYPE="1",
         PASSHOUSE_APNS_STREAMS_PER_CONNECTION="5",
     )
-    fake_apns.delay = 0.1  # about 50 pushes a second: the kill lands mid fan-out
+    defaults = Settings(_env_file=None)
+    fake_apns.delay = 0.1  # 50 pushes a second: the kill lands mid-batch, 6 s into it
 
     first = await _start_worker(env, tmp_path, "first")
-    await _eventually(lambda: fake_apns.count >= 60, 30, "the fan-out to start")
+    await _eventually(lambda: fake_apns.count >= 300, 60, "the fan-out to be well under way")
     first.kill()
     await first.wait()
+    killed_at = time.monotonic()
     sent_before_kill = fake_apns.count
     fake_apns.delay = 0.0
     second = await _start_worker(env, tmp_path, "second")
     try:
-        await _eventually(lambda: set(fake_apns.tokens()) >= set(world.tokens), 60, "recovery")
+        await _eventually(lambda: set(fake_apns.tokens()) >= set(world.tokens), 90, "recovery")
+        recovered_after = time.monotonic() - killed_at
+        await asyncio.sleep(0.5)  # any late duplicate would arrive now
     finally:
         second.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(second.wait(), 20)
 
+    tokens = fake_apns.tokens()
+    repeated = len(tokens) - len(set(tokens))
     assert sent_before_kill < len(world.tokens)
+    # The dead worker's lease (10 s) runs out within 10 s of the kill; 10 s more for
+    # starting a worker on a busy host. A whole-batch lease of 60 s took over a minute.
+    assert defaults.push_lease_seconds == 10
+    assert recovered_after < defaults.push_lease_seconds + 10
+    # Only what was unrecorded at the kill goes out twice: the 5 on the wire and at most
+    # one heartbeat's worth of answers (50/s); the whole batch sent so far was 300.
+    assert repeated <= 5 + 50 * heartbeat_seconds(defaults) + 20
     assert code == 0
     assert await _depth(database) == 0

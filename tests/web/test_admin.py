@@ -22,7 +22,7 @@ from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.pkpass.devcerts import DevCredentials, issue_server_certificate
 from passhouse.storage import api_keys
-from passhouse.storage.tables import pass_types, passes, push_jobs, templates
+from passhouse.storage.tables import pass_types, passes, push_attempts, push_jobs, templates
 from passhouse.worker import send_due_pushes
 from test_worker import RecordingSender
 
@@ -937,6 +937,41 @@ async def test_push_stats_answer_json(admin: httpx.AsyncClient) -> None:
 
     assert stats.status_code == 200
     assert isinstance(stats.json(), dict)
+
+
+async def test_pushes_due_with_none_sent_show_as_stalled_in_stats_and_metrics(
+    admin: httpx.AsyncClient, client: httpx.AsyncClient, runtime: Runtime, pass_type: str
+) -> None:
+    # No worker runs here: a push that has been due for twice the stall time, nothing sent.
+    now = issuing.now_ms()
+    stall_ms = int(runtime.settings.push_stall_seconds * 1000)
+    async with runtime.database.transaction() as conn:
+        await conn.execute(
+            push_jobs.insert().values(
+                push_token="ab" * 32,
+                pass_type_id=pass_type,
+                due_at_ms=now - 2 * stall_ms,
+                created_at_ms=now - 2 * stall_ms,
+            )
+        )
+
+    stalled = (await admin.get("/api/v1/push/stats")).json()
+    stalled_metrics = (await client.get("/metrics")).text
+    async with runtime.database.transaction() as conn:
+        await conn.execute(
+            push_attempts.insert().values(
+                push_token="cd" * 32, pass_type_id=pass_type, outcome="delivered", at_ms=now
+            )
+        )
+    sending = (await admin.get("/api/v1/push/stats")).json()
+    sending_metrics = (await client.get("/metrics")).text
+
+    assert stalled["stalled"] is True
+    assert "is a push worker running" in stalled["stall_reason"]
+    assert stalled["oldest_due_age_seconds"] >= 2 * runtime.settings.push_stall_seconds
+    assert "\npasshouse_push_stalled 1.0\n" in stalled_metrics
+    assert (sending["stalled"], sending["stall_reason"]) == (False, None)
+    assert "\npasshouse_push_stalled 0.0\n" in sending_metrics
 
 
 # --- device logs, service endpoints -----------------------------------------------------

@@ -254,6 +254,7 @@ class _Connection(asyncio.Protocol):
         self._stream_limit = stream_limit
         self._on_change = on_change
         self._transport: asyncio.Transport | None = None
+        self._last_received = time.monotonic()
         self._settings_received = asyncio.Event()
         self._window_open = asyncio.Event()
         self._window_open.set()
@@ -282,6 +283,7 @@ class _Connection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        self._last_received = time.monotonic()
         try:
             events = self.h2.receive_data(data)
         except H2Error as error:
@@ -336,24 +338,31 @@ class _Connection(asyncio.Protocol):
         future: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         self.h2.in_flight = len(self.streams)  # open before this one
         self.streams[stream_id] = _Stream(future)
+        sent_at = time.monotonic()
         try:
-            self.h2.send_headers(stream_id, headers)
-            # `{}` fits any window a server can advertise but a zero one; wait if so.
-            while self.h2.local_flow_control_window(stream_id) < len(BODY):
-                self._window_open.clear()
-                self._flush()
-                await self._window_open.wait()
-                if not self.usable:
-                    raise ApnsConnectionError("connection closed while waiting for window")
-            self.h2.send_data(stream_id, BODY, end_stream=True)
-            # One TLS record and one write for all the pushes queued in this loop tick.
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop.call_soon(self._flush)
+            # The timeout covers a wait for flow-control window too, not only the answer.
             async with asyncio.timeout(within):
+                self.h2.send_headers(stream_id, headers)
+                # `{}` fits any window a server can advertise but a zero one; wait if so.
+                while self.h2.local_flow_control_window(stream_id) < len(BODY):
+                    self._window_open.clear()
+                    self._flush()
+                    await self._window_open.wait()
+                    if not self.usable:
+                        raise ApnsConnectionError("connection closed while waiting for window")
+                self.h2.send_data(stream_id, BODY, end_stream=True)
+                # One TLS record and one write for all the pushes queued in this loop tick.
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    loop.call_soon(self._flush)
                 return await future
         except TimeoutError:
-            self._reset(stream_id)
+            if self._last_received < sent_at:
+                # Not one frame in all that time: the peer is gone without a word (a
+                # dropped NAT entry, a dead host). Every push on it would time out too.
+                self._abandon("no frame from APNs within the request timeout")
+            else:
+                self._reset(stream_id)
             raise
         except H2Error as error:
             self._reset(stream_id)
@@ -371,6 +380,14 @@ class _Connection(asyncio.Protocol):
             except H2Error:
                 pass
             self._transport.close()
+
+    def _abandon(self, why: str) -> None:
+        log.warning("apns_connection_abandoned", reason=why)
+        self.going_away = True
+        self._fail_all(why)
+        if self._transport is not None:
+            self._transport.abort()  # a TLS goodbye would wait for the silent peer
+        self._on_change()
 
     def _reset(self, stream_id: int) -> None:
         if self.closed:
@@ -427,7 +444,14 @@ def _timestamp(body: bytes) -> int | None:
 
 
 class _Pool:
-    """Connections for one pass type's credentials."""
+    """Connections for one pass type's credentials.
+
+    Every wait here is bounded: an open by `apns_connect_timeout_seconds`, a wait for a
+    free stream by that plus `apns_request_timeout_seconds` (the longest a healthy pool
+    keeps a caller waiting). A failed open wakes every waiter, and when no connection is
+    left they fail with the opener's error: the pushes go back to the queue with backoff
+    instead of waiting for an open that nobody is making any more.
+    """
 
     def __init__(
         self,
@@ -441,11 +465,16 @@ class _Pool:
         self._size = settings.apns_connections_per_pass_type
         self._streams = settings.apns_streams_per_connection
         self._connect_timeout = settings.apns_connect_timeout_seconds
+        self._wait_timeout = (
+            settings.apns_connect_timeout_seconds + settings.apns_request_timeout_seconds
+        )
         self.token = token
         self.connections: list[_Connection] = []
         self._opening = 0
         self._changed = asyncio.Condition()
         self._waiting = 0
+        self._failed_opens = 0
+        self._open_error = ""
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -462,6 +491,17 @@ class _Pool:
             self._changed.notify_all()
 
     async def acquire(self) -> _Connection:
+        """A connection with a stream reserved for one request; raises
+        ApnsConnectionError when none can be had in time, SendingStopped when closing."""
+        try:
+            async with asyncio.timeout(self._wait_timeout):
+                return await self._acquire()
+        except TimeoutError:
+            raise ApnsConnectionError(
+                f"no APNs connection free within {self._wait_timeout:g} s"
+            ) from None
+
+    async def _acquire(self) -> _Connection:
         async with self._changed:
             while True:
                 if self._closed:
@@ -478,22 +518,55 @@ class _Pool:
                     best.in_flight += 1
                     return best
                 if grow:
-                    self._opening += 1
-                    self._changed.release()
-                    try:
-                        connection = await self._open()
-                    finally:
-                        await self._changed.acquire()
-                        self._opening -= 1
-                    connection.in_flight += 1
-                    self.connections.append(connection)
-                    self._changed.notify_all()
-                    return connection
+                    return await self._grow()
+                failed_opens = self._failed_opens
                 self._waiting += 1
                 try:
                     await self._changed.wait()
                 finally:
                     self._waiting -= 1
+                if self._failed_opens != failed_opens and not any(
+                    c.usable for c in self.connections
+                ):
+                    raise ApnsConnectionError(self._open_error)
+
+    async def _grow(self) -> _Connection:
+        # Called holding the condition's lock; opens without it, so others can go on.
+        self._opening += 1
+        self._changed.release()
+        connection: _Connection | None = None
+        error = "connection attempt abandoned"
+        try:
+            connection = await self._open()
+        except ApnsConnectionError as failure:
+            error = str(failure)
+            raise
+        finally:
+            # Also on cancellation: a waiter must never wait for an open that has ended.
+            cancelled_again = await self._relock()
+            self._opening -= 1
+            if connection is None:
+                self._failed_opens += 1
+                self._open_error = error
+            else:
+                self.connections.append(connection)
+                if not cancelled_again:  # else nobody is left to release the stream
+                    connection.in_flight += 1
+            self._changed.notify_all()
+            if cancelled_again:
+                raise asyncio.CancelledError
+        return connection
+
+    async def _relock(self) -> bool:
+        # As asyncio.Condition.wait does: the caller's `async with` will release the lock,
+        # so take it back even if cancelled meanwhile; says whether that happened.
+        cancelled = False
+        while True:
+            try:
+                await self._changed.acquire()
+                return cancelled
+            except asyncio.CancelledError:
+                cancelled = True
 
     async def release(self, connection: _Connection) -> None:
         connection.in_flight -= 1
@@ -515,11 +588,14 @@ class _Pool:
                     ssl=self._context,
                     server_hostname=self._host,
                 )
-                ssl_object = transport.get_extra_info("ssl_object")
-                if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+                try:
+                    ssl_object = transport.get_extra_info("ssl_object")
+                    if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+                        raise ApnsConnectionError("server did not agree to HTTP/2 (ALPN h2)")
+                    await connection.wait_ready(self._connect_timeout)
+                except BaseException:
                     transport.close()
-                    raise ApnsConnectionError("server did not agree to HTTP/2 (ALPN h2)")
-                await connection.wait_ready(self._connect_timeout)
+                    raise
         except (OSError, TimeoutError) as error:
             raise ApnsConnectionError(f"cannot connect: {error!r}") from None
         if connection.closed:

@@ -219,6 +219,14 @@ async def release(conn: AsyncConnection, job_ids: Sequence[int], *, now_ms: int)
         )
 
 
+async def renew_lease(conn: AsyncConnection, job_ids: Sequence[int], *, until_ms: int) -> None:
+    """Keep jobs still being sent hidden from other workers until `until_ms`."""
+    if job_ids:
+        await conn.execute(
+            push_jobs.update().where(push_jobs.c.id.in_(list(job_ids))).values(due_at_ms=until_ms)
+        )
+
+
 async def forget_push_token(
     conn: AsyncConnection,
     push_token: str,
@@ -338,13 +346,54 @@ async def recent_attempts_for_pass(
     return [dict(row._mapping) for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class PushProgress:
+    """Whether pushes that are due are being sent, by whichever worker process."""
+
+    ok: bool
+    reason: str
+    # How long the earliest due (unblocked) push has been due; 0 when none is due.
+    oldest_due_age_seconds: float
+    # Since the last push attempt of any outcome; None when none is kept.
+    last_attempt_age_seconds: float | None
+
+
+async def push_progress(
+    conn: AsyncConnection, *, now_ms: int, stall_seconds: float
+) -> PushProgress:
+    """Not ok when a push has been due for `stall_seconds` and no push was attempted
+    within them: no worker runs, or it is stuck. Two indexed lookups, cheap to poll.
+
+    A long paced fan-out keeps pushes due for minutes, but its attempts keep coming; an
+    APNs outage puts pushes in backoff, so they are not due in between.
+    """
+    due = await next_due_at(conn)
+    last = (await conn.execute(sa.select(sa.func.max(push_attempts.c.at_ms)))).scalar()
+    due_age = max(0.0, (now_ms - due) / 1000) if due is not None else 0.0
+    silence = None if last is None else max(0.0, (now_ms - int(last)) / 1000)
+    if due_age < stall_seconds:
+        reason = "no push is waiting" if due_age == 0 else "pushes are being sent"
+        return PushProgress(True, reason, due_age, silence)
+    if silence is not None and silence < stall_seconds:
+        return PushProgress(True, "pushes are being sent", due_age, silence)
+    since = "no push attempt is on record" if silence is None else f"none sent for {silence:.0f} s"
+    reason = (
+        f"pushes have been due for {due_age:.0f} s and {since}: is a push worker running"
+        " (`passhouse worker`, or `passhouse serve` without --no-worker)? Its log says"
+        " why it is stuck."
+    )
+    return PushProgress(False, reason, due_age, silence)
+
+
 async def queue_depth(conn: AsyncConnection) -> int:
     return int((await conn.execute(sa.select(sa.func.count()).select_from(push_jobs))).scalar_one())
 
 
-async def push_stats(conn: AsyncConnection, now_ms: int) -> dict[str, Any]:
+async def push_stats(
+    conn: AsyncConnection, now_ms: int, *, stall_seconds: float = 60.0
+) -> dict[str, Any]:
     """Queue depth, due now, in backoff, sent and failed (within the kept attempt history),
-    oldest pending age, blocked pass types."""
+    oldest pending age, blocked pass types, and whether sending has stalled."""
     queue = (
         await conn.execute(
             sa.select(
@@ -369,7 +418,12 @@ async def push_stats(conn: AsyncConnection, now_ms: int) -> dict[str, Any]:
             key = reason or "unknown"
             failed_by_reason[key] = failed_by_reason.get(key, 0) + int(count)
     blocked = await blocked_pass_types(conn)
+    progress = await push_progress(conn, now_ms=now_ms, stall_seconds=stall_seconds)
     return {
+        "stalled": not progress.ok,
+        "stall_reason": None if progress.ok else progress.reason,
+        "oldest_due_age_seconds": progress.oldest_due_age_seconds,
+        "last_attempt_age_seconds": progress.last_attempt_age_seconds,
         "queue_depth": int(depth),
         "due_now": int(due_now),
         "in_backoff": int(in_backoff),

@@ -508,8 +508,10 @@ async def list_pushes(pass_type_id: str, serial_number: str, conn: ReadConn) -> 
 
 
 @router.get("/push/stats", tags=["push"])
-async def push_stats(conn: ReadConn) -> dict[str, Any]:
-    return await push_jobs.push_stats(conn, issuing.now_ms())
+async def push_stats(conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
+    return await push_jobs.push_stats(
+        conn, issuing.now_ms(), stall_seconds=runtime.settings.push_stall_seconds
+    )
 
 
 @router.get("/device-logs", tags=["devices"])

@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from passhouse import __version__
 from passhouse.bootstrap import Runtime
-from passhouse.issuing import PassBuilder
-from passhouse.metrics import PUSH_QUEUE_DEPTH
+from passhouse.issuing import PassBuilder, now_ms
+from passhouse.metrics import PUSH_QUEUE_DEPTH, PUSH_STALLED
 from passhouse.storage import push_jobs
 from passhouse.web import admin, dashboard, share
 from passhouse.web.errors import EXCEPTION_HANDLERS
@@ -78,6 +78,10 @@ def create_app(
         # The queue is shared by every process: read its depth when scraped.
         async with runtime.database.reader() as conn:
             PUSH_QUEUE_DEPTH.set(await push_jobs.queue_depth(conn))
+            progress = await push_jobs.push_progress(
+                conn, now_ms=now_ms(), stall_seconds=settings.push_stall_seconds
+            )
+        PUSH_STALLED.set(0 if progress.ok else 1)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.router.routes.append(Route("/metrics", metrics, include_in_schema=False))
