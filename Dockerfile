@@ -27,8 +27,9 @@ USER 10001:10001
 WORKDIR /var/lib/passhouse
 VOLUME ["/var/lib/passhouse"]
 EXPOSE 8000
-# Readiness: 200 once the database answers and the schema is at head; 503 otherwise.
-# (Liveness, for orchestrators that restart processes, is /livez.) The image has no curl.
+# Readiness: 200 while the database answers, the schema is at head and pushes are sent
+# (the default command runs a worker too); 503 otherwise. Liveness, for orchestrators
+# that restart processes, is /livez. The image has no curl.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"]
 ENTRYPOINT ["passhouse"]

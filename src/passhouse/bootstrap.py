@@ -8,6 +8,7 @@ from pathlib import Path
 
 from passhouse.errors import ConfigurationError
 from passhouse.pkpass.template import TemplateLimits
+from passhouse.preflight import check_data_dir
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
@@ -41,6 +42,7 @@ def resolve_secret_key(settings: Settings) -> str:
             "PASSHOUSE_SECRET_KEY is not set; it encrypts private keys at rest and is required "
             "when PASSHOUSE_DEV_MODE is false."
         )
+    check_data_dir(settings)
     return _read_or_create(settings.data_dir / "secret_key", lambda: secrets.token_urlsafe(32))
 
 
@@ -58,7 +60,10 @@ def _read_or_create(path: Path, make: object) -> str:
 def open_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
     try:
         database = Database(
-            settings.database_url, pool_size=pool_size, hot_pool_size=settings.database_pool_size
+            settings.database_url,
+            pool_size=pool_size,
+            hot_pool_size=settings.database_pool_size,
+            connect_timeout=settings.database_connect_timeout_seconds,
         )
     except ValueError as error:
         raise ConfigurationError(f"PASSHOUSE_DATABASE_URL is not usable: {error}.") from None

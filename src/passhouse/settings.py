@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     # longest wait is a connect plus a request timeout (20 s by default); a minute is still
     # short enough to page someone before anyone misses an update.
     push_stall_seconds: float = Field(default=60.0, gt=0)
+    # --- database faults and startup checks (issue 7, section 5) ---
+    # Seconds to wait for a new database connection before giving up (a 503 for a
+    # request, one sentence at start). A database behind a network partition drops
+    # packets instead of refusing: without this every request would wait the driver's
+    # 60 s. 10 s is far above a healthy connect (milliseconds) yet below a client's patience.
+    database_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @field_validator("public_url")
     @classmethod

@@ -35,6 +35,7 @@ from passhouse.push.sender import NOT_SENT, PushOutcome, PushResult, PushSender
 from passhouse.settings import Settings
 from passhouse.storage import pass_types, push_jobs
 from passhouse.storage.database import Database
+from passhouse.storage.faults import database_fault
 from passhouse.storage.push_jobs import ClaimedPush
 
 log = structlog.get_logger("passhouse.worker")
@@ -395,7 +396,10 @@ class _Doorbell:
                         async with asyncio.timeout(1.0):
                             await stop.wait()
             except (OSError, asyncpg.PostgresError) as error:
-                log.warning("push_listen_failed", error=str(error))
+                if (fault := database_fault(error)) is not None:
+                    self._database.outages.report(fault, error)
+                else:
+                    log.warning("push_listen_failed", error=str(error))
             finally:
                 self._listening = False
                 if connection is not None and not connection.is_closed():
@@ -429,15 +433,15 @@ async def run_worker(
                 claimed = await send_due_pushes(
                     database, sender, settings, pacer=pacer, stop=stop, watchdog=watchdog
                 )
-            except Exception:  # the database went away: log, wait, carry on
-                log.exception("push_batch_failed")
+            except Exception as error:  # the database went away: log, wait, carry on
+                _log_failure(database, "push_batch_failed", error)
                 claimed = 0
                 await asyncio.sleep(1.0)
             if not claimed:
                 try:
                     await doorbell.wait_for_work(stop)
-                except Exception:
-                    log.exception("push_poll_failed")
+                except Exception as error:
+                    _log_failure(database, "push_poll_failed", error)
                     await asyncio.sleep(1.0)
 
     fingerprints: dict[str, str] = {}
@@ -460,8 +464,8 @@ async def run_worker(
             try:
                 await _housekeeping(database, settings)
                 await reload_replaced_credentials()
-            except Exception:
-                log.exception("push_housekeeping_failed")
+            except Exception as error:
+                _log_failure(database, "push_housekeeping_failed", error)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HOUSEKEEPING_SECONDS):
                     await stop.wait()
@@ -515,3 +519,12 @@ async def run_worker(
         await asyncio.gather(*background, return_exceptions=True)
         await sender.aclose()
         log.info("push_worker_stopped")
+
+
+def _log_failure(database: Database, event: str, error: Exception) -> None:
+    """A database outage is logged once, by database.outages; anything else in full."""
+    fault = database_fault(error)
+    if fault is None:
+        log.error(event, exc_info=error)
+    else:
+        database.outages.report(fault, error)

@@ -15,7 +15,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse import devmode, examples, issuing
+from passhouse import devmode, examples, issuing, preflight
 from passhouse.bootstrap import Runtime, open_runtime, template_limits
 from passhouse.errors import PasshouseError
 from passhouse.pkpass.errors import PkpassError
@@ -44,6 +44,10 @@ def load_settings(**overrides: Any) -> Settings:
             problems.append(f"{name}: {item['msg']}")
         raise click.ClickException("invalid configuration: " + "; ".join(problems)) from None
     _check_sqlite_folder(settings.database_url)
+    try:
+        preflight.check_files(settings)
+    except PasshouseError as error:
+        raise click.ClickException(error.message) from None
     return settings
 
 
@@ -115,12 +119,18 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def in_transaction(
-    settings: Settings, action: Callable[[Runtime, AsyncConnection], Awaitable[T]]
+    settings: Settings,
+    action: Callable[[Runtime, AsyncConnection], Awaitable[T]],
+    *,
+    check_secret_key: bool = True,
 ) -> T:
     """Open the database (migrating it first), run one transaction, close."""
     runtime = open_runtime(settings)
     try:
+        await preflight.check_database(runtime)
         await migrate.upgrade(runtime.database)
+        if check_secret_key:
+            await preflight.check_secret_key(runtime)
         async with runtime.database.transaction() as conn:
             return await action(runtime, conn)
     finally:
@@ -190,13 +200,16 @@ async def _prepare(runtime: Runtime, *, migrate_schema: bool) -> _Prepared:
     prepared = _Prepared()
     settings = runtime.settings
     try:
+        await preflight.check_database(runtime)
         if migrate_schema:
             await migrate.upgrade(runtime.database)
         elif await migrate.current_revision(runtime.database) != migrate.head_revision():
             raise click.ClickException(
                 "the database schema is not up to date: run `passhouse migrate` first."
             )
+        await preflight.check_secret_key(runtime)
         if settings.dev_mode:
+            preflight.check_data_dir(settings)
             async with runtime.database.transaction() as conn:
                 prepared.dev = await devmode.ensure_dev_setup(
                     conn, runtime.sealer, settings.data_dir
@@ -252,20 +265,41 @@ def _print_banner(
 
 @click.command("migrate")
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option(
+    "--downgrade",
+    is_flag=True,
+    help="Allow going back to an older revision (drops what newer ones added; base drops all).",
+)
 @uses_database
-def migrate_command(revision: str) -> None:
+def migrate_command(revision: str, downgrade: bool) -> None:
     """Apply database migrations (safe to run while other processes run)."""
     settings = load_settings()
+    try:
+        target = migrate.resolve_revision(revision)
+    except migrate.UnknownRevision as error:
+        raise click.ClickException(str(error)) from None
 
     async def apply() -> str | None:
         runtime = open_runtime(settings)
         try:
-            await migrate.upgrade(runtime.database, revision)
+            await preflight.check_database(runtime)
+            current = await migrate.current_revision(runtime.database)
+            if not migrate.is_older(target, current):
+                await migrate.upgrade(runtime.database, target or "base")
+            elif downgrade:
+                await migrate.downgrade(runtime.database, target or "base")
+            else:
+                raise click.ClickException(
+                    f"the database is at revision {current}; going back to {target or 'base'} "
+                    f"drops what later revisions added{' (every table)' if target is None else ''}"
+                    ": add --downgrade to do it."
+                )
             return await migrate.current_revision(runtime.database)
         finally:
             await runtime.database.dispose()
 
-    click.echo(f"database at revision {run(apply())}")
+    reached = run(apply())
+    click.echo(f"database at revision {reached or 'base (no tables)'}")
 
 
 # --- pass types -------------------------------------------------------------------------
@@ -322,7 +356,11 @@ def pass_type_add(
     async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[str, bool, list[str]]:
         return await issuing.save_pass_type(conn, runtime.sealer, credentials, wwdr_option="--wwdr")
 
-    pass_type_id, created, warnings = run(in_transaction(load_settings(), action))
+    # Not refused for keys sealed with another secret key: adding the certificate again
+    # is how those are replaced.
+    pass_type_id, created, warnings = run(
+        in_transaction(load_settings(), action, check_secret_key=False)
+    )
     click.echo(f"{'added' if created else 'replaced certificate of'} pass type {pass_type_id}")
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -10,6 +10,7 @@ import click
 import structlog
 from prometheus_client import start_http_server
 
+from passhouse import preflight
 from passhouse.bootstrap import open_runtime
 from passhouse.cli.server import load_settings, uses_database
 from passhouse.errors import PasshouseError
@@ -63,9 +64,12 @@ async def _run(settings: Settings) -> None:
         raise click.ClickException(error.message) from None
     try:
         try:
+            await preflight.check_database(runtime)
             current = await migrate.current_revision(runtime.database)
-        except OSError as error:
-            raise click.ClickException(f"cannot reach the database: {error}") from None
+            if current == migrate.head_revision():
+                await preflight.check_secret_key(runtime)
+        except PasshouseError as error:
+            raise click.ClickException(error.message) from None
         if current != migrate.head_revision():
             raise click.ClickException(
                 "the database schema is not up to date: run `passhouse migrate` first."

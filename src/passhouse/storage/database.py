@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from passhouse.storage.faults import OutageLog
 from passhouse.storage.hot_path import HotPath, open_hot_path
 
 _READ_ONLY = "passhouse_read_only"
@@ -29,7 +31,14 @@ def async_url(url: str) -> str:
 class Database:
     """The engine plus the two ways in: a write transaction and a read-only connection."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, hot_pool_size: int = 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        hot_pool_size: int = 20,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.url = async_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         kwargs: dict[str, Any] = {}
@@ -38,12 +47,16 @@ class Database:
             # more than a query: under load the pool churned (measured: 8.5 % of server
             # time connecting). A pool sized for the load, without overflow, does not.
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=30)
+            kwargs["connect_args"] = {"timeout": connect_timeout}
         # SQLite allows one writer; writers of this process queue here instead of sleeping
         # in SQLite's busy handler (which made p99 latencies of 1.5 s under load).
         self.write_lock = asyncio.Lock()
         # Device requests' three hottest queries, on the driver itself (see hot_path.py).
         self.hot: HotPath = open_hot_path(
-            self.url, pool_size=hot_pool_size, sqlite_write_lock=self.write_lock
+            self.url,
+            pool_size=hot_pool_size,
+            sqlite_write_lock=self.write_lock,
+            connect_timeout=connect_timeout,
         )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
@@ -54,6 +67,7 @@ class Database:
         if self.dialect == "postgresql":
             read_options["isolation_level"] = "AUTOCOMMIT"
         self._reader = self.engine.execution_options(**read_options)
+        self.outages = OutageLog(self.ping)
 
     @property
     def is_sqlite(self) -> bool:
@@ -68,6 +82,7 @@ class Database:
         else:
             async with self.engine.begin() as connection:
                 yield connection
+        self.outages.write_succeeded()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:
@@ -75,7 +90,12 @@ class Database:
         async with self._reader.connect() as connection:
             yield connection
 
+    async def ping(self) -> None:
+        async with self.reader() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
     async def dispose(self) -> None:
+        await self.outages.close()
         await self.hot.close()
         await self.engine.dispose()
 

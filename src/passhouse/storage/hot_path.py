@@ -134,9 +134,10 @@ _SQLITE_HELD = "SELECT count(*) FROM (SELECT 1 FROM registrations WHERE pass_id 
 
 
 class PostgresHotPath:
-    def __init__(self, dsn: str, *, pool_size: int) -> None:
+    def __init__(self, dsn: str, *, pool_size: int, connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
         self._pool_size = pool_size
+        self._connect_timeout = connect_timeout
         self._pool: Any = None
         self._opening = asyncio.Lock()
 
@@ -146,8 +147,13 @@ class PostgresHotPath:
                 if self._pool is None:
                     import asyncpg  # type: ignore[import-untyped]
 
+                    # No floor: asyncpg keeps one by reconnecting in the background and
+                    # logs a traceback for every failed try while the database is down.
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._pool_size
+                        self._dsn,
+                        min_size=0,
+                        max_size=self._pool_size,
+                        timeout=self._connect_timeout,
                     )
         return self._pool
 
@@ -297,10 +303,12 @@ def _sqlite_register(
     return False
 
 
-def open_hot_path(url: str, *, pool_size: int, sqlite_write_lock: asyncio.Lock) -> HotPath:
+def open_hot_path(
+    url: str, *, pool_size: int, sqlite_write_lock: asyncio.Lock, connect_timeout: float = 10.0
+) -> HotPath:
     """The hot path for a database URL (any of the forms Database accepts)."""
     parsed = make_url(url.replace("postgres://", "postgresql://", 1))
     if parsed.drivername.startswith("sqlite"):
         return SqliteHotPath(parsed.database or ":memory:", sqlite_write_lock)
     dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    return PostgresHotPath(dsn, pool_size=pool_size)
+    return PostgresHotPath(dsn, pool_size=pool_size, connect_timeout=connect_timeout)

@@ -97,3 +97,20 @@ async def credential_fingerprints(conn: AsyncConnection) -> dict[str, str]:
         pass_type_id: hashlib.sha256(f"{cert}|{key_id}|{team}".encode()).hexdigest()
         for pass_type_id, cert, key_id, team in result.all()
     }
+
+
+async def sealed_secrets(conn: AsyncConnection) -> list[tuple[str, bytes]]:
+    """(pass type id, sealed bytes) of every stored private key and APNs key."""
+    result = await conn.execute(
+        sa.select(
+            pass_types.c.pass_type_id,
+            pass_types.c.private_key_encrypted,
+            pass_types.c.apns_key_encrypted,
+        )
+    )
+    return [
+        (row.pass_type_id, sealed)
+        for row in result
+        for sealed in (row.private_key_encrypted, row.apns_key_encrypted)
+        if sealed is not None
+    ]

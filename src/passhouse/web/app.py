@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -22,6 +22,7 @@ from passhouse.metrics import PUSH_QUEUE_DEPTH, PUSH_STALLED
 from passhouse.storage import push_jobs
 from passhouse.web import admin, dashboard, share
 from passhouse.web.errors import EXCEPTION_HANDLERS
+from passhouse.web.health import health_routes
 from passhouse.web.limits import RequestLimits
 from passhouse.web.passkit import PassKitContext, RateLimiter, passkit_router
 
@@ -85,7 +86,7 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.router.routes.append(Route("/metrics", metrics, include_in_schema=False))
-    app.router.routes.append(Route("/healthz", _health, include_in_schema=False))
+    app.router.routes.extend(health_routes(runtime))
     devices = passkit_router(context)
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,7 +96,3 @@ def create_app(
             await app(scope, receive, send)
 
     return RequestLimits(dispatch, max_bytes=settings.max_request_bytes)
-
-
-async def _health(_request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__})

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from passhouse.errors import PasshouseError
 from passhouse.pkpass.errors import PkpassError, TemplateTooLarge
+from passhouse.storage.database import Database
+from passhouse.storage.faults import database_fault
 
 log = structlog.get_logger("passhouse.web")
 
@@ -92,8 +97,34 @@ async def on_unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "Internal error; it has been logged.", code="internal_error")
 
 
+def fault_response(database: Database, error: BaseException) -> Response | None:
+    """A 503 for an outage, a full disk or a read-only database (logged once); else None."""
+    fault = database_fault(error)
+    if fault is None:
+        return None
+    database.outages.report(fault, error)
+    return error_response(
+        503,
+        fault.message,
+        code=fault.value,
+        headers={"Retry-After": str(fault.retry_after_seconds)},
+    )
+
+
+async def on_database_error(request: Request, exc: Exception) -> Response:
+    response = fault_response(request.app.state.runtime.database, exc)
+    return response if response is not None else await on_unexpected_error(request, exc)
+
+
 EXCEPTION_HANDLERS = {
     PasshouseError: on_passhouse_error,
+    # Handled here rather than by the catch-all below, which Starlette re-raises (a
+    # second traceback in the server log for every request of an outage).
+    SQLAlchemyError: on_database_error,
+    OSError: on_database_error,
+    sqlite3.Error: on_database_error,
+    asyncpg.PostgresError: on_database_error,
+    asyncpg.InterfaceError: on_database_error,
     PkpassError: on_pkpass_error,
     HTTPException: on_http_error,
     RequestValidationError: on_validation_error,

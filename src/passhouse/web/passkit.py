@@ -32,7 +32,7 @@ from passhouse.storage import device_logs, passes, registrations
 from passhouse.storage.database import Database
 from passhouse.storage.hot_path import PassAuth, Registered
 from passhouse.web.clients import client_address, limit_key
-from passhouse.web.errors import error_response
+from passhouse.web.errors import error_response, fault_response
 from passhouse.web.limits import BodyTooLarge
 
 log = structlog.get_logger("passhouse.passkit")
@@ -364,10 +364,13 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
                 response = error_response(error.status_code, error.message, code=error.code)
             except PkpassError as error:
                 response = error_response(422, error.message, code="invalid_pass")
-            except Exception:
+            except Exception as error:
                 # These routes sit outside FastAPI's error handlers (see web/app.py).
-                log.exception("device_endpoint_failed", endpoint=endpoint)
-                response = error_response(500, "Internal error; it has been logged.")
+                fault = fault_response(database, error)
+                if fault is None:
+                    log.exception("device_endpoint_failed", endpoint=endpoint)
+                    fault = error_response(500, "Internal error; it has been logged.")
+                response = fault
             latency.observe(time.perf_counter() - started)
             counter = counters.get(response.status_code)
             if counter is None:
