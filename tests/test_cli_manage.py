@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from conftest import PASS_TYPE_ID, SECRET_KEY
+from conftest import PASS_TYPE_ID, SECRET_KEY, TEAM_ID
 from passhouse import examples
 from passhouse.pkpass.bundle import verify_pkpass
 from passhouse.pkpass.devcerts import DevCredentials
@@ -283,3 +283,25 @@ def test_a_download_into_a_missing_folder_is_one_clean_line(
 def _member(pkpass: bytes, name: str) -> bytes:
     with zipfile.ZipFile(io.BytesIO(pkpass)) as archive:
         return archive.read(name)
+
+
+# --- the other list commands --------------------------------------------------------------
+
+
+def test_pass_types_and_api_keys_are_listed_for_scripts(
+    passhouse: CliInvoker, pass_type: str
+) -> None:
+    passhouse.ok("api-key", "create", "--name", "shop")
+    passhouse.ok("api-key", "create", "--name", "old")
+    passhouse.ok("api-key", "revoke", "2")
+
+    types = as_json(passhouse, "pass-type", "list")
+    keys = as_json(passhouse, "api-key", "list")
+
+    assert [(t["pass_type_id"], t["team_id"]) for t in types] == [(PASS_TYPE_ID, TEAM_ID)]
+    assert types[0]["certificate"]["not_after"].startswith("20")
+    assert [p["severity"] for p in types[0]["problems"]] == ["warning"]  # not Apple's WWDR
+    assert [(k["id"], k["name"]) for k in keys] == [(1, "shop"), (2, "old")]
+    assert keys[0]["revoked_at"] is None
+    assert keys[1]["revoked_at"].endswith("Z")
+    assert all(k["prefix"].startswith("ph_") for k in keys)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -367,15 +368,31 @@ def pass_type_add(
 
 
 @pass_type_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of lines.")
 @uses_database
-def pass_type_list() -> None:
+def pass_type_list(as_json: bool) -> None:
     """List pass types, their certificate expiry, APNs errors and signing problems."""
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> list[Any]:
         rows = await pass_types.list_pass_types(conn)
         return [(row, issuing.pass_type_problems(row, runtime.sealer)) for row in rows]
 
-    for row, problems in run(in_transaction(load_settings(), action)):
+    listed = run(in_transaction(load_settings(), action))
+    if as_json:
+        records = [
+            {
+                "pass_type_id": row.pass_type_id,
+                "team_id": row.team_id,
+                "dev_mode": row.dev_mode,
+                "certificate": issuing.certificate_summary(row.certificate_pem),
+                "apns_error": row.apns_error,
+                "problems": problems,
+            }
+            for row, problems in listed
+        ]
+        click.echo(json.dumps(records, indent=2))
+        return
+    for row, problems in listed:
         note = " (dev certificate)" if row.dev_mode else ""
         error = f"  APNs error: {row.apns_error}" if row.apns_error else ""
         summary = issuing.certificate_summary(row.certificate_pem)
@@ -606,14 +623,29 @@ def api_key_create(name: str) -> None:
 
 
 @api_key_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of lines.")
 @uses_database
-def api_key_list() -> None:
+def api_key_list(as_json: bool) -> None:
     """List keys (prefix, name, created, revoked)."""
 
     async def action(_runtime: Runtime, conn: AsyncConnection) -> list[Any]:
         return await api_keys.list_keys(conn)
 
-    for row in run(in_transaction(load_settings(), action)):
+    rows = run(in_transaction(load_settings(), action))
+    if as_json:
+        records = [
+            {
+                "id": row.id,
+                "prefix": row.prefix,
+                "name": row.name,
+                "created_at": issuing.iso_time(row.created_at),
+                "revoked_at": issuing.iso_time(row.revoked_at) if row.revoked_at else None,
+            }
+            for row in rows
+        ]
+        click.echo(json.dumps(records, indent=2))
+        return
+    for row in rows:
         state = "revoked" if row.revoked_at else "active"
         created = issuing.iso_time(row.created_at)
         click.echo(f"{row.id}  {row.prefix}…  {row.name}  created {created}  {state}")
