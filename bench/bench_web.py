@@ -5,6 +5,8 @@ starts `passhouse serve --no-worker` pinned to CPU 0 and drives it with wrk pinn
 (-t1 -c32) through Lua scripts that pick random passes and devices from the data set:
 
     changed-serials 204  GET  .../devices/{dlid}/registrations/{ptid}?passesUpdatedSince=<max>
+    changed-serials 200  the same with an old tag (a device last synced long ago: 90 % of
+      (old tag)          the passes changed since), so its passes are listed
     latest pass 304      GET  .../passes/{ptid}/{serial} (If-Modified-Since = Last-Modified)
     latest pass 200      GET  the same without If-Modified-Since, over passes with cached bytes
     register 201         POST .../devices/{new id}/registrations/{ptid}/{serial}
@@ -14,9 +16,14 @@ Besides wrk's req/s and latency it reads the server's CPU time from /proc/<pid>/
 requests per CPU-second of the server is the less noisy figure on a shared machine.
 Flat cost: the 204 and 304 scenarios again on a database with --large passes, alternating
 with the small database's server so both are measured in the same conditions.
+Planner cliff (--planner): every scenario on two databases loaded alike, one never analyzed
+(as right after a first deploy, a restore or a large import; autovacuum off for its tables
+on PostgreSQL so it stays that way) and one analyzed, alternating between their servers;
+the target is at least 85 % of the analyzed rate on unanalyzed data.
 
     .venv/bin/python bench/bench_web.py [--db sqlite|postgresql|both] [--passes 10000]
         [--duration 10] [--large 1000000] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
+        [--planner on|off|only]
 
 --large 0 skips the flat-cost part. --profile DIR records py-spy samples of the server
 (collapsed stacks, for flamegraph.pl or speedscope) during each scenario; this slows the
@@ -71,6 +78,10 @@ CACHED = 300  # distinct passes of the cached-200 scenario
 SERVER_CPU = "0"
 WRK_CPU = "1"
 CONNECTIONS = 32
+# The old tag: a device last synced when a tenth of today's versions existed.
+OLD_TAG_FRACTION = 10
+# Unanalyzed data must keep at least this share of the analyzed rate (issue 8).
+PLANNER_TARGET = 0.85
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The last line of a traceback: "package.module.SomeError: message".
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Disconnect|Timeout)\w*(:|$)")
@@ -78,6 +89,7 @@ EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Disconnect|Timeou
 SCENARIOS = {
     # name: (lua mode, statuses that count as success)
     "changed-serials 204": ("serials", {204}),
+    "changed-serials 200 (old tag)": ("oldtag", {200}),
     "latest pass 304": ("notmodified", {304}),
     "latest pass 200 (cached)": ("cached", {200}),
     "register 201": ("register", {201}),
@@ -182,7 +194,7 @@ def _populate_sql(dialect: str, n: int, template_id: int, now: int) -> list[str]
     ]
 
 
-async def _populate(url: str, n: int, creds: DevCredentials) -> None:
+async def _populate(url: str, n: int, creds: DevCredentials, *, analyze: bool = True) -> None:
     database = Database(url)
     try:
         await migrate.upgrade(database)
@@ -203,9 +215,12 @@ async def _populate(url: str, n: int, creds: DevCredentials) -> None:
                 pass_json=devmode.DEMO_PASS_JSON,
                 assets=devmode.demo_assets(),
             )
+            if not analyze:
+                for statement in _keep_unanalyzed_sql(database.dialect):
+                    await conn.execute(sa.text(statement))
             for statement in _populate_sql(database.dialect, n, template_id, int(time.time())):
                 await conn.execute(sa.text(statement))
-        if database.dialect == "postgresql":
+        if database.dialect == "postgresql" and analyze:
             async with database.engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(sa.text("VACUUM ANALYZE"))
@@ -214,14 +229,22 @@ async def _populate(url: str, n: int, creds: DevCredentials) -> None:
 
 
 def populate(
-    kind: str, pg_url: str, workdir: Path, label: str, n: int, creds: DevCredentials
+    kind: str,
+    pg_url: str,
+    workdir: Path,
+    label: str,
+    n: int,
+    creds: DevCredentials,
+    *,
+    analyze: bool = True,
 ) -> Dataset:
     url, drop = fresh_database(kind, pg_url, workdir, label)
     started = time.perf_counter()
-    asyncio.run(_populate(url, n, creds))
+    asyncio.run(_populate(url, n, creds, analyze=analyze))
     if kind == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            conn.execute("ANALYZE")
+            if analyze:
+                conn.execute("ANALYZE")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     seconds = time.perf_counter() - started
     sample, devices = asyncio.run(_sample(url))
@@ -361,6 +384,7 @@ local ptid = "%(ptid)s"
 local run_id = "%(run_id)s"
 local mode = "%(mode)s"
 local max_version = "%(max_version)s"
+local old_tag = "%(old_tag)s"
 local passes = {%(passes)s}
 local cached = %(cached)d
 local devices = {%(devices)s}
@@ -371,7 +395,7 @@ function setup(thread)
   thread:set("tid", #threads)
 end
 
-local r304, r200, r204 = {}, {}, {}
+local r304, r200, r204, rold = {}, {}, {}, {}
 local counter = 0
 
 function init(args)
@@ -388,6 +412,8 @@ function init(args)
   for i, d in ipairs(devices) do
     r204[i] = wrk.format("GET", "/passkit/v1/devices/" .. d .. "/registrations/" .. ptid
                          .. "?passesUpdatedSince=" .. max_version)
+    rold[i] = wrk.format("GET", "/passkit/v1/devices/" .. d .. "/registrations/" .. ptid
+                         .. "?passesUpdatedSince=" .. old_tag)
   end
 end
 
@@ -411,6 +437,7 @@ function request()
   end
   if m == "notmodified" then return r304[math.random(#r304)]
   elseif m == "serials" then return r204[math.random(#r204)]
+  elseif m == "oldtag" then return rold[math.random(#rold)]
   elseif m == "cached" then return r200[math.random(#r200)]
   else return register() end
 end
@@ -453,6 +480,7 @@ def write_lua(path: Path, mode: str, data: Dataset) -> None:
             "run_id": "b" + secrets.token_hex(4),
             "mode": mode,
             "max_version": data.max_version,
+            "old_tag": data.max_version // OLD_TAG_FRACTION,
             "passes": passes,
             "cached": CACHED,
             "devices": devices,
@@ -582,6 +610,170 @@ def prewarm(server: Server, data: Dataset) -> float:
     return time.perf_counter() - started
 
 
+# --- planner cliff: unanalyzed vs analyzed data --------------------------------------------
+
+
+def _keep_unanalyzed_sql(dialect: str) -> list[str]:
+    """Keep autovacuum from analyzing the hot tables, so they stay as a bulk load leaves them."""
+    if dialect != "postgresql":
+        return []  # SQLite has statistics only after an explicit ANALYZE
+    tables = ("passes", "devices", "registrations")
+    return [f"ALTER TABLE {table} SET (autovacuum_enabled = false)" for table in tables]
+
+
+def analyze(data: Dataset) -> None:
+    if data.url.startswith("sqlite"):
+        with sqlite3.connect(data.url.removeprefix("sqlite:///")) as conn:
+            conn.execute("ANALYZE")
+        return
+
+    async def vacuum_analyze() -> None:
+        database = Database(data.url)
+        try:
+            async with database.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(sa.text("VACUUM ANALYZE"))
+        finally:
+            await database.dispose()
+
+    asyncio.run(vacuum_analyze())
+
+
+def has_statistics(data: Dataset) -> bool:
+    if data.url.startswith("sqlite"):
+        with sqlite3.connect(data.url.removeprefix("sqlite:///")) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'"
+            ).fetchone()
+            return bool(found[0])
+
+    async def reltuples() -> bool:
+        database = Database(data.url)
+        try:
+            async with database.reader() as conn:
+                analyzed = await conn.scalar(
+                    sa.text(
+                        "SELECT bool_or(reltuples >= 0) FROM pg_class"
+                        " WHERE relname IN ('passes', 'devices', 'registrations')"
+                    )
+                )
+                return bool(analyzed)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(reltuples())
+
+
+def run_planner(kind: str, args: argparse.Namespace, creds: DevCredentials, workdir: Path) -> None:
+    """Every scenario on never-analyzed data against the same data analyzed, alternating."""
+    print(f"\n## {kind}: planner cliff, {args.passes:,} passes, unanalyzed vs analyzed", flush=True)
+    datasets: list[Dataset] = []
+    servers: list[Server] = []
+    try:
+        for label in ("fresh", "analyzed"):
+            datasets.append(
+                populate(
+                    kind,
+                    args.pg_url,
+                    workdir,
+                    f"{kind}_{label}",
+                    args.passes,
+                    creds,
+                    analyze=False,
+                )
+            )
+        fresh, analyzed = datasets
+        analyze(analyzed)
+        for data, label in ((fresh, "fresh"), (analyzed, "analyzed")):
+            server = start_server(data.url, workdir, f"{kind}-{label}")
+            servers.append(server)
+            lua = workdir / f"warm-{label}.lua"
+            write_lua(lua, "mix", data)
+            run_wrk(server, lua, args.warmup * 2)
+            prewarm(server, data)
+        rows = []
+        rounds = max(1, args.planner_rounds)
+        for name in SCENARIOS:
+            # Short rounds, alternating which database goes first, so both see the same
+            # share of whatever else the machine is doing.
+            runs: dict[int, list[Result]] = {id(fresh): [], id(analyzed): []}
+            for round_ in range(rounds):
+                pair = list(zip(servers, datasets, strict=True))
+                if round_ % 2:
+                    pair.reverse()
+                for server, data in pair:
+                    warmup = args.warmup if round_ == 0 else 0.0
+                    runs[id(data)].append(
+                        measure(server, name, data, workdir, args.duration / rounds, warmup)
+                    )
+            rows.append((name, combine(runs[id(fresh)]), combine(runs[id(analyzed)])))
+            print(
+                f"  {name}: {rows[-1][1].rps:,.0f} unanalyzed,"
+                f" {rows[-1][2].rps:,.0f} analyzed req/s",
+                flush=True,
+            )
+        stats = f"statistics afterwards: unanalyzed {has_statistics(fresh)}, analyzed"
+        print(f"{stats} {has_statistics(analyzed)}")
+        print_planner_table(kind, args.passes, rows)
+    finally:
+        for server in servers:
+            server.stop()
+        for data in datasets:
+            if not args.keep:
+                data.drop()
+
+
+def combine(results: list[Result]) -> Result:
+    """One Result for several runs of a scenario: totals, so each run counts by its length."""
+    requests = [sum(r.statuses.values()) for r in results]
+    total = sum(requests)
+    seconds = sum(n / r.rps for n, r in zip(requests, results, strict=True))
+    cpu = sum(n * r.cpu_ms_per_req / 1000 for n, r in zip(requests, results, strict=True))
+    pg = sum(n * r.pg_cpu_ms_per_req / 1000 for n, r in zip(requests, results, strict=True))
+    statuses: Counter[str] = Counter()
+    for r in results:
+        statuses.update(r.statuses)
+    return Result(
+        scenario=results[0].scenario,
+        rps=total / seconds,
+        p50_ms=max(r.p50_ms for r in results),
+        p99_ms=max(r.p99_ms for r in results),
+        bad=sum(r.bad for r in results),
+        statuses=dict(statuses),
+        cpu_ms_per_req=1000 * cpu / total,
+        req_per_cpu_s=total / cpu,
+        cpu_util=cpu / seconds,
+        pg_cpu_ms_per_req=1000 * pg / total,
+    )
+
+
+def print_planner_table(kind: str, passes: int, rows: list[tuple[str, Result, Result]]) -> None:
+    pg = kind == "postgresql"
+    print(f"\n### {kind}: unanalyzed vs analyzed data, {passes:,} passes, one server process\n")
+    pg_head = " PostgreSQL CPU ms/req (unanalyzed/analyzed) | server + PostgreSQL CPU ratio |"
+    print(
+        "| Scenario | unanalyzed req/s | analyzed req/s | ratio | unanalyzed req/CPU-s |"
+        " analyzed req/CPU-s | ratio |" + (pg_head if pg else "") + " unexpected |"
+        " target (req/s ratio) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if pg else "") + "---:|---|")
+    for name, fresh, analyzed in rows:
+        ratio = fresh.rps / analyzed.rps
+        both = (analyzed.cpu_ms_per_req + analyzed.pg_cpu_ms_per_req) / (
+            fresh.cpu_ms_per_req + fresh.pg_cpu_ms_per_req
+        )
+        pg_cells = f" {fresh.pg_cpu_ms_per_req:.3f}/{analyzed.pg_cpu_ms_per_req:.3f} | {both:.2f} |"
+        print(
+            f"| {name} | {fresh.rps:,.0f} | {analyzed.rps:,.0f} | {ratio:.2f} |"
+            f" {fresh.req_per_cpu_s:,.0f} | {analyzed.req_per_cpu_s:,.0f} |"
+            f" {fresh.req_per_cpu_s / analyzed.req_per_cpu_s:.2f} |"
+            + (pg_cells if pg else "")
+            + f" {fresh.bad}/{analyzed.bad} |"
+            f" {'met' if ratio >= PLANNER_TARGET else 'MISSED'} (>= {PLANNER_TARGET:.2f}) |"
+        )
+    sys.stdout.flush()
+
+
 # --- report ------------------------------------------------------------------------------
 
 
@@ -706,6 +898,18 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=Path, help="write py-spy samples (collapsed stacks) here")
     parser.add_argument("--keep", action="store_true", help="keep the databases and files")
+    parser.add_argument(
+        "--planner",
+        choices=["on", "off", "only"],
+        default="on",
+        help="the unanalyzed vs analyzed comparison (after the other parts, or alone)",
+    )
+    parser.add_argument(
+        "--planner-rounds",
+        type=int,
+        default=4,
+        help="alternating rounds per scenario in the planner comparison (--duration in all)",
+    )
     args = parser.parse_args()
     if args.passes < 2 * SAMPLE or (args.large and args.large < 2 * SAMPLE):
         parser.error(f"--passes and --large must be at least {2 * SAMPLE}")
@@ -723,7 +927,10 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench_web_"))
     try:
         for kind in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
-            run_database(kind, args, creds, workdir)
+            if args.planner != "only":
+                run_database(kind, args, creds, workdir)
+            if args.planner != "off":
+                run_planner(kind, args, creds, workdir)
     finally:
         if args.keep:
             print(f"\nkept {workdir}")

@@ -3,10 +3,12 @@ written to files so the real `openssl` binary and the CLI can read them."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -125,3 +127,53 @@ def renewed_certificate(credentials: DevCredentials) -> tuple[bytes, bytes]:
         serialization.NoEncryption(),
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+@dataclass(frozen=True)
+class SignedDataFacts:
+    """What a detached CMS SignedData says, read with asn1crypto (not our own DER reader)."""
+
+    digest_algorithms: list[str]  # of the SignedData and of each signer
+    signature_algorithms: list[str]
+    certificate_sha256: set[str]  # fingerprints of the certificates it carries
+    signer_issuer_serial: list[tuple[bytes, int]]
+    message_digest: bytes | None
+    has_signing_time: bool
+    detached: bool
+
+
+def signed_data_facts(signature: bytes) -> SignedDataFacts:
+    content_info = cms.ContentInfo.load(signature)
+    assert content_info["content_type"].native == "signed_data"
+    signed = content_info["content"]
+    signers = list(signed["signer_infos"])
+    digests = [a["algorithm"].native for a in signed["digest_algorithms"]]
+    digests += [s["digest_algorithm"]["algorithm"].native for s in signers]
+    attributes = {a["type"].native: a["values"] for a in signers[0]["signed_attrs"]}
+    issuer_serial = []
+    for signer in signers:
+        sid = signer["sid"].chosen
+        issuer_serial.append((sid["issuer"].dump(), int(sid["serial_number"].native)))
+    return SignedDataFacts(
+        digest_algorithms=digests,
+        signature_algorithms=[s["signature_algorithm"]["algorithm"].native for s in signers],
+        certificate_sha256={
+            hashlib.sha256(c.chosen.dump()).hexdigest() for c in signed["certificates"]
+        },
+        signer_issuer_serial=issuer_serial,
+        message_digest=attributes["message_digest"][0].native
+        if "message_digest" in attributes
+        else None,
+        has_signing_time="signing_time" in attributes,
+        detached=signed["encap_content_info"]["content"].native is None,
+    )
+
+
+def sha256_fingerprint(cert_pem: bytes) -> str:
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def issuer_serial(cert_pem: bytes) -> tuple[bytes, int]:
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return cert.issuer.public_bytes(), cert.serial_number

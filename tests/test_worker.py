@@ -19,10 +19,11 @@ from passhouse.push.sender import PushResult
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
 from passhouse.storage.tables import devices, pass_types, push_attempts, push_jobs, registrations
-from passhouse.worker import batch_size, run_worker, send_due_pushes
+from passhouse.worker import backoff_seconds, batch_size, run_worker, send_due_pushes
 from push.rows import World, add_pass_type, make_world
 
 PT = "pass.test.worker"
+OTHER_PT = "pass.test.worker.other"
 OK = PushResult(200, latency=0.001)
 
 
@@ -190,6 +191,95 @@ async def test_400_bad_device_token_forgets_the_token(
         tokens = (await conn.execute(sa.select(registrations.c.push_token))).scalars().all()
     assert world.tokens[2] not in tokens
     assert len(tokens) == 3
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [PushResult(410, "Unregistered", 5_000), PushResult(400, "BadDeviceToken")],
+    ids=["410", "400"],
+)
+async def test_a_dead_token_is_forgotten_only_for_the_pass_type_pushed(
+    database: Database, fast: Settings, world: World, answer: PushResult
+) -> None:
+    sender = RecordingSender()
+    token = world.tokens[0]
+    async with database.transaction() as conn:
+        await add_pass_type(conn, OTHER_PT)
+        other = await make_world(conn, OTHER_PT, passes_count=1, token_prefix="other")
+        # The same phone (same push token) also holds a pass of another pass type.
+        await conn.execute(
+            registrations.update()
+            .where(registrations.c.pass_id == other.pass_ids[0])
+            .values(push_token=token)
+        )
+    sender.script[token] = [answer]
+    async with database.transaction() as conn:
+        await jobs.enqueue_for_pass(conn, world.pass_ids[0], now_ms=int(time.time() * 1000))
+
+    await _drain(database, sender, fast)
+
+    async with database.reader() as conn:
+        left = (
+            (
+                await conn.execute(
+                    sa.select(registrations.c.pass_id).where(registrations.c.push_token == token)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert sender.sent == [(token, PT)]
+    assert left == [other.pass_ids[0]]
+
+
+@pytest.mark.parametrize(
+    ("base", "cap"), [(1.0, 60.0), (30.0, 3600.0), (0.05, 0.2)], ids=["1s-1m", "30s-1h", "tests"]
+)
+def test_backoff_doubles_per_failure_up_to_the_cap(
+    settings: Settings, base: float, cap: float
+) -> None:
+    configured = settings.model_copy(
+        update={"push_backoff_base_seconds": base, "push_backoff_max_seconds": cap}
+    )
+
+    for attempts in range(40):
+        ceiling = min(cap, base * 2.0**attempts)
+        delays = [backoff_seconds(configured, attempts) for _ in range(50)]
+
+        # Jitter takes up to half: each delay lies in [ceiling / 2, ceiling].
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays), (attempts, delays)
+
+
+async def test_each_retry_waits_twice_as_long_up_to_the_cap(
+    database: Database, fast: Settings, world: World
+) -> None:
+    settings = fast.model_copy(
+        update={
+            "push_backoff_base_seconds": 1.0,
+            "push_backoff_max_seconds": 4.0,
+            "push_max_attempts": 6,
+        }
+    )
+    sender = RecordingSender()
+    sender.script[world.tokens[0]] = [PushResult(503, "ServiceUnavailable")]
+    async with database.transaction() as conn:
+        await jobs.enqueue_for_pass(conn, world.pass_ids[0], now_ms=int(time.time() * 1000))
+
+    waits = []
+    for _ in range(5):
+        before = int(time.time() * 1000)
+        await send_due_pushes(database, sender, settings)
+        after = int(time.time() * 1000)
+        async with database.transaction() as conn:
+            due = (await conn.execute(sa.select(push_jobs.c.due_at_ms))).scalar_one()
+            # Due now, so the next attempt need not wait out the backoff.
+            await conn.execute(push_jobs.update().values(due_at_ms=0))
+        waits.append((due - after, due - before))
+
+    for attempt, (shortest, longest) in enumerate(waits):
+        ceiling_ms = min(4.0, 2.0**attempt) * 1000
+        assert ceiling_ms / 2 <= longest, (attempt, waits)
+        assert shortest <= ceiling_ms, (attempt, waits)
 
 
 @pytest.mark.parametrize("status", [429, 500, 503, None])

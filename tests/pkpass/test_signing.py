@@ -1,11 +1,19 @@
 from __future__ import annotations
 
-import subprocess
+import hashlib
 from pathlib import Path
 
 import pytest
 
-from certs import CertFiles, encrypted_key_pem, openssl_verify, p12_bytes
+from certs import (
+    CertFiles,
+    encrypted_key_pem,
+    issuer_serial,
+    openssl_verify,
+    p12_bytes,
+    sha256_fingerprint,
+    signed_data_facts,
+)
 from passhouse.pkpass.devcerts import make_dev_credentials
 from passhouse.pkpass.errors import CertificateError
 from passhouse.pkpass.signing import PassSigner
@@ -35,32 +43,23 @@ def test_openssl_rejects_a_changed_manifest(
     assert result.returncode != 0
 
 
-def test_signature_is_der_sha256_with_signing_time_and_wwdr(
-    signer: PassSigner, tmp_path: Path
+def test_signature_is_sha256_detached_with_signing_time_and_wwdr(
+    signer: PassSigner, cert_files: CertFiles
 ) -> None:
-    (tmp_path / "signature").write_bytes(signer.sign(MANIFEST))
+    credentials = cert_files.credentials
 
-    printed = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-cmsout",
-            "-print",
-            "-inform",
-            "DER",
-            "-in",
-            str(tmp_path / "signature"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    facts = signed_data_facts(signer.sign(MANIFEST))
 
-    assert "signingTime" in printed
-    assert "sha256" in printed
-    assert "Pass Type ID: pass.test.passhouse" in printed
-    assert "Apple Worldwide Developer Relations CA (passhouse dev)" in printed
-    assert "eContent: <ABSENT>" in printed  # detached
+    assert facts.digest_algorithms == ["sha256", "sha256"]
+    assert facts.signature_algorithms[0] in ("rsassa_pkcs1v15", "sha256_rsa")
+    assert facts.message_digest == hashlib.sha256(MANIFEST).digest()
+    assert facts.has_signing_time
+    assert facts.detached
+    assert facts.certificate_sha256 == {
+        sha256_fingerprint(credentials.cert_pem),
+        sha256_fingerprint(credentials.wwdr_cert_pem),
+    }
+    assert facts.signer_issuer_serial == [issuer_serial(credentials.cert_pem)]
 
 
 def test_signer_exposes_identity(signer: PassSigner) -> None:

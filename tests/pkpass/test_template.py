@@ -98,6 +98,30 @@ def test_strings_are_rendered_and_written_as_utf16() -> None:
     assert parse_strings(assets["en.lproj/pass.strings"]) == {"hello": "Hi Ada"}
 
 
+@pytest.mark.parametrize(
+    "strings",
+    [b'"hello" = "{{nickname}}";', b'"hello" = "Hi {{nickname}}!";'],
+    ids=["whole", "inside"],
+)
+@pytest.mark.parametrize("data", [{}, {"nickname": None}], ids=["missing", "null"])
+def test_a_placeholder_without_a_value_in_pass_strings_is_an_error(
+    strings: bytes, data: dict[str, Any]
+) -> None:
+    template = make_template(**{"en.lproj/pass.strings": strings})
+
+    with pytest.raises(TemplateError) as caught:
+        template.render({"serial": "1", "member.name": "Ada", "balance": 1, "vip": 0, **data})
+
+    assert caught.value.message == (
+        'Template "coffee" needs a value for {{nickname}}: add it to the pass data.'
+    )
+
+
+def test_a_null_inside_a_pass_json_text_is_an_error_not_none() -> None:
+    with pytest.raises(TemplateError, match=r"needs a value for \{\{member.name\}\}"):
+        make_template().render({"serial": "1", "member": {"name": None}, "balance": 1, "vip": 0})
+
+
 @pytest.mark.parametrize("style", STYLES)
 def test_golden_templates_load_check_and_render(style: str) -> None:
     template = Template.from_directory(TEMPLATES / style)

@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 import passhouse.storage.push_jobs as jobs
+from passhouse import issuing
 from passhouse.bootstrap import Runtime
 from passhouse.push.apns import ApnsSender, make_sender
 from passhouse.settings import Settings
@@ -113,24 +117,60 @@ async def test_pushes_cut_off_by_goaway_are_sent_on_a_new_connection(
     assert fake_apns.goaways >= 5
 
 
-async def test_a_403_holds_pushes_until_the_certificate_is_replaced(
+def _renewed(pki: Pki) -> tuple[bytes, bytes]:
+    """A new certificate and key for the same pass type, from the same issuer (a renewal)."""
+    old = x509.load_pem_x509_certificate(pki.credentials.cert_pem)
+    issuer_key = serialization.load_pem_private_key(pki.credentials.wwdr_key_pem, None)
+    assert isinstance(issuer_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(old.issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(old.not_valid_before_utc)
+        .not_valid_after(old.not_valid_after_utc)
+    )
+    for extension in old.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+async def test_a_403_holds_pushes_until_a_new_certificate_is_uploaded(
     database: Database, settings: Settings, sender: ApnsSender, fake_apns: FakeApns, pki: Pki
 ) -> None:
     fake_apns.default = fake.BAD_CERTIFICATE
     world = await _world(database, pki, 20)
-
     await send_due_pushes(database, sender, settings)
-    assert await send_due_pushes(database, sender, settings) == 0
+    held = await send_due_pushes(database, sender, settings)
     async with database.reader() as conn:
         error = await conn.scalar(sa.select(pass_types.c.apns_error))
-    assert error == "403 BadCertificate"
-    assert await _depth(database) == 20
+    cert_pem, key_pem = _renewed(pki)
 
     fake_apns.default = fake.OK
+    # What an issuer does: upload the renewed certificate (the admin API's use case).
     async with database.transaction() as conn:
-        await jobs.clear_apns_error(conn, PASS_TYPE_ID)
+        await issuing.save_pass_type(
+            conn,
+            Sealer(SECRET_KEY),
+            issuing.Credentials(
+                certificate_pem=cert_pem,
+                private_key_pem=key_pem,
+                wwdr_pem=pki.credentials.wwdr_cert_pem,
+            ),
+        )
+    resumed = await send_due_pushes(database, sender, settings)
     await _drain(database, sender, settings)
 
+    assert (error, held) == ("403 BadCertificate", 0)
+    assert resumed == 20
     assert set(fake_apns.tokens()) == set(world.tokens)
 
 

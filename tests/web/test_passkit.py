@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import hashlib
 import io
+import os
 import subprocess
+import time
 import zipfile
-from email.utils import parsedate_to_datetime
+from collections.abc import Iterator
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from certs import issuer_serial, sha256_fingerprint, signed_data_facts
 from factories import IssuedPass, count_rows, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
+from passhouse.storage import push_jobs as push_jobs_storage
 from passhouse.storage.tables import device_logs, devices, passes, push_jobs, registrations
 from passhouse.worker import send_due_pushes
 from test_worker import RecordingSender
@@ -86,6 +93,33 @@ async def test_reregistering_replaces_the_push_token(
     async with runtime.database.reader() as conn:
         tokens = (await conn.execute(sa.select(registrations.c.push_token))).scalars().all()
     assert tokens == ["new-token" * 40]
+
+
+async def test_reregistering_after_a_410_keeps_the_device(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, runtime: Runtime
+) -> None:
+    await register(client, wallet_pass, token="kept-token")
+    unregistered_at = await _a_later_millisecond(issuing.now_ms())
+    # APNs answered 410 for the token at `unregistered_at`; then the device came back.
+    await _a_later_millisecond(unregistered_at)
+    again = await register(client, wallet_pass, token="kept-token")
+
+    async with runtime.database.transaction() as conn:
+        forgotten = await push_jobs_storage.forget_push_token(
+            conn, "kept-token", wallet_pass.pass_type_id, unregistered_at_ms=unregistered_at
+        )
+
+    assert again.status_code == 200
+    assert forgotten == 0
+    assert await count_rows(runtime, registrations) == 1
+    assert await count_rows(runtime, devices) == 1
+
+
+async def _a_later_millisecond(after_ms: int) -> int:
+    await asyncio.sleep(0.002)
+    now = issuing.now_ms()
+    assert now > after_ms
+    return now
 
 
 @pytest.mark.parametrize(
@@ -278,6 +312,49 @@ async def test_serials_of_another_pass_type_are_not_listed(
     assert response.status_code == 204
 
 
+async def test_each_device_lists_only_its_own_passes(
+    client: httpx.AsyncClient,
+    wallet_pass: IssuedPass,
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
+    template: str,
+) -> None:
+    other = await issue(runtime, builder, template)
+    await register(client, wallet_pass, device="device-a")
+    await register(client, other, device="device-b")
+    tag = str(await change(runtime, builder, wallet_pass, balance=1) - 1)
+    await change(runtime, builder, other, balance=2)
+
+    a = await client.get(serials_path(wallet_pass.pass_type_id, "device-a"))
+    b = await client.get(serials_path(wallet_pass.pass_type_id, "device-b"))
+    a_since = await client.get(
+        serials_path(wallet_pass.pass_type_id, "device-a"), params={"passesUpdatedSince": tag}
+    )
+    b_since = await client.get(
+        serials_path(wallet_pass.pass_type_id, "device-b"), params={"passesUpdatedSince": tag}
+    )
+
+    assert a.json()["serialNumbers"] == [wallet_pass.serial_number]
+    assert b.json()["serialNumbers"] == [other.serial_number]
+    assert a_since.json()["serialNumbers"] == [wallet_pass.serial_number]
+    assert b_since.json()["serialNumbers"] == [other.serial_number]
+
+
+@pytest.mark.parametrize(
+    ("device", "pass_type_id"),
+    [("d" * 256, "pass.test.passhouse"), ("device", "p" * 256)],
+)
+async def test_changed_serials_refuse_an_over_long_segment(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, device: str, pass_type_id: str
+) -> None:
+    await register(client, wallet_pass)
+
+    response = await client.get(serials_path(pass_type_id, device))
+
+    assert response.status_code == 400
+    assert "1 to 255 characters" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("tag", ["not-a-number", "2024-01-01T00:00:00Z", "-5", ""])
 async def test_an_unreadable_tag_lists_everything(
     client: httpx.AsyncClient, wallet_pass: IssuedPass, tag: str
@@ -345,6 +422,21 @@ async def test_the_signature_verifies_with_openssl(
     assert problem == ""
 
 
+async def test_the_served_signature_is_sha256_and_carries_the_wwdr_certificate(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, credentials: DevCredentials
+) -> None:
+    response = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        manifest, signature = archive.read("manifest.json"), archive.read("signature")
+
+    facts = signed_data_facts(signature)
+
+    assert facts.digest_algorithms == ["sha256", "sha256"]
+    assert facts.message_digest == hashlib.sha256(manifest).digest()
+    assert sha256_fingerprint(credentials.wwdr_cert_pem) in facts.certificate_sha256
+    assert facts.signer_issuer_serial == [issuer_serial(credentials.cert_pem)]
+
+
 async def test_if_modified_since_the_last_modified_gives_304(
     client: httpx.AsyncClient, wallet_pass: IssuedPass
 ) -> None:
@@ -385,6 +477,43 @@ async def test_a_unix_seconds_if_modified_since_is_understood(
     assert again.status_code == 304
 
 
+@pytest.fixture(params=["UTC+1", "UTC-1"])
+def local_zone(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The server's local time zone set an hour away from UTC (POSIX TZ: the sign flips)."""
+    posix = {"UTC+1": "TST-1", "UTC-1": "TST+1"}[request.param]
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = posix
+    time.tzset()
+    try:
+        yield request.param
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+async def test_an_if_modified_since_without_a_zone_is_read_as_gmt(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, local_zone: str
+) -> None:
+    first = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+    modified = parsedate_to_datetime(first.headers["last-modified"])
+    # RFC 5322's "-0000": a time in UTC whose zone is unknown; Python reads it as naive.
+    naive = format_datetime(modified.replace(tzinfo=None))
+    a_second_before = format_datetime(modified.replace(tzinfo=None) - dt.timedelta(seconds=1))
+
+    same = await client.get(
+        wallet_pass.path, headers={**wallet_pass.auth, "If-Modified-Since": naive}
+    )
+    older = await client.get(
+        wallet_pass.path, headers={**wallet_pass.auth, "If-Modified-Since": a_second_before}
+    )
+
+    assert naive.endswith("-0000")
+    assert (same.status_code, older.status_code) == (304, 200)
+
+
 async def test_two_changes_in_one_second_are_both_delivered(
     client: httpx.AsyncClient,
     wallet_pass: IssuedPass,
@@ -416,13 +545,27 @@ async def test_the_latest_pass_with_a_wrong_token_is_401(
 
 
 async def test_a_pass_is_signed_once_per_version(
-    client: httpx.AsyncClient, wallet_pass: IssuedPass
+    client: httpx.AsyncClient,
+    wallet_pass: IssuedPass,
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
 ) -> None:
-    first = await client.get(wallet_pass.path, headers=wallet_pass.auth)
-    second = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+    signed_before = PASSES_SIGNED._value.get()
 
-    # A new signature would carry a new signing time: equal bytes mean one signing.
-    assert first.content == second.content
+    first = [await client.get(wallet_pass.path, headers=wallet_pass.auth) for _ in range(3)]
+    after_first = PASSES_SIGNED._value.get()
+    version = await change(runtime, builder, wallet_pass, balance=11)
+    second = [await client.get(wallet_pass.path, headers=wallet_pass.auth) for _ in range(3)]
+    after_second = PASSES_SIGNED._value.get()
+    # Another process (its own builder, empty memory) finds the bytes in pkpass_cache.
+    elsewhere, elsewhere_version = await builder.pkpass(
+        runtime.database, wallet_pass.pass_id, version
+    )
+
+    assert {r.status_code for r in first + second} == {200}
+    assert (after_first - signed_before, after_second - after_first) == (1, 1)
+    assert PASSES_SIGNED._value.get() == after_second
+    assert (elsewhere, elsewhere_version) == (second[0].content, version)
 
 
 # --- log --------------------------------------------------------------------------------

@@ -383,9 +383,11 @@ def set_data_path(data: dict[str, Any], name: str, value: Any) -> None:
     node[last] = value
 
 
-def _fill(text: str, data: Mapping[str, Any], missing: set[str]) -> Any:
+def _fill(text: str, data: Mapping[str, Any], missing: set[str], *, keep_type: bool = True) -> Any:
+    """The text with its placeholders filled; a whole-value placeholder keeps the data's type
+    unless `keep_type` is False (text files). Unfilled names are added to `missing`."""
     whole = _PLACEHOLDER.fullmatch(text)
-    if whole is not None:
+    if whole is not None and keep_type:
         found, value = _lookup(data, whole.group(1))
         if not found:
             missing.add(whole.group(1))
@@ -393,7 +395,8 @@ def _fill(text: str, data: Mapping[str, Any], missing: set[str]) -> Any:
 
     def replace(match: re.Match[str]) -> str:
         found, value = _lookup(data, match.group(1))
-        if not found:
+        # Inside text, null has no spelling: Python's "None" must never reach a pass.
+        if not found or value is None:
             missing.add(match.group(1))
             return ""
         return str(value)
@@ -430,7 +433,7 @@ def _render_strings(
     except StringsError as error:
         raise TemplateError(f'Template "{template}": {path}: {error}.') from None
     rendered = {
-        key: str(_fill(text, data, missing)) if "{{" in text else text
+        key: _fill(text, data, missing, keep_type=False) if "{{" in text else text
         for key, text in entries.items()
     }
     return encode_strings(rendered)

@@ -69,12 +69,36 @@ _SELECT_DEVICE_AUTH = (
     "SELECT id, authentication_token, version, modified_at FROM passes "
     "WHERE pass_type_id = {0} AND serial_number = {1}"
 )
-_SERIALS_SINCE = (
-    "SELECT p.serial_number, p.version FROM devices d "
-    "JOIN registrations r ON r.device_id = d.id "
-    "JOIN passes p ON p.id = r.pass_id "
-    "WHERE d.device_library_id = {0} AND p.pass_type_id = {1} AND p.version > {2}"
+# Changed serials, written so the only plan is the device's row, then its registrations
+# (primary key prefix), then each registered pass by id: O(the device's registrations)
+# whatever the statistics say (ADR 0013). Joined freely, PostgreSQL without statistics
+# starts from every pass of the type above the tag instead.
+# PostgreSQL: the device id is an InitPlan; OFFSET 0 keeps the LATERAL subquery from being
+# flattened and the pass type and tag filters from being pushed into it, so pk_passes is
+# the only index it can use.
+_PG_SERIALS_SINCE = """
+SELECT p.serial_number, p.version
+FROM registrations r
+CROSS JOIN LATERAL (
+    SELECT serial_number, version, pass_type_id FROM passes WHERE id = r.pass_id OFFSET 0
+) p
+WHERE r.device_id = (SELECT id FROM devices WHERE device_library_id = $1)
+  AND p.pass_type_id = $2 AND p.version > $3
+"""
+# SQLite: each pass is a correlated scalar subquery on its rowid and the device id one on
+# its unique index; SQLite plans such single-table lookups without consulting statistics.
+# INDEXED BY pins the registrations scan to the primary key (device_id, pass_id): stale
+# statistics (say, from an empty table) otherwise make a full scan look cheaper.
+_SQLITE_SERIALS_SINCE = """
+SELECT serial_number, version FROM (
+    SELECT (SELECT serial_number FROM passes
+            WHERE id = r.pass_id AND pass_type_id = ?2 AND version > ?3) AS serial_number,
+           (SELECT version FROM passes WHERE id = r.pass_id) AS version
+    FROM registrations r INDEXED BY sqlite_autoindex_registrations_1
+    WHERE r.device_id = (SELECT id FROM devices WHERE device_library_id = ?1)
 )
+WHERE serial_number IS NOT NULL
+"""
 
 
 def _pg(sql: str, count: int) -> str:
@@ -166,7 +190,7 @@ class PostgresHotPath:
         self, device_library_id: str, pass_type_id: str, since: int
     ) -> list[tuple[str, int]]:
         pool = await self._get_pool()
-        rows = await pool.fetch(_pg(_SERIALS_SINCE, 3), device_library_id, pass_type_id, since)
+        rows = await pool.fetch(_PG_SERIALS_SINCE, device_library_id, pass_type_id, since)
         return [(row[0], row[1]) for row in rows]
 
     async def register(
@@ -226,7 +250,7 @@ class SqliteHotPath:
         self, device_library_id: str, pass_type_id: str, since: int
     ) -> list[tuple[str, int]]:
         cursor = self._read().execute(
-            _sqlite(_SERIALS_SINCE, 3), (device_library_id, pass_type_id, since)
+            _SQLITE_SERIALS_SINCE, (device_library_id, pass_type_id, since)
         )
         return [(serial, version) for serial, version in cursor.fetchall()]
 

@@ -1,0 +1,279 @@
+"""The device hot path's statements have one plan, whatever the planner's statistics say.
+
+Loaded the way a first deploy, a restore or a large import leaves a database: thousands of
+passes and registrations and no statistics yet (on PostgreSQL, autovacuum is off for the
+tables so it cannot analyze them behind the test's back).
+"""
+
+# The loading SQL is built from this file's constants, never from input.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from databases import fresh_postgres_database
+from passhouse.storage import hot_path, migrate
+from passhouse.storage.database import Database
+
+PG_ENV = "PASSHOUSE_TEST_DATABASE_URL"
+PASSES = 5_000
+HALF = PASSES // 2
+PT = "pass.test.plan"
+OTHER_PT = "pass.test.plan.other"
+
+# Device g holds pass g and pass g + n/2; pass g has version g. Every 10th pass is of
+# another pass type, so the pass type filter matters too.
+_LOAD = [
+    "INSERT INTO pass_types (pass_type_id, team_id, certificate_pem, private_key_encrypted,"
+    " not_after, last_version, created_at) VALUES"
+    f" ('{PT}', 'T', '', {{blob}}, 0, {PASSES}, 0), ('{OTHER_PT}', 'T', '', {{blob}}, 0, 0, 0)",
+    "INSERT INTO templates (id, name, pass_type_id, pass_json, created_at, updated_at)"
+    f" VALUES (1, 't', '{PT}', '{{{{}}}}', 0, 0)",
+    "{rows} INSERT INTO passes (id, pass_type_id, serial_number, template_id,"
+    " authentication_token, share_id, data, version, modified_at, created_at)"
+    f" SELECT g, CASE WHEN g % 10 = 0 THEN '{OTHER_PT}' ELSE '{PT}' END, 's' || g, 1,"
+    " 'token', 'share' || g, '{{}}', g, 0, 0 FROM {source}",
+    "{rows} INSERT INTO devices (id, device_library_id, created_at)"
+    " SELECT g, 'device-' || g, 0 FROM {source}",
+    "{rows} INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)"
+    " SELECT g, g, 'push-' || g, 0 FROM {source}"
+    f" UNION ALL SELECT g, ((g - 1 + {HALF}) % {PASSES}) + 1, 'push-' || g, 0 FROM {{source}}",
+]
+
+
+def _load_statements(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        values = {"rows": "", "source": f"generate_series(1, {PASSES}) AS t(g)", "blob": "''"}
+    else:
+        values = {
+            "rows": f"WITH RECURSIVE t(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM t WHERE g < "
+            f"{PASSES})",
+            "source": "t",
+            "blob": "x''",
+        }
+    return [statement.format(**values) for statement in _LOAD]
+
+
+async def _load(url: str) -> None:
+    database = Database(url)
+    try:
+        await migrate.upgrade(database)
+        async with database.transaction() as conn:
+            if database.dialect == "postgresql":
+                for table in ("passes", "devices", "registrations"):
+                    await conn.execute(
+                        sa.text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+                    )
+            for statement in _load_statements(database.dialect):
+                await conn.execute(sa.text(statement))
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(scope="module")
+def unanalyzed_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of its own, freshly loaded and never analyzed."""
+    base = os.environ.get(PG_ENV)
+    if base:
+        with fresh_postgres_database(base, "passhouse_plan") as url:
+            asyncio.run(_load(url))
+            yield url
+        return
+    url = f"sqlite:///{tmp_path_factory.mktemp('plan') / 'unanalyzed.db'}"
+    asyncio.run(_load(url))
+    yield url
+
+
+def _expected(device: int, pass_type_id: str, since: int) -> set[tuple[str, int]]:
+    if device > PASSES:
+        return set()
+    held = {device, ((device - 1 + HALF) % PASSES) + 1}
+    of_type = {p for p in held if (p % 10 == 0) == (pass_type_id == OTHER_PT)}
+    return {(f"s{p}", p) for p in of_type if p > since}
+
+
+@pytest.mark.parametrize(
+    ("device", "pass_type_id", "since"),
+    [(7, PT, 0), (7, PT, 7), (7, PT, HALF + 7), (10, OTHER_PT, 0), (10, PT, 0), (99_999, PT, 0)],
+)
+async def test_changed_serials_are_the_devices_passes_above_the_tag(
+    unanalyzed_url: str, device: int, pass_type_id: str, since: int
+) -> None:
+    hot = hot_path.open_hot_path(unanalyzed_url, pool_size=1, sqlite_write_lock=asyncio.Lock())
+    try:
+        found = await hot.serials_updated_since(f"device-{device}", pass_type_id, since)
+    finally:
+        await hot.close()
+
+    assert len(found) == len(set(found))
+    assert set(found) == _expected(device, pass_type_id, since)
+
+
+# --- PostgreSQL: EXPLAIN ----------------------------------------------------------------
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Plan nodes in the order they start reading: InitPlans first, then outer before inner."""
+    children = plan.get("Plans", [])
+    first = [c for c in children if c.get("Parent Relationship") == "InitPlan"]
+    yield plan
+    for child in first + [c for c in children if c not in first]:
+        yield from _nodes(child)
+
+
+async def _pg_plans(url: str, statement: str, *args: str | int) -> dict[str, dict[str, Any]]:
+    """The plan of a prepared statement, custom (values known) and generic (as reused)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    plans: dict[str, dict[str, Any]] = {}
+    try:
+        never_analyzed = await connection.fetchval(
+            "SELECT bool_and(reltuples < 0) FROM pg_class"
+            " WHERE relname IN ('passes', 'devices', 'registrations')"
+        )
+        assert never_analyzed, "the test database has statistics; the test proves nothing"
+        # EXECUTE takes no bind parameters; these values are the test's own constants.
+        literals = ", ".join(f"'{arg}'" if isinstance(arg, str) else str(arg) for arg in args)
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await connection.execute(f"SET plan_cache_mode = {mode}")
+            await connection.execute(f"PREPARE hot AS {statement}")
+            explained = await connection.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE hot({literals})")
+            await connection.execute("DEALLOCATE hot")
+            plans[mode] = json.loads(explained)[0]["Plan"]
+    finally:
+        await connection.close()
+    return plans
+
+
+def _scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node for node in _nodes(plan) if "Relation Name" in node]
+
+
+def _requires(url: str, dialect: str) -> None:
+    if not url.startswith(dialect):
+        pytest.skip(f"a {dialect} plan (set {PG_ENV} for PostgreSQL)")
+
+
+async def test_postgres_changed_serials_start_from_the_device_without_statistics(
+    unanalyzed_url: str,
+) -> None:
+    _requires(unanalyzed_url, "postgresql")
+
+    plans = await _pg_plans(unanalyzed_url, hot_path._PG_SERIALS_SINCE, "device-7", PT, 7)
+
+    for mode, plan in plans.items():
+        scans = _scans(plan)
+        first = scans[0]
+        assert (first["Relation Name"], first.get("Index Name")) == (
+            "devices",
+            "uq_devices_device_library_id",
+        ), f"{mode}: starts from {first['Relation Name']}"
+        by_table = {scan["Relation Name"]: scan for scan in scans}
+        registrations = by_table["registrations"]
+        index_scan = registrations if "Index Name" in registrations else registrations["Plans"][0]
+        assert index_scan["Index Name"] == "pk_registrations", mode
+        assert "device_id =" in index_scan["Index Cond"], mode
+        passes = [scan for scan in scans if scan["Relation Name"] == "passes"]
+        assert [(scan["Node Type"], scan["Index Name"]) for scan in passes] == [
+            ("Index Scan", "pk_passes")
+        ], mode
+        assert passes[0]["Index Cond"] == "(id = r.pass_id)", mode
+
+
+async def test_postgres_pass_lookup_uses_the_serial_index_without_statistics(
+    unanalyzed_url: str,
+) -> None:
+    _requires(unanalyzed_url, "postgresql")
+
+    plans = await _pg_plans(unanalyzed_url, hot_path._pg(hot_path._SELECT_DEVICE_AUTH, 2), PT, "s7")
+
+    for mode, plan in plans.items():
+        assert (plan["Node Type"], plan["Index Name"]) == (
+            "Index Scan",
+            "uq_passes_type_serial",
+        ), mode
+        assert "serial_number" in plan["Index Cond"], mode
+
+
+# --- SQLite: EXPLAIN QUERY PLAN -----------------------------------------------------------
+
+
+def _copy_with_statistics(url: str, path: Path, statistics: str) -> Path:
+    """A copy of the loaded database with statistics that make another plan look cheaper:
+    "misleading" says a device id matches every device and a pass type one pass; "stale"
+    says every table holds one row, as after an ANALYZE of the empty database."""
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as source:
+        source.execute("VACUUM INTO ?", (str(path),))
+    if statistics == "none":
+        return path
+    with sqlite3.connect(path) as db:
+        db.execute("ANALYZE")
+        if statistics == "stale":
+            db.execute("UPDATE sqlite_stat1 SET stat = '1 1 1'")
+            return path
+        stats = {
+            "sqlite_autoindex_devices_1": f"{PASSES} {PASSES}",
+            "sqlite_autoindex_passes_1": f"{PASSES} 1 1",
+            "sqlite_autoindex_registrations_1": f"{2 * PASSES} {2 * PASSES} 1",
+        }
+        for index, stat in stats.items():
+            db.execute("UPDATE sqlite_stat1 SET stat = ? WHERE idx = ?", (stat, index))
+    return path
+
+
+@pytest.mark.parametrize("statistics", ["none", "misleading", "stale"])
+def test_sqlite_changed_serials_start_from_the_device(
+    unanalyzed_url: str, tmp_path: Path, statistics: str
+) -> None:
+    _requires(unanalyzed_url, "sqlite")
+    path = _copy_with_statistics(unanalyzed_url, tmp_path / "copy.db", statistics)
+
+    with sqlite3.connect(path) as db:
+        plan = [
+            row[3]
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN " + hot_path._SQLITE_SERIALS_SINCE, ("device-7", PT, 7)
+            )
+        ]
+        found = db.execute(hot_path._SQLITE_SERIALS_SINCE, ("device-7", PT, 7)).fetchall()
+
+    searches = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
+    assert searches[0] == (
+        "SEARCH r USING COVERING INDEX sqlite_autoindex_registrations_1 (device_id=?)"
+    ), plan
+    assert "SEARCH devices USING COVERING INDEX sqlite_autoindex_devices_1" in searches[1], plan
+    assert set(searches[2:]) == {"SEARCH passes USING INTEGER PRIMARY KEY (rowid=?)"}, plan
+    assert set(found) == _expected(7, PT, 7)
+
+
+@pytest.mark.parametrize("statistics", ["none", "misleading", "stale"])
+def test_sqlite_pass_lookup_uses_the_serial_index(
+    unanalyzed_url: str, tmp_path: Path, statistics: str
+) -> None:
+    _requires(unanalyzed_url, "sqlite")
+    path = _copy_with_statistics(unanalyzed_url, tmp_path / "copy.db", statistics)
+
+    with sqlite3.connect(path) as db:
+        plan = [
+            row[3]
+            for row in db.execute(
+                "EXPLAIN QUERY PLAN " + hot_path._sqlite(hot_path._SELECT_DEVICE_AUTH, 2),
+                (PT, "s7"),
+            )
+        ]
+
+    assert plan == [
+        "SEARCH passes USING INDEX sqlite_autoindex_passes_1 (pass_type_id=? AND serial_number=?)"
+    ]
