@@ -322,8 +322,24 @@ class Server:
         return self.process.pid
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+        """utime + stime of serve and its web processes (--workers N spawns N children)."""
+        parents: dict[int, tuple[int, int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+        family = {self.pid}
+        while True:
+            more = {pid for pid, (ppid, _) in parents.items() if ppid in family} - family
+            if not more:
+                break
+            family |= more
+        ticks = sum(parents[pid][1] for pid in family if pid in parents)
+        return ticks / CLK_TCK
 
     def stop(self) -> None:
         self.process.terminate()
@@ -334,7 +350,9 @@ class Server:
             self.process.wait()
 
 
-def start_server(url: str, workdir: Path, label: str) -> Server:
+def start_server(
+    url: str, workdir: Path, label: str, workers: int = 1, cpus: str = SERVER_CPU
+) -> Server:
     port = free_port()
     data_dir = workdir / f"data-{label}"
     data_dir.mkdir(exist_ok=True)
@@ -348,12 +366,17 @@ def start_server(url: str, workdir: Path, label: str) -> Server:
         PASSHOUSE_PUBLIC_URL=f"http://127.0.0.1:{port}",
         # wrk is one client address: the per-address limit would measure itself (ADR 0010).
         PASSHOUSE_REGISTRATION_RATE_PER_MINUTE="0",
+        # As an environment variable, not --workers: a tree from before it ignores it.
+        PASSHOUSE_WEB_WORKERS=str(workers),
+        # N processes hold as many PostgreSQL connections in all as one (a shared server
+        # runs out of connections otherwise).
+        PASSHOUSE_DATABASE_POOL_SIZE=str(max(4, 20 // workers)),
     )
     log = workdir / f"server-{label}.log"
     command = [
         "taskset",
         "-c",
-        SERVER_CPU,
+        cpus,
         str(VENV_BIN / "passhouse"),
         "serve",
         "--no-worker",
@@ -839,6 +862,8 @@ def run_database(kind: str, args: argparse.Namespace, creds: DevCredentials, wor
         print_table(
             f"{kind}, {args.passes:,} passes, one server process", results, kind == "postgresql"
         )
+        for workers in args.workers[1:]:
+            servers += compare_workers(kind, small, workers, args, workdir)
         if args.large:
             started = time.perf_counter()
             large = populate(kind, args.pg_url, workdir, f"{kind}_large", args.large, creds)
@@ -884,6 +909,54 @@ def run_database(kind: str, args: argparse.Namespace, creds: DevCredentials, wor
                 data.drop()
 
 
+def compare_workers(
+    kind: str, data: Dataset, workers: int, args: argparse.Namespace, workdir: Path
+) -> list[Server]:
+    """Every scenario on 1 web process and on `--workers N`, alternating.
+
+    Both may run on every CPU (wrk's too): on a shared machine a server pinned to one
+    CPU competes with whatever else is pinned there, which would inflate the ratio.
+    """
+    every = f"0-{(os.cpu_count() or 1) - 1}"
+    one = start_server(data.url, workdir, f"{kind}-workers1", 1, cpus=every)
+    many = start_server(data.url, workdir, f"{kind}-workers{workers}", workers, cpus=every)
+    rows = []
+    try:
+        lua = workdir / "warm.lua"
+        for server in (one, many):
+            write_lua(lua, "mix", data)
+            run_wrk(server, lua, args.warmup * 2)
+            prewarm(server, data)
+        for name in SCENARIOS:
+            single = measure(one, name, data, workdir, args.duration, args.warmup)
+            multi = measure(many, name, data, workdir, args.duration, args.warmup)
+            rows.append((name, single, multi))
+            print(f"  {name}: {single.rps:,.0f} vs {multi.rps:,.0f} req/s", flush=True)
+    except BaseException:
+        one.stop()
+        many.stop()
+        raise
+    print(
+        f"\n### {kind}: --workers {workers} vs --workers 1, both on CPUs {every} (wrk on"
+        f" CPU {WRK_CPU}), measured alternately\n"
+    )
+    print(
+        f"| Scenario | 1 process req/s | {workers} processes req/s | ratio |"
+        f" 1 process CPU use | {workers} processes CPU use | req per CPU-s (1/{workers}) |"
+        f" unexpected (1/{workers}) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, single, multi in rows:
+        print(
+            f"| {name} | {single.rps:,.0f} | {multi.rps:,.0f} | {multi.rps / single.rps:.2f} |"
+            f" {single.cpu_util:.0%} | {multi.cpu_util:.0%} |"
+            f" {single.req_per_cpu_s:,.0f} / {multi.req_per_cpu_s:,.0f} |"
+            f" {single.bad}/{multi.bad} |"
+        )
+    sys.stdout.flush()
+    return [one, many]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
@@ -895,6 +968,13 @@ def main() -> None:
         "--pg-url",
         default="postgresql://postgres@127.0.0.1:5432/test",
         help="any database on the server; a fresh one is created and dropped",
+    )
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1],
+        help="web process counts, e.g. 1,2: the scenarios with 1, then each other count"
+        " alternately with 1",
     )
     parser.add_argument("--profile", type=Path, help="write py-spy samples (collapsed stacks) here")
     parser.add_argument("--keep", action="store_true", help="keep the databases and files")
@@ -911,6 +991,8 @@ def main() -> None:
         help="alternating rounds per scenario in the planner comparison (--duration in all)",
     )
     args = parser.parse_args()
+    if args.workers[0] != 1 or min(args.workers) < 1:
+        parser.error("--workers starts with 1 (the reference), e.g. 1,2")
     if args.passes < 2 * SAMPLE or (args.large and args.large < 2 * SAMPLE):
         parser.error(f"--passes and --large must be at least {2 * SAMPLE}")
     print("command: " + shlex.join([os.path.relpath(sys.executable), *sys.argv]))

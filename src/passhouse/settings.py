@@ -128,6 +128,28 @@ class Settings(BaseSettings):
     # packets instead of refusing: without this every request would wait the driver's
     # 60 s. 10 s is far above a healthy connect (milliseconds) yet below a client's patience.
     database_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # --- HTTP edge and web processes (`passhouse serve`) ---
+    # Request line plus headers of one request (431 above). Wallet sends well under 2 kB;
+    # 64 kB leaves room for a browser's cookies and a proxy's forwarded headers.
+    http_max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Header fields per request (431 above); browsers send about 20, Wallet fewer.
+    http_max_headers: int = Field(default=100, ge=8)
+    # A request's headers must arrive this soon after its first byte (for the first
+    # request: after the connection opens), or it gets a 408 and the connection closes.
+    # Phones on a poor network still send 2 kB in well under a second.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The whole body must arrive this soon after the headers: 60 s carries the largest
+    # body accepted (max_request_bytes, 16 MB) at about 2.2 Mbit/s.
+    http_body_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Open connections per web process; beyond it new ones get a 503 (logged). Kept under
+    # the open-files limit, which serve raises towards it.
+    http_max_connections: int = Field(default=2048, ge=1)
+    # After SIGTERM, requests in flight get this long before what is left is closed;
+    # below Kubernetes' default 30 s grace period, so we end before its SIGKILL.
+    http_shutdown_timeout_seconds: int = Field(default=25, ge=1, le=3600)
+    # Web processes of `passhouse serve` (its --workers); unset: one per core the process
+    # may use, or 1 in dev mode.
+    web_workers: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("public_url")
     @classmethod

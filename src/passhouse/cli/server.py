@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import secrets
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,49 +146,63 @@ async def in_transaction(
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--no-worker", is_flag=True, help="Do not send pushes from this process.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Web processes on the port [default: PASSHOUSE_WEB_WORKERS, or one per core; "
+    "1 in dev mode].",
+)
+@click.option("--no-worker", is_flag=True, help="Do not send pushes from this server.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply database migrations at start.")
 @click.option("--log-level", default="info", show_default=True)
 @uses_database
-def serve(host: str, port: int, no_worker: bool, no_migrate: bool, log_level: str) -> None:
+def serve(
+    host: str, port: int, workers: int | None, no_worker: bool, no_migrate: bool, log_level: str
+) -> None:
     """Run the web service (admin API, PassKit web service) and a push worker.
 
     With no pass type configured, dev mode creates a throwaway local CA, a pass type
-    certificate and a demo template, so the whole flow runs on a laptop.
+    certificate and a demo template, so the whole flow runs on a laptop. With several
+    web processes the push worker runs in the first one.
     """
-    import uvicorn
-
-    from passhouse.web.app import create_app
-    from passhouse.worker import run_worker
+    from passhouse.web import server
 
     settings = load_settings()
     if settings.public_url == "http://localhost:8000" and port != 8000:
         settings = load_settings(public_url=f"http://localhost:{port}")
+    workers = workers or server.default_workers(settings)
     try:
         runtime = open_runtime(settings)
     except PasshouseError as error:
         raise click.ClickException(error.message) from None
-    setup = run(_prepare(runtime, migrate_schema=not no_migrate))
+    try:
+        # Bound before anything is prepared or printed: a taken port is one sentence.
+        sockets = server.bind_sockets(host, port, workers)
+    except server.BindError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        setup = run(_prepare(runtime, migrate_schema=not no_migrate))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     if setup.admin_token_generated:
         settings = settings.model_copy(update={"admin_token": SecretStr(setup.admin_token)})
-        runtime = Runtime(settings=settings, database=runtime.database, sealer=runtime.sealer)
-
-    async def background(stop: asyncio.Event) -> None:
-        await run_worker(runtime, stop)
-
-    app = create_app(runtime, background=None if no_worker else background)
-    _print_banner(settings, host, port, setup, no_worker)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        # web/clients.py reads forwarding headers, and only from PASSHOUSE_TRUSTED_PROXIES;
-        # uvicorn's would believe any client that connects through 127.0.0.1.
-        proxy_headers=False,
-        server_header=False,
-        lifespan="on",
-    )
+    _print_banner(settings, host, port, setup, no_worker, workers)
+    specs = [
+        server.WebProcess(
+            settings=settings,
+            sock=sock,
+            push_worker=index == 0 and not no_worker,
+            log_level=log_level,
+            parent_pid=os.getpid() if workers > 1 else None,
+        )
+        for index, sock in enumerate(sockets)
+    ]
+    if workers == 1:
+        server.run_web_process(specs[0])
+    else:
+        sys.exit(server.supervise(specs, settings.http_shutdown_timeout_seconds))
 
 
 class _Prepared:
@@ -231,9 +247,12 @@ async def _prepare(runtime: Runtime, *, migrate_schema: bool) -> _Prepared:
 
 
 def _print_banner(
-    settings: Settings, host: str, port: int, setup: _Prepared, no_worker: bool
+    settings: Settings, host: str, port: int, setup: _Prepared, no_worker: bool, workers: int
 ) -> None:
-    lines = [f"passhouse serving on http://{host}:{port}  (public URL {settings.public_url})"]
+    processes = f", {workers} web processes" if workers > 1 else ""
+    lines = [
+        f"passhouse serving on http://{host}:{port}  (public URL {settings.public_url}{processes})"
+    ]
     lines.append(f"  API docs:        {settings.public_url}/api/docs")
     lines.append(f"  webServiceURL:   {settings.web_service_url}")
     if setup.admin_token_generated:
