@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse.storage.sealing import Sealer
-from passhouse.storage.tables import devices, pass_types, passes, registrations, templates
+from passhouse.storage.tables import (
+    devices,
+    pass_types,
+    passes,
+    push_jobs,
+    registrations,
+    templates,
+)
 
 SECRET_KEY = "test-secret-key-0123456789"
 
@@ -106,3 +113,15 @@ async def make_world(
             )
             tokens.append(token)
     return World(template_id=template_id, pass_ids=pass_ids, tokens=tokens)
+
+
+async def add_overdue_push(
+    conn: AsyncConnection, pass_type_id: str, *, now_ms: int, overdue_seconds: float
+) -> None:
+    """A push that has been due for `overdue_seconds`, as if no worker ran."""
+    since = now_ms - int(overdue_seconds * 1000)
+    await conn.execute(
+        push_jobs.insert().values(
+            push_token="ab" * 32, pass_type_id=pass_type_id, due_at_ms=since, created_at_ms=since
+        )
+    )

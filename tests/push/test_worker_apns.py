@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 import passhouse.storage.push_jobs as jobs
+from certs import renewed_certificate
 from passhouse import issuing
 from passhouse.bootstrap import Runtime
 from passhouse.push.apns import ApnsSender, make_sender
@@ -117,32 +115,6 @@ async def test_pushes_cut_off_by_goaway_are_sent_on_a_new_connection(
     assert fake_apns.goaways >= 5
 
 
-def _renewed(pki: Pki) -> tuple[bytes, bytes]:
-    """A new certificate and key for the same pass type, from the same issuer (a renewal)."""
-    old = x509.load_pem_x509_certificate(pki.credentials.cert_pem)
-    issuer_key = serialization.load_pem_private_key(pki.credentials.wwdr_key_pem, None)
-    assert isinstance(issuer_key, rsa.RSAPrivateKey)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(old.subject)
-        .issuer_name(old.issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(old.not_valid_before_utc)
-        .not_valid_after(old.not_valid_after_utc)
-    )
-    for extension in old.extensions:
-        builder = builder.add_extension(extension.value, extension.critical)
-    cert = builder.sign(issuer_key, hashes.SHA256())
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
 async def test_a_403_holds_pushes_until_a_new_certificate_is_uploaded(
     database: Database, settings: Settings, sender: ApnsSender, fake_apns: FakeApns, pki: Pki
 ) -> None:
@@ -152,7 +124,7 @@ async def test_a_403_holds_pushes_until_a_new_certificate_is_uploaded(
     held = await send_due_pushes(database, sender, settings)
     async with database.reader() as conn:
         error = await conn.scalar(sa.select(pass_types.c.apns_error))
-    cert_pem, key_pem = _renewed(pki)
+    cert_pem, key_pem = renewed_certificate(pki.credentials)
 
     fake_apns.default = fake.OK
     # What an issuer does: upload the renewed certificate (the admin API's use case).

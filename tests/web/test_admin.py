@@ -24,6 +24,7 @@ from passhouse.pkpass.devcerts import DevCredentials, issue_server_certificate
 from passhouse.storage import api_keys
 from passhouse.storage.tables import pass_types, passes, push_attempts, push_jobs, templates
 from passhouse.worker import send_due_pushes
+from push.rows import add_overdue_push
 from test_worker import RecordingSender
 
 PKPASS = "application/vnd.apple.pkpass"
@@ -944,15 +945,9 @@ async def test_pushes_due_with_none_sent_show_as_stalled_in_stats_and_metrics(
 ) -> None:
     # No worker runs here: a push that has been due for twice the stall time, nothing sent.
     now = issuing.now_ms()
-    stall_ms = int(runtime.settings.push_stall_seconds * 1000)
     async with runtime.database.transaction() as conn:
-        await conn.execute(
-            push_jobs.insert().values(
-                push_token="ab" * 32,
-                pass_type_id=pass_type,
-                due_at_ms=now - 2 * stall_ms,
-                created_at_ms=now - 2 * stall_ms,
-            )
+        await add_overdue_push(
+            conn, pass_type, now_ms=now, overdue_seconds=2 * runtime.settings.push_stall_seconds
         )
 
     stalled = (await admin.get("/api/v1/push/stats")).json()

@@ -12,8 +12,8 @@ from passhouse import issuing
 from passhouse.bootstrap import Runtime, open_runtime
 from passhouse.settings import Settings
 from passhouse.storage import migrate
-from passhouse.storage.tables import push_jobs
 from passhouse.web.app import create_app
+from push.rows import add_overdue_push
 
 
 @pytest.mark.parametrize("path", ["/livez", "/healthz"])
@@ -70,15 +70,9 @@ async def test_pushes_due_with_none_sent_make_the_process_not_ready_unless_skipp
 ) -> None:
     # No worker runs here: a push has been due for twice the stall time and nothing was sent.
     now = issuing.now_ms()
-    stall_ms = int(runtime.settings.push_stall_seconds * 1000)
     async with runtime.database.transaction() as conn:
-        await conn.execute(
-            push_jobs.insert().values(
-                push_token="ab" * 32,
-                pass_type_id=pass_type,
-                due_at_ms=now - 2 * stall_ms,
-                created_at_ms=now - 2 * stall_ms,
-            )
+        await add_overdue_push(
+            conn, pass_type, now_ms=now, overdue_seconds=2 * runtime.settings.push_stall_seconds
         )
 
     stalled = await client.get("/readyz")
