@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import zipfile
 from pathlib import Path
@@ -10,9 +11,10 @@ from click.testing import CliRunner
 from certs import CertFiles, encrypted_key_pem, p12_bytes, write_credentials
 from passhouse import devmode
 from passhouse.cli import main
+from passhouse.examples import TEMPLATES as EXAMPLE_TEMPLATES
 from passhouse.pkpass.devcerts import make_dev_credentials
 
-TEMPLATES = Path(__file__).parent / "fixtures" / "templates"
+TEMPLATES = EXAMPLE_TEMPLATES
 STORE_CARD_DATA = {"serial": "CLI-1", "points": 10, "balance": 2.5, "name": "Ada"}
 
 
@@ -67,6 +69,43 @@ def test_build_a_bundle_from_a_list_of_records(cert_files: CertFiles, tmp_path: 
     assert code == 0, out
     with zipfile.ZipFile(output) as archive:
         assert len(archive.namelist()) == 3
+
+
+def test_signing_and_bundling_show_progress_on_stderr_only(
+    cert_files: CertFiles, tmp_path: Path
+) -> None:
+    records = [{**STORE_CARD_DATA, "serial": f"S{index}"} for index in range(3)]
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(records))
+    singles = []
+    for index in range(2):
+        singles.append(tmp_path / f"{index}.pkpass")
+        run(
+            "pkpass", "build", str(TEMPLATES / "storeCard"), "--set", f"serial=B{index}",
+            "--set", "points=1", "--set", "balance=1", "--set", "name=Ada",
+            *signing_args(cert_files), "-o", str(singles[-1]),
+        )  # fmt: skip
+
+    _, built_out, built_err = run(
+        "pkpass", "build", str(TEMPLATES / "storeCard"), "--data", str(data),
+        *signing_args(cert_files), "-o", str(tmp_path / "cards.pkpasses"),
+    )  # fmt: skip
+    code, bundled_out, bundled_err = run(
+        "pkpass", "bundle", *map(str, singles), "-o", str(tmp_path / "two.pkpasses")
+    )
+
+    assert code == 0
+    assert "signing passes" in built_err
+    assert built_out == f"wrote {tmp_path / 'cards.pkpasses'} (3 passes)\n"
+    assert "reading passes" in bundled_err
+    assert bundled_out == f"wrote {tmp_path / 'two.pkpasses'} (2 passes)\n"
+
+
+def test_version_is_the_installed_package_version() -> None:
+    code, out, _ = run("--version")
+
+    assert code == 0
+    assert out == f"passhouse, version {importlib.metadata.version('passhouse')}\n"
 
 
 def test_missing_placeholder_is_one_sentence_and_exit_1(

@@ -92,6 +92,11 @@ async def test_serve_answers_503_through_an_outage_logs_it_once_and_recovers(
             await until_ok(http, "/api/v1/passes", headers=admin)
             listed = await http.get("/api/v1/passes", headers=admin)
             ready = await http.get("/readyz")
+            # The end is logged by a probe that runs once a second: wait for it, boundedly.
+            for _ in range(150):
+                if "database_fault_ended" in log.read_text():
+                    break
+                await asyncio.sleep(0.1)
     finally:
         if server.returncode is None:
             server.send_signal(signal.SIGTERM)

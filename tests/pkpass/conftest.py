@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from certs import CertFiles, write_credentials
+from passhouse.examples import TEMPLATES as EXAMPLE_TEMPLATES
 from passhouse.pkpass.signing import PassSigner
 
-TEMPLATES = Path(__file__).parent.parent / "fixtures" / "templates"
+TEMPLATES = EXAMPLE_TEMPLATES
 STYLES = ("generic", "storeCard", "coupon", "eventTicket", "boardingPass")
 
 # Data that fills every placeholder of each golden template.

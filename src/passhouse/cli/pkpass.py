@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+from click._termui_impl import ProgressBar
 
 from passhouse.pkpass.bundle import build_pkpass, build_pkpasses, verify_pkpass
 from passhouse.pkpass.certs import check_credentials_in_detail, load_p12
@@ -21,6 +23,7 @@ from passhouse.pkpass.template import Template, set_data_path
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -41,6 +44,12 @@ def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def _password(value: str | None) -> bytes | None:
     return value.encode() if value is not None else None
+
+
+def _progress(items: Sequence[T], label: str) -> ProgressBar[T]:
+    # On stderr: stdout keeps only the result lines scripts read. Off a terminal click
+    # prints the label once and no bar.
+    return click.progressbar(items, label=label, file=sys.stderr)
 
 
 def _print_report(report: Report) -> None:
@@ -172,18 +181,19 @@ def build_command(
         raise click.UsageError("--serial names one pass; leave it out for a list of data.")
     passes = []
     generated = []
-    for record in records:
-        pass_json, assets = loaded.render(record)
-        # A template that names its own pass type keeps it: a mismatch with the
-        # certificate is then reported, not silently signed for another pass type.
-        pass_json.setdefault("passTypeIdentifier", signer.pass_type_id)
-        pass_json.setdefault("teamIdentifier", signer.team_id)
-        if serial is not None:
-            pass_json["serialNumber"] = serial
-        elif not pass_json.get("serialNumber"):
-            pass_json["serialNumber"] = secrets.token_hex(8)
-            generated.append(pass_json["serialNumber"])
-        passes.append(build_pkpass(pass_json, assets, signer))
+    with _progress(records, "signing passes") as bar:
+        for record in bar:
+            pass_json, assets = loaded.render(record)
+            # A template that names its own pass type keeps it: a mismatch with the
+            # certificate is then reported, not silently signed for another pass type.
+            pass_json.setdefault("passTypeIdentifier", signer.pass_type_id)
+            pass_json.setdefault("teamIdentifier", signer.team_id)
+            if serial is not None:
+                pass_json["serialNumber"] = serial
+            elif not pass_json.get("serialNumber"):
+                pass_json["serialNumber"] = secrets.token_hex(8)
+                generated.append(pass_json["serialNumber"])
+            passes.append(build_pkpass(pass_json, assets, signer))
     for warning in template_report.warnings:
         click.echo(f"warning: {warning}", err=True)
     if len(passes) == 1 and output.suffix != ".pkpasses":
@@ -201,7 +211,11 @@ def build_command(
 @_user_errors
 def bundle_command(passes: tuple[Path, ...], output: Path) -> None:
     """Bundle up to 10 .pkpass files into one .pkpasses file."""
-    output.write_bytes(build_pkpasses([path.read_bytes() for path in passes]))
+    contents = []
+    with _progress(passes, "reading passes") as bar:
+        for path in bar:
+            contents.append(path.read_bytes())
+    output.write_bytes(build_pkpasses(contents))
     click.echo(f"wrote {output} ({len(passes)} passes)")
 
 

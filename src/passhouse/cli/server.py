@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import secrets
 import sys
@@ -17,7 +18,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse import devmode, issuing, preflight
+from passhouse import devmode, examples, issuing, preflight
 from passhouse.bootstrap import Runtime, open_runtime, template_limits
 from passhouse.errors import PasshouseError
 from passhouse.pkpass.errors import PkpassError
@@ -388,15 +389,31 @@ def pass_type_add(
 
 
 @pass_type_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of lines.")
 @uses_database
-def pass_type_list() -> None:
+def pass_type_list(as_json: bool) -> None:
     """List pass types, their certificate expiry, APNs errors and signing problems."""
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> list[Any]:
         rows = await pass_types.list_pass_types(conn)
         return [(row, issuing.pass_type_problems(row, runtime.sealer)) for row in rows]
 
-    for row, problems in run(in_transaction(load_settings(), action)):
+    listed = run(in_transaction(load_settings(), action))
+    if as_json:
+        records = [
+            {
+                "pass_type_id": row.pass_type_id,
+                "team_id": row.team_id,
+                "dev_mode": row.dev_mode,
+                "certificate": issuing.certificate_summary(row.certificate_pem),
+                "apns_error": row.apns_error,
+                "problems": problems,
+            }
+            for row, problems in listed
+        ]
+        click.echo(json.dumps(records, indent=2))
+        return
+    for row, problems in listed:
         note = " (dev certificate)" if row.dev_mode else ""
         error = f"  APNs error: {row.apns_error}" if row.apns_error else ""
         summary = issuing.certificate_summary(row.certificate_pem)
@@ -425,7 +442,7 @@ def pass_type_remove(pass_type_id: str) -> None:
 
 @click.group("template")
 def template_group() -> None:
-    """Add and replace templates from a folder or zip."""
+    """Add, list, show, replace and remove templates."""
 
 
 def _load_template(source: Path, name: str, settings: Settings) -> Template:
@@ -436,18 +453,34 @@ def _load_template(source: Path, name: str, settings: Settings) -> Template:
 
 
 @template_group.command("add")
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--name", required=True, help="Name passes are issued from.")
+@click.argument("source", type=click.Path(exists=True, path_type=Path), required=False)
+@click.option(
+    "--example",
+    type=click.Choice(examples.example_names(), case_sensitive=False),
+    help="Add one of the example templates shipped with passhouse instead of SOURCE.",
+)
+@click.option("--name", help="Name passes are issued from (default: the example's name).")
 @click.option("--pass-type", "pass_type_id", required=True, help="Pass type id it belongs to.")
 @uses_database
-def template_add(source: Path, name: str, pass_type_id: str) -> None:
-    """Add a template from a folder or zip (pass.json, images, xx.lproj/)."""
+def template_add(
+    source: Path | None, example: str | None, name: str | None, pass_type_id: str
+) -> None:
+    """Add a template from a folder or zip (pass.json, images, xx.lproj/), or an example."""
+    if (source is None) == (example is None):
+        raise click.UsageError("give a template folder or zip, or --example NAME (not both)")
+    if example is not None:
+        source = examples.example_path(example)
+        name = name or example.lower()
+    if name is None:
+        raise click.UsageError("give --name, the name passes are issued from")
+    assert source is not None
+    folder, template_name = source, name
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> int:
-        template = _load_template(source, name, runtime.settings)
+        template = _load_template(folder, template_name, runtime.settings)
         return await issuing.create_template(
             conn,
-            name=name,
+            name=template_name,
             pass_type_id=pass_type_id,
             pass_json=template.pass_json,
             assets=template.assets,
@@ -482,7 +515,7 @@ def template_replace(ref: str, source: Path) -> None:
 
 @click.group("pass")
 def pass_group() -> None:
-    """Issue, change and void passes."""
+    """Issue, list, show, download, change and void passes."""
 
 
 def _json_object(text: str | None, what: str, settings: Settings) -> dict[str, Any]:
@@ -611,14 +644,29 @@ def api_key_create(name: str) -> None:
 
 
 @api_key_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of lines.")
 @uses_database
-def api_key_list() -> None:
+def api_key_list(as_json: bool) -> None:
     """List keys (prefix, name, created, revoked)."""
 
     async def action(_runtime: Runtime, conn: AsyncConnection) -> list[Any]:
         return await api_keys.list_keys(conn)
 
-    for row in run(in_transaction(load_settings(), action)):
+    rows = run(in_transaction(load_settings(), action))
+    if as_json:
+        records = [
+            {
+                "id": row.id,
+                "prefix": row.prefix,
+                "name": row.name,
+                "created_at": issuing.iso_time(row.created_at),
+                "revoked_at": issuing.iso_time(row.revoked_at) if row.revoked_at else None,
+            }
+            for row in rows
+        ]
+        click.echo(json.dumps(records, indent=2))
+        return
+    for row in rows:
         state = "revoked" if row.revoked_at else "active"
         created = issuing.iso_time(row.created_at)
         click.echo(f"{row.id}  {row.prefix}…  {row.name}  created {created}  {state}")
