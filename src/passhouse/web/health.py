@@ -65,10 +65,12 @@ async def push_worker_progressing(runtime: Runtime) -> str | None:
     return None if progress.ok else progress.reason
 
 
-READINESS_CHECKS: list[tuple[str, Check]] = [
-    ("database", database_reachable),
-    ("migrations", migrations_at_head),
-    ("push", push_worker_progressing),
+# (name, check, the checks it needs to pass first). The push check reads push_jobs, which a
+# database behind on migrations may not have: asking would only raise.
+READINESS_CHECKS: list[tuple[str, Check, tuple[str, ...]]] = [
+    ("database", database_reachable, ()),
+    ("migrations", migrations_at_head, ()),
+    ("push", push_worker_progressing, ("migrations",)),
 ]
 
 
@@ -83,8 +85,25 @@ async def _run_check(check: Check, runtime: Runtime) -> str | None:
         return f"failed: {type(error).__name__}"
 
 
+async def _run_checks(
+    checks: Sequence[tuple[str, Check, tuple[str, ...]]], runtime: Runtime
+) -> dict[str, str | None]:
+    """Every check at once, except that one waits for those it needs (skipped needs pass)."""
+    tasks: dict[str, asyncio.Task[str | None]] = {}
+
+    async def run(check: Check, needs: tuple[str, ...]) -> str | None:
+        for need in needs:
+            if need in tasks and await tasks[need] is not None:
+                return f"unknown until {need} is ok"
+        return await _run_check(check, runtime)
+
+    for name, check, needs in checks:
+        tasks[name] = asyncio.ensure_future(run(check, needs))
+    return {name: await task for name, task in tasks.items()}
+
+
 def health_routes(
-    runtime: Runtime, checks: Sequence[tuple[str, Check]] = READINESS_CHECKS
+    runtime: Runtime, checks: Sequence[tuple[str, Check, tuple[str, ...]]] = READINESS_CHECKS
 ) -> list[BaseRoute]:
     async def live(_request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -95,9 +114,9 @@ def health_routes(
         skipped = {
             name for value in request.query_params.getlist("skip") for name in value.split(",")
         }
-        chosen = [(name, check) for name, check in checks if name not in skipped]
-        results = await asyncio.gather(*(_run_check(check, runtime) for _, check in chosen))
-        problems = {name: result for (name, _), result in zip(chosen, results, strict=True)}
+        problems = await _run_checks(
+            [check for check in checks if check[0] not in skipped], runtime
+        )
         failing = {name: problem for name, problem in problems.items() if problem is not None}
         body: dict[str, object] = {
             "status": "not_ready" if failing else "ready",
