@@ -395,6 +395,27 @@ async def _template_or_404(conn: AsyncConnection, ref: str | int) -> sa.Row[Any]
     return row
 
 
+async def get_template_or_404(conn: AsyncConnection, ref: str) -> sa.Row[Any]:
+    return await _template_or_404(conn, ref)
+
+
+async def template_keys(
+    conn: AsyncConnection, builder: PassBuilder, ref: str
+) -> tuple[sa.Row[Any], list[str]]:
+    """A template and the data keys every pass of it must carry: its placeholders, sorted."""
+    row = await _template_or_404(conn, ref)
+    template = await builder.template(conn, row)
+    return row, sorted(template.placeholders())
+
+
+async def template_counts(conn: AsyncConnection, template_id: int) -> tuple[int, int]:
+    """(passes issued from a template, those of them on at least one device)."""
+    return (
+        await templates.count_passes(conn, template_id),
+        await templates.count_installed_passes(conn, template_id),
+    )
+
+
 # --- passes -----------------------------------------------------------------------------
 
 
@@ -452,6 +473,21 @@ async def get_pass_or_404(conn: AsyncConnection, pass_type_id: str, serial: str)
     if row is None:
         raise NotFound(f"No pass {serial!r} of {pass_type_id!r}.")
     return row
+
+
+async def get_template_pass_or_404(
+    conn: AsyncConnection, template_ref: str, serial: str
+) -> tuple[sa.Row[Any], sa.Row[Any]]:
+    """(template, pass) for a pass named by its template and serial, as PassNinja names it.
+
+    Serials are unique per Apple pass type, which several templates may share: a pass
+    made from another template of the same pass type is not found here.
+    """
+    template_row = await _template_or_404(conn, template_ref)
+    row = await passes.get_pass(conn, template_row.pass_type_id, serial)
+    if row is None or row.template_id != template_row.id:
+        raise NotFound(f"No pass {serial!r} of template {template_row.name!r}.")
+    return template_row, row
 
 
 async def change_pass_data(

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
     # may use, or 1 in dev mode.
     web_workers: int | None = Field(default=None, ge=1, le=64)
 
+    # --- PassNinja-compatible API (/v1) ---
+    # X-ACCOUNT-ID the PassNinja SDKs must send, when set. Unset by default: a passhouse
+    # server is one account and X-API-KEY alone authenticates, so any value is accepted
+    # and an issuer keeps the account id already in their configuration.
+    passninja_account_id: str | None = None
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

@@ -39,7 +39,11 @@ from passhouse.storage.tables import metadata
 from passhouse.web.app import create_app
 
 MAX_BYTES = 8192
-ADMIN = ((b"authorization", f"Bearer {ADMIN_TOKEN}".encode()),)
+# The admin API reads the bearer token, the PassNinja-compatible API (/v1) the X-API-KEY.
+ADMIN = (
+    (b"authorization", f"Bearer {ADMIN_TOKEN}".encode()),
+    (b"x-api-key", ADMIN_TOKEN.encode()),
+)
 JSON = ((b"content-type", b"application/json"),)
 FUZZ = settings(
     max_examples=40,
@@ -54,11 +58,13 @@ class Answer:
     headers: dict[bytes, bytes]
     body: bytes
 
-    def error(self) -> dict[str, Any]:
+    def error(self, *, status_in_body: bool = False) -> dict[str, Any]:
         assert self.headers.get(b"content-type", b"").startswith(b"application/json"), self
         loaded = json.loads(self.body)
         assert set(loaded) == {"error"}, loaded
         error: dict[str, Any] = loaded["error"]
+        if status_in_body:
+            assert error.pop("status_code") == self.status
         assert set(error) == {"code", "message"}
         assert isinstance(error["code"], str)
         assert isinstance(error["message"], str)
@@ -163,7 +169,7 @@ async def assert_refused(
     answer = await call(app, method, raw_path, **request)
 
     assert 400 <= answer.status < 500, (method, raw_path, answer.status, answer.body[:500])
-    error = answer.error()
+    error = answer.error(status_in_body=raw_path.startswith(b"/v1/"))
     assert await row_counts(database) == before
     return error
 
@@ -464,6 +470,12 @@ PATH_SHAPES = [
     ("DELETE", "/passkit/v1/devices/d/registrations/" + PASS_TYPE_ID + "/{}"),
     ("GET", "/p/{}"),
     ("GET", "/p/{}/pass.pkpass"),
+    ("GET", "/v1/passtypes/keys/{}"),
+    ("GET", "/v1/passes/{}"),
+    ("GET", "/v1/passes/{}/x"),
+    ("GET", "/v1/passes/card/{}"),
+    ("DELETE", "/v1/passes/card/{}"),
+    ("GET", "/v1/pass_templates/{}"),
 ]
 
 
@@ -507,6 +519,8 @@ WRONG_METHODS = [
     ("GET", "/passkit/v1/log"),
     ("PUT", "/passkit/v1/devices/d/registrations/" + PASS_TYPE_ID + "/x"),
     ("POST", "/p/abc"),
+    ("PUT", "/v1/passes"),
+    ("POST", "/v1/pass_templates"),
 ]
 UNKNOWN_ROUTES = [
     "/",
@@ -517,6 +531,8 @@ UNKNOWN_ROUTES = [
     "/passkit/v2/log",
     "/passkit/v1/passes/" + PASS_TYPE_ID,
     "/api/v1/passes/" + PASS_TYPE_ID + "/x/y/z",
+    "/v1/nope",
+    "/v1/passes/card/x/y",
 ]
 ODD_AUTHORIZATIONS = [
     b"Bearer \x00",
@@ -577,7 +593,12 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-segments = st.text(min_size=1, max_size=300).map(lambda text: quote(text, safe=""))
+# Not the names of what exists: a template is found by its name ("card") or its id (1, 2, ...).
+segments = (
+    st.text(min_size=1, max_size=300)
+    .map(lambda text: quote(text, safe=""))
+    .filter(lambda segment: not segment.isdigit() and segment not in {"card", PASS_TYPE_ID})
+)
 
 
 def refusable(body: bytes) -> bool:
@@ -587,7 +608,7 @@ def refusable(body: bytes) -> bool:
     except ValueError:
         return True
     if isinstance(value, dict):
-        return not {"data", "pushToken", "logs", "pass_json"} & set(value)
+        return not {"data", "pushToken", "logs", "pass_json", "pass"} & set(value)
     # A list of strings is a valid device log.
     return not (isinstance(value, list) and all(isinstance(item, str) for item in value))
 
@@ -613,7 +634,7 @@ async def test_generated_path_segments_are_4xx(
 
 @FUZZ
 @given(
-    target=st.sampled_from(["issue", "change", "register", "log", "template"]),
+    target=st.sampled_from(["issue", "change", "register", "log", "template", "passninja"]),
     body=st.one_of(
         json_values.map(lambda value: json.dumps(value).encode()),
         st.binary(max_size=200),
@@ -641,6 +662,7 @@ async def test_generated_bodies_are_4xx(
         ),
         "log": ("POST", b"/passkit/v1/log", JSON),
         "template": ("PUT", b"/api/v1/templates/card", ADMIN + JSON),
+        "passninja": ("POST", b"/v1/passes", ADMIN + JSON),
     }[target]
 
     await assert_refused(small_app, database, method, path, headers=headers, body=body)

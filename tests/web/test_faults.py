@@ -122,6 +122,19 @@ async def test_a_postgresql_outage_is_a_503_logged_once_and_the_server_recovers(
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
+async def test_an_outage_under_v1_is_a_503_in_passninja_shape(
+    proxy: TcpProxy, proxied: tuple[Runtime, httpx.AsyncClient], wallet_pass: IssuedPass
+) -> None:
+    _, http = proxied
+    await proxy.stop()
+
+    response = await http.get("/v1/pass_templates", headers={"X-API-KEY": ADMIN_TOKEN})
+
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["status_code"] == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+
+
 @pytest.mark.slow
 async def test_a_sqlite_database_locked_by_another_process_is_a_503_until_released(
     database_url: str,

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse.storage.tables import passes, template_assets, templates
+from passhouse.storage.tables import passes, registrations, template_assets, templates
 
 
 async def get_template(conn: AsyncConnection, ref: str | int) -> sa.Row[Any] | None:
@@ -119,5 +119,15 @@ async def delete_template(conn: AsyncConnection, template_id: int) -> None:
 async def count_passes(conn: AsyncConnection, template_id: int) -> int:
     count = await conn.scalar(
         sa.select(sa.func.count()).select_from(passes).where(passes.c.template_id == template_id)
+    )
+    return int(count or 0)
+
+
+async def count_installed_passes(conn: AsyncConnection, template_id: int) -> int:
+    """Passes of a template that at least one device has registered for."""
+    count = await conn.scalar(
+        sa.select(sa.func.count(sa.distinct(registrations.c.pass_id)))
+        .select_from(registrations.join(passes, passes.c.id == registrations.c.pass_id))
+        .where(passes.c.template_id == template_id)
     )
     return int(count or 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -16,21 +15,17 @@ from fastapi import (
     Form,
     Path,
     Query,
-    Request,
     Response,
     UploadFile,
     status,
 )
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.convertors import StringConvertor, register_url_convertor
-from starlette.exceptions import HTTPException
 
 from passhouse import issuing
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
-from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.pkpass.template import Template
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
@@ -55,32 +50,14 @@ from passhouse.web.admin_schema import (
     TemplateView,
     error_responses,
 )
-from passhouse.web.deps import BuilderDep, ReadConn, RuntimeDep, WriteConn, require_api_key
-
-
-class _LimitedJsonRequest(Request):
-    """A request whose JSON body is read within PASSHOUSE_JSON_MAX_DEPTH."""
-
-    async def json(self) -> Any:
-        if not hasattr(self, "_limited_json"):
-            settings: Settings = self.app.state.runtime.settings
-            try:
-                self._limited_json = parse_json(
-                    await self.body(), max_depth=settings.json_max_depth
-                )
-            except JsonRejected as error:
-                raise HTTPException(400, error.message) from None
-        return self._limited_json
-
-
-class _LimitedJsonRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def limited(request: Request) -> Response:
-            return await handler(_LimitedJsonRequest(request.scope, request.receive))
-
-        return limited
+from passhouse.web.deps import (
+    BuilderDep,
+    LimitedJsonRoute,
+    ReadConn,
+    RuntimeDep,
+    WriteConn,
+    require_api_key,
+)
 
 
 class _TemplateRefConvertor(StringConvertor):
@@ -98,7 +75,7 @@ router = APIRouter(
     # `issue_pass_api_v1_passes_post`.
     generate_unique_id_function=lambda route: route.name,
     dependencies=[Depends(require_api_key)],
-    route_class=_LimitedJsonRoute,
+    route_class=LimitedJsonRoute,
 )
 
 MAX_ZIP_BYTES = 10 * 1024 * 1024

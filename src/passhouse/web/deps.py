@@ -1,18 +1,22 @@
-"""FastAPI dependencies, written once: connections and admin authentication."""
+"""FastAPI dependencies, written once: connections, API keys, and bounded JSON bodies."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.exceptions import HTTPException
 
 from passhouse.bootstrap import Runtime
 from passhouse.errors import Unauthorized
 from passhouse.issuing import PassBuilder
+from passhouse.pkpass.json_input import JsonRejected, parse_json
+from passhouse.settings import Settings
 from passhouse.storage import api_keys
 
 
@@ -61,13 +65,43 @@ async def require_api_key(
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
-    runtime = get_runtime(request)
+    if not await is_valid_api_key(get_runtime(request), key):
+        raise Unauthorized("The API key is not valid.")
+
+
+async def is_valid_api_key(runtime: Runtime, key: str) -> bool:
+    """The bootstrap token or a key made with `api-key create` (and not revoked)."""
     bootstrap = runtime.settings.admin_token
     if bootstrap is not None and secrets.compare_digest(
         key.encode(), bootstrap.get_secret_value().encode()
     ):
-        return
+        return True
     async with runtime.database.reader() as conn:
-        if await api_keys.is_valid_key(conn, key):
-            return
-    raise Unauthorized("The API key is not valid.")
+        return await api_keys.is_valid_key(conn, key)
+
+
+class _LimitedJsonRequest(Request):
+    """A request whose JSON body is read within PASSHOUSE_JSON_MAX_DEPTH."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_limited_json"):
+            settings: Settings = self.app.state.runtime.settings
+            try:
+                self._limited_json = parse_json(
+                    await self.body(), max_depth=settings.json_max_depth
+                )
+            except JsonRejected as error:
+                raise HTTPException(400, error.message) from None
+        return self._limited_json
+
+
+class LimitedJsonRoute(APIRoute):
+    """Routes whose handlers read JSON bodies through _LimitedJsonRequest."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            return await handler(_LimitedJsonRequest(request.scope, request.receive))
+
+        return limited

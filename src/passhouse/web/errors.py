@@ -1,4 +1,8 @@
-"""Every error leaves as {"error": {"code", "message"}} with a 4xx (or a logged 500)."""
+"""Every error leaves as {"error": {"code", "message"}} with a 4xx (or a logged 500).
+
+Under /v1/ (the PassNinja-compatible API, web/passninja.py) the error also carries its
+"status_code", as PassNinja's own errors do.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ _CODES = {
     429: "too_many_requests",
 }
 
+PASSNINJA_PREFIX = "/v1/"
+
 
 def error_response(
     status_code: int,
@@ -41,24 +47,31 @@ def error_response(
     *,
     code: str | None = None,
     headers: dict[str, str] | None = None,
+    status_in_body: bool = False,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code or _CODES.get(status_code, "error"), "message": message}},
-        status_code=status_code,
-        headers=headers,
+    error: dict[str, Any] = {"code": code or _CODES.get(status_code, "error"), "message": message}
+    if status_in_body:
+        error["status_code"] = status_code
+    return JSONResponse({"error": error}, status_code=status_code, headers=headers)
+
+
+def _status_in_body(request: Request) -> bool:
+    return request.url.path.startswith(PASSNINJA_PREFIX)
+
+
+async def on_passhouse_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PasshouseError)
+    return error_response(
+        exc.status_code, exc.message, code=exc.code, status_in_body=_status_in_body(request)
     )
 
 
-async def on_passhouse_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, PasshouseError)
-    return error_response(exc.status_code, exc.message, code=exc.code)
-
-
-async def on_pkpass_error(_request: Request, exc: Exception) -> Response:
+async def on_pkpass_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PkpassError)
+    in_body = _status_in_body(request)
     if isinstance(exc, TemplateTooLarge):
-        return error_response(413, exc.message)
-    return error_response(422, exc.message, code="invalid_pass")
+        return error_response(413, exc.message, status_in_body=in_body)
+    return error_response(422, exc.message, code="invalid_pass", status_in_body=in_body)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -67,7 +80,9 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": _allowed_methods(request)}
-    return error_response(exc.status_code, message, headers=headers)
+    return error_response(
+        exc.status_code, message, headers=headers, status_in_body=_status_in_body(request)
+    )
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
@@ -88,11 +103,12 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
-async def on_validation_error(_request: Request, exc: Exception) -> Response:
+async def on_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    in_body = _status_in_body(request)
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
-        return error_response(400, "The request body is not valid JSON.")
+        return error_response(400, "The request body is not valid JSON.", status_in_body=in_body)
     if any(
         tuple(error.get("loc", ())) == ("body",)
         and error.get("type") in ("model_attributes_type", "dict_type", "missing")
@@ -102,9 +118,15 @@ async def on_validation_error(_request: Request, exc: Exception) -> Response:
             422,
             "The body must be a JSON object, sent with Content-Type: application/json.",
             code="invalid_input",
+            status_in_body=in_body,
         )
     problems = [_describe(error) for error in errors]
-    return error_response(422, "; ".join(problems) or "Invalid request.", code="invalid_input")
+    return error_response(
+        422,
+        "; ".join(problems) or "Invalid request.",
+        code="invalid_input",
+        status_in_body=in_body,
+    )
 
 
 def _describe(error: Any) -> str:
@@ -115,10 +137,17 @@ def _describe(error: Any) -> str:
 
 async def on_unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled_error", path=request.url.path, method=request.method)
-    return error_response(500, "Internal error; it has been logged.", code="internal_error")
+    return error_response(
+        500,
+        "Internal error; it has been logged.",
+        code="internal_error",
+        status_in_body=_status_in_body(request),
+    )
 
 
-def fault_response(database: Database, error: BaseException) -> Response | None:
+def fault_response(
+    database: Database, error: BaseException, *, status_in_body: bool = False
+) -> Response | None:
     """A 503 for an outage, a full disk or a read-only database (logged once); else None."""
     fault = database_fault(error)
     if fault is None:
@@ -129,11 +158,14 @@ def fault_response(database: Database, error: BaseException) -> Response | None:
         fault.message,
         code=fault.value,
         headers={"Retry-After": str(fault.retry_after_seconds)},
+        status_in_body=status_in_body,
     )
 
 
 async def on_database_error(request: Request, exc: Exception) -> Response:
-    response = fault_response(request.app.state.runtime.database, exc)
+    response = fault_response(
+        request.app.state.runtime.database, exc, status_in_body=_status_in_body(request)
+    )
     return response if response is not None else await on_unexpected_error(request, exc)
 
 
