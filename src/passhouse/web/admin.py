@@ -22,7 +22,7 @@ from fastapi import (
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from passhouse import issuing
+from passhouse import issuing, lifecycle
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
@@ -563,6 +563,7 @@ def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[st
         "version": row.version,
         "data": row.data,
         "voided": row.voided,
+        **lifecycle.pass_state(row),
         "personalized": row.personalization is not None,
         "created_at": _iso(row.created_at),
         "modified_at": _iso(row.modified_at),
