@@ -4,6 +4,7 @@ the test database, seen through the admin API and the PassKit endpoints."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import io
@@ -24,7 +25,7 @@ from passhouse import devmode, issuing, lifecycle
 from passhouse.bootstrap import Runtime
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
-from passhouse.storage.tables import passes, registrations
+from passhouse.storage.tables import passes, push_jobs, registrations
 from passhouse.worker import run_worker
 from test_worker import RecordingSender
 
@@ -410,10 +411,7 @@ async def test_a_template_change_moves_the_expiry_its_passes_show(
         f"/api/v1/templates/{expiring}",
         json={
             "pass_json": {**TEMPLATE_JSON, "expirationDate": "2001-01-01T00:00:00Z"},
-            "assets": {
-                name: __import__("base64").b64encode(data).decode()
-                for name, data in devmode.demo_assets().items()
-            },
+            "assets": _assets(),
         },
     )
     assert replaced.status_code == 200, replaced.text
@@ -426,6 +424,10 @@ async def test_a_template_change_moves_the_expiry_its_passes_show(
         await wait_until(expired)
 
     assert (await _pass(admin, wallet_pass))["expires_at"] == "2001-01-01T00:00:00Z"
+
+
+def _assets() -> dict[str, str]:
+    return {name: base64.b64encode(data).decode() for name, data in devmode.demo_assets().items()}
 
 
 # --- retirement --------------------------------------------------------------------------
@@ -470,15 +472,14 @@ async def test_a_retired_pass_tells_its_devices_to_stop_and_is_never_pushed_agai
     assert serials.status_code == 204
     assert again.status_code == 200
     assert await count_rows(runtime, registrations) == 0
-    # A template change re-versions every pass: nothing is queued for the retired one.
-    sender = RecordingSender()
-    await admin.patch(
-        f"/api/v1/passes/{wallet_pass.pass_type_id}/{wallet_pass.serial_number}",
-        json={"data": {"balance": 1}},
+    # A template change re-versions every pass of it: nothing is queued for the retired one.
+    replaced = await admin.put(
+        "/api/v1/templates/card",
+        json={"pass_json": {**TEMPLATE_JSON, "logoText": "New"}, "assets": _assets()},
     )
-    async with running_worker(runtime, sender):
-        await asyncio.sleep(0)
-    assert sender.tokens() == []
+    assert replaced.json()["passes_changed"] == 1
+    assert await count_rows(runtime, push_jobs) == 0
+    assert (await client.get(wallet_pass.path, headers=wallet_pass.auth)).status_code == 200
 
 
 async def test_a_pass_is_retired_only_after_the_retention_period(
