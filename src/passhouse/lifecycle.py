@@ -22,6 +22,7 @@ from passhouse import issuing
 from passhouse.errors import Conflict, InvalidInput, NotFound, PasshouseError
 from passhouse.storage import pass_lifecycle, pass_types, passes, scheduled_changes, templates
 from passhouse.storage.database import Database
+from passhouse.storage.faults import database_fault
 from passhouse.storage.scheduled_changes import APPLIED, FAILED
 
 log = structlog.get_logger("passhouse.lifecycle")
@@ -204,6 +205,14 @@ async def apply_due_change(database: Database, builder: issuing.PassBuilder) -> 
                     outcome = await _apply(conn, builder, row)
             except PasshouseError as error:
                 outcome = _Outcome(FAILED, error=error.message)
+            except Exception as error:
+                if isinstance(error, sa.exc.DBAPIError) or database_fault(error) is not None:
+                    raise  # the database failed (or went away): the change stays pending
+                # A bug must not hold back every change due after this one.
+                log.exception("scheduled_change_crashed", change_id=row.id)
+                outcome = _Outcome(
+                    FAILED, error=f"Internal error ({type(error).__name__}); it has been logged."
+                )
             finished = await scheduled_changes.finish(
                 conn,
                 row.id,

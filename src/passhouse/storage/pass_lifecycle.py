@@ -19,13 +19,17 @@ def is_expired(expires_at: int | None, now: int) -> bool:
     return expires_at is not None and 0 <= expires_at <= now
 
 
-async def with_unknown_expiry(conn: AsyncConnection, *, limit: int) -> list[sa.Row[Any]]:
-    """Passes (not voided) whose expiry must be rendered again."""
-    result = await conn.execute(
+def unknown_expiry_query(limit: int) -> sa.Select[Any]:
+    return (
         sa.select(passes)
         .where(passes.c.voided == sa.false(), passes.c.expires_at == EXPIRY_UNKNOWN)
         .limit(limit)
     )
+
+
+async def with_unknown_expiry(conn: AsyncConnection, *, limit: int) -> list[sa.Row[Any]]:
+    """Passes (not voided) whose expiry must be rendered again."""
+    result = await conn.execute(unknown_expiry_query(limit))
     return list(result.all())
 
 
@@ -47,42 +51,49 @@ async def forget_template_expiry(conn: AsyncConnection, template_id: int) -> Non
     )
 
 
-async def expired_not_voided(conn: AsyncConnection, *, now: int, limit: int) -> list[sa.Row[Any]]:
-    """Passes past their expiry and not voided, earliest first."""
-    result = await conn.execute(
+def expired_query(now: int, limit: int) -> sa.Select[Any]:
+    """Passes past their expiry (by `now`) and not voided, earliest first."""
+    return (
         sa.select(passes.c.id, passes.c.pass_type_id, passes.c.serial_number)
         .where(passes.c.voided == sa.false(), passes.c.expires_at.between(0, now))
         .order_by(passes.c.expires_at)
         .limit(limit)
     )
+
+
+async def expired_not_voided(conn: AsyncConnection, *, now: int, limit: int) -> list[sa.Row[Any]]:
+    """Passes past their expiry and not voided, earliest first."""
+    result = await conn.execute(expired_query(now, limit))
     rows: list[Any] = list(result.all())
     return rows
 
 
+def next_expiry_query() -> sa.Select[Any]:
+    return sa.select(sa.func.min(passes.c.expires_at)).where(
+        passes.c.voided == sa.false(), passes.c.expires_at >= 0
+    )
+
+
 async def next_expiry(conn: AsyncConnection) -> int | None:
     """The earliest expiry of a pass not voided (unknown ones aside)."""
-    value = await conn.scalar(
-        sa.select(sa.func.min(passes.c.expires_at)).where(
-            passes.c.voided == sa.false(), passes.c.expires_at >= 0
-        )
-    )
+    value = await conn.scalar(next_expiry_query())
     return None if value is None else int(value)
 
 
-async def to_retire(conn: AsyncConnection, *, ended_before: int, limit: int) -> list[sa.Row[Any]]:
-    """Passes voided, or expired and not voided, by `ended_before` and not retired."""
-    voided = await conn.execute(
+def voided_before_query(ended_before: int, limit: int) -> sa.Select[Any]:
+    return (
         sa.select(passes.c.id, passes.c.pass_type_id)
         .where(passes.c.retired_at.is_(None), passes.c.voided_at <= ended_before)
         .limit(limit)
     )
+
+
+async def to_retire(conn: AsyncConnection, *, ended_before: int, limit: int) -> list[sa.Row[Any]]:
+    """Passes voided, or expired and not voided, by `ended_before` and not retired."""
+    voided = await conn.execute(voided_before_query(ended_before, limit))
     rows: list[Any] = list(voided.all())
     if len(rows) < limit:
-        expired = await conn.execute(
-            sa.select(passes.c.id, passes.c.pass_type_id)
-            .where(passes.c.voided == sa.false(), passes.c.expires_at.between(0, ended_before))
-            .limit(limit - len(rows))
-        )
+        expired = await conn.execute(expired_query(ended_before, limit - len(rows)))
         rows.extend(expired.all())
     return rows
 

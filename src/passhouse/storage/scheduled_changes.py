@@ -67,17 +67,22 @@ async def cancel(conn: AsyncConnection, change_id: int, *, now_ms: int) -> sa.Ro
     return result.first()
 
 
-async def claim_due(conn: AsyncConnection, *, now_ms: int) -> sa.Row[Any] | None:
-    """The earliest due pending change, locked for this transaction; None if none is due."""
-    query = (
+def due_query(now_ms: int) -> sa.Select[Any]:
+    return (
         sa.select(scheduled_changes)
         .where(scheduled_changes.c.status == PENDING, scheduled_changes.c.due_at_ms <= now_ms)
-        .order_by(scheduled_changes.c.due_at_ms, scheduled_changes.c.id)
+        .order_by(scheduled_changes.c.due_at_ms)
         .limit(1)
     )
+
+
+async def claim_due(conn: AsyncConnection, *, now_ms: int) -> sa.Row[Any] | None:
+    """The earliest due pending change, locked for this transaction; None if none is due."""
+    query = due_query(now_ms)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return (await conn.execute(query)).first()
+    row: sa.Row[Any] | None = (await conn.execute(query)).first()
+    return row
 
 
 async def finish(
@@ -107,11 +112,13 @@ async def finish(
     return result.rowcount == 1
 
 
+def next_due_query() -> sa.Select[Any]:
+    return sa.select(sa.func.min(scheduled_changes.c.due_at_ms)).where(
+        scheduled_changes.c.status == PENDING
+    )
+
+
 async def next_due_at_ms(conn: AsyncConnection) -> int | None:
     """When the earliest pending change is due (served by the status/due index)."""
-    value = await conn.scalar(
-        sa.select(sa.func.min(scheduled_changes.c.due_at_ms)).where(
-            scheduled_changes.c.status == PENDING
-        )
-    )
+    value = await conn.scalar(next_due_query())
     return None if value is None else int(value)

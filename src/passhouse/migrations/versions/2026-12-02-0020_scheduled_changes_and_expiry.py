@@ -28,8 +28,9 @@ def upgrade() -> None:
             "ix_passes_retired_at_voided_at", ["retired_at", "voided_at"], unique=False
         )
     # Existing passes: their expiry is worked out by the workers (-1: unknown, rendered
-    # again); a voided pass counts as voided when it last changed.
-    op.execute("UPDATE passes SET expires_at = -1")
+    # again; a voided pass never changes, so its expiry no longer matters); a voided pass
+    # counts as voided when it last changed.
+    op.execute("UPDATE passes SET expires_at = -1 WHERE NOT voided")
     op.execute("UPDATE passes SET voided_at = modified_at WHERE voided")
     op.create_table(
         "scheduled_changes",
