@@ -47,8 +47,8 @@ async def test_each_worker_lookup_is_served_by_an_index(database: Database, name
             explained = (await conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql)).scalar_one()
             plan = explained if isinstance(explained, list) else json.loads(explained)
             nodes = _plan_nodes(plan[0]["Plan"])
-            scans = [n for n in nodes if n["Node Type"] == "Seq Scan"]
-            indexed = [n for n in nodes if "Index" in n["Node Type"]]
+            scans = [str(n) for n in nodes if n["Node Type"] == "Seq Scan"]
+            indexed = [str(n) for n in nodes if "Index" in n["Node Type"]]
         else:
             rows = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)).all()
             details = [str(row[-1]) for row in rows]
