@@ -311,9 +311,20 @@ async def test_a_bad_schedule_is_a_422_that_says_why_and_stores_nothing(
     assert listed.json()["items"] == []
 
 
-async def test_scheduling_for_an_unknown_pass_or_template_is_a_404(
-    admin: httpx.AsyncClient, template: str
+async def test_scheduling_for_an_unknown_pass_or_template_is_a_404_and_a_voided_one_409(
+    admin: httpx.AsyncClient, template: str, wallet_pass: IssuedPass
 ) -> None:
+    path = f"/api/v1/passes/{wallet_pass.pass_type_id}/{wallet_pass.serial_number}"
+    await admin.post(f"{path}/void")
+    voided = await admin.post(
+        "/api/v1/scheduled-changes",
+        json={
+            "pass_type_id": wallet_pass.pass_type_id,
+            "serial_number": wallet_pass.serial_number,
+            "at": _in(60),
+            "data": {"balance": 1},
+        },
+    )
     unknown_pass = await admin.post(
         "/api/v1/scheduled-changes",
         json={"pass_type_id": "pass.x", "serial_number": "nope", "at": _in(60), "void": True},
@@ -333,6 +344,8 @@ async def test_scheduling_for_an_unknown_pass_or_template_is_a_404(
     )
 
     assert unknown_pass.status_code == 404
+    assert voided.status_code == 409
+    assert "voided" in voided.json()["error"]["message"]
     assert unknown_template.status_code == 404
     assert where_without_template.status_code == 422
     assert (await admin.get("/api/v1/scheduled-changes/12345")).status_code == 404

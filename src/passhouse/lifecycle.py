@@ -97,6 +97,8 @@ async def schedule_change(conn: AsyncConnection, request: ChangeRequest) -> sa.R
         if request.where is not None:
             raise InvalidInput("where selects passes of a template: give it with template.")
         found = await issuing.get_pass_or_404(conn, request.pass_type_id, request.serial_number)
+        if found.voided:
+            raise Conflict(f"Pass {found.serial_number!r} is voided; it can no longer change.")
         values.update(pass_type_id=found.pass_type_id, serial_number=found.serial_number)
     else:
         assert request.template is not None

@@ -158,14 +158,14 @@ async def _view(conn: Any, row: Any) -> dict[str, Any]:
     "/scheduled-changes",
     status_code=status.HTTP_201_CREATED,
     response_model=ScheduledChangeView,
-    responses={201: {"description": "Scheduled"}, **error_responses(404, 413)},
+    responses={201: {"description": "Scheduled"}, **error_responses(404, 409, 413)},
 )
 async def schedule_change(body: ScheduledChangeIn, conn: WriteConn) -> dict[str, Any]:
     """Schedule a merge patch of the data, or a void, of one pass or of the passes of a
     template matching `where`. The workers apply it at `at` (within about a second), once,
     as an API change would be (a new version and a push); a change whose result would be
     an invalid pass is recorded as failed with the reason. 404 when the pass or template
-    is unknown; 422 for a time without a zone."""
+    is unknown, 409 when the pass is voided, 422 for a time without a zone."""
     row = await lifecycle.schedule_change(
         conn,
         lifecycle.ChangeRequest(
