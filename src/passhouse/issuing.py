@@ -42,9 +42,10 @@ from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP, MAX_NU
 from passhouse.pkpass.pass_json import validate_pass_json
 from passhouse.pkpass.signing import PassSigner
 from passhouse.pkpass.template import Template
-from passhouse.storage import pass_types, passes, push_jobs, registrations, templates
+from passhouse.storage import pass_types, passes, push_jobs, registrations, templates, webhooks
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
+from passhouse.storage.tables import passes as passes_table
 
 # Keys the server owns in every pass.json: identity and the web service pair.
 SERVER_KEYS = (
@@ -377,6 +378,9 @@ async def replace_template(
     version = await pass_types.next_version(conn, row.pass_type_id)
     changed = await passes.bump_template_passes(conn, row.id, version=version, now=now)
     await push_jobs.enqueue_for_template(conn, row.id, now_ms=now_ms())
+    await webhooks.emit_pass_events(
+        conn, "pass.updated", passes_table.c.template_id == row.id, now_ms=now_ms()
+    )
     return row.id, changed
 
 
@@ -462,6 +466,9 @@ async def issue_pass(
             "modified_at": now,
             "created_at": now,
         },
+    )
+    await webhooks.emit_pass_events(
+        conn, "pass.created", passes_table.c.id == pass_id, now_ms=now_ms()
     )
     row = await passes.get_pass_by_id(conn, pass_id)
     assert row is not None
@@ -571,6 +578,8 @@ async def _save_change(
         )
     # Queued in the same transaction: devices hear about the change iff it is saved.
     await push_jobs.enqueue_for_pass(conn, row.id, now_ms=now_ms())
+    event = "pass.voided" if voided else "pass.updated"
+    await webhooks.emit_pass_events(conn, event, passes_table.c.id == row.id, now_ms=now_ms())
     return updated
 
 

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import make_url
 
+from passhouse.storage.webhooks import PG_INSTALLED_CTE, SQLITE_INSTALLED, shorten_device_id
+
 
 @dataclass(frozen=True, slots=True)
 class PassAuth:
@@ -112,17 +114,19 @@ def _sqlite(sql: str, count: int) -> str:
 # One round trip: the device row (created or found) and the registration upsert. The
 # no-op DO UPDATE on devices makes RETURNING yield the id of an existing row; xmax = 0
 # tells a fresh insert from an update.
-_PG_REGISTER = """
+_PG_REGISTER_SQL = """
 WITH device AS (
     INSERT INTO devices (device_library_id, created_at) VALUES ($1, $2)
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
     RETURNING id
-)
-INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
-SELECT id, $3, $4, $5 FROM device
-ON CONFLICT (device_id, pass_id) DO UPDATE
-    SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
-RETURNING (xmax = 0) AS created
+), reg AS (
+    INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
+    SELECT id, $3, $4, $5 FROM device
+    ON CONFLICT (device_id, pass_id) DO UPDATE
+        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
+    RETURNING (xmax = 0) AS created, pass_id
+){installed}
+SELECT created FROM reg
 """
 
 # The same, with the cap checked first in the same round trip: when the pass is full and
@@ -130,7 +134,7 @@ RETURNING (xmax = 0) AS created
 # The count reads ix_registrations_pass_id and stops at the cap. Under PostgreSQL's read
 # committed, registrations committing at the same moment can overshoot the cap by the
 # number in flight at once; SQLite writes one at a time and holds it exactly.
-_PG_REGISTER_CAPPED = """
+_PG_REGISTER_CAPPED_SQL = """
 WITH room AS (
     SELECT EXISTS (
         SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id
@@ -142,13 +146,20 @@ WITH room AS (
     INSERT INTO devices (device_library_id, created_at) SELECT $1, $2 FROM room WHERE ok
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
     RETURNING id
-)
-INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
-SELECT id, $3, $4, $5 FROM device
-ON CONFLICT (device_id, pass_id) DO UPDATE
-    SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
-RETURNING (xmax = 0) AS created
+), reg AS (
+    INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
+    SELECT id, $3, $4, $5 FROM device
+    ON CONFLICT (device_id, pass_id) DO UPDATE
+        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
+    RETURNING (xmax = 0) AS created, pass_id
+){installed}
+SELECT created FROM reg
 """
+
+# A new registration also records its pass.installed event (storage/webhooks.py), in the
+# same statement, when some webhook endpoint takes that type.
+_PG_REGISTER = _PG_REGISTER_SQL.format(installed=PG_INSTALLED_CTE.format(device="$6"))
+_PG_REGISTER_CAPPED = _PG_REGISTER_CAPPED_SQL.format(installed=PG_INSTALLED_CTE.format(device="$7"))
 
 _SQLITE_REGISTERED = (
     "SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id "
@@ -204,12 +215,13 @@ class PostgresHotPath:
     ) -> Registered:
         pool = await self._get_pool()
         args = (device_library_id, now_ms // 1000, pass_id, push_token, now_ms)
+        device = shorten_device_id(device_library_id)
         if max_registrations:
-            created = await pool.fetchval(_PG_REGISTER_CAPPED, *args, max_registrations)
+            created = await pool.fetchval(_PG_REGISTER_CAPPED, *args, max_registrations, device)
             if created is None:
                 return Registered.PASS_FULL
         else:
-            created = await pool.fetchval(_PG_REGISTER, *args)
+            created = await pool.fetchval(_PG_REGISTER, *args, device)
         return Registered.CREATED if created else Registered.UPDATED
 
     async def close(self) -> None:
@@ -274,6 +286,11 @@ class SqliteHotPath:
                 )
                 if not full:
                     created = _sqlite_register(db, pass_id, device_library_id, push_token, now_ms)
+                    if created:  # one INSERT, a no-op unless a webhook takes the type
+                        db.execute(
+                            SQLITE_INSTALLED,
+                            (shorten_device_id(device_library_id), now_ms, pass_id),
+                        )
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse.storage import webhooks
 from passhouse.storage.passes import current_file_built_for_another_key
 from passhouse.storage.tables import (
     devices,
@@ -233,10 +234,12 @@ async def forget_push_token(
     pass_type_id: str,
     *,
     unregistered_at_ms: int,
+    now_ms: int | None = None,
 ) -> int:
     """APNs says the token is gone: drop its registrations for this pass type made up to
     `unregistered_at_ms` (a later one means the device came back), then devices left with
-    no registration. Returns the registrations deleted."""
+    no registration. Returns the registrations deleted (each a pass.uninstalled event)."""
+    now_ms = unregistered_at_ms if now_ms is None else now_ms
     of_type = sa.select(passes.c.id).where(passes.c.pass_type_id == pass_type_id)
     doomed = sa.and_(
         registrations.c.push_token == push_token,
@@ -248,7 +251,10 @@ async def forget_push_token(
         .scalars()
         .all()
     )
+    uninstalled = await webhooks.registrations_to_forget(conn, doomed)
     result = await conn.execute(registrations.delete().where(doomed))
+    for pass_id, device_library_id in uninstalled:
+        await webhooks.emit_uninstalled(conn, pass_id, device_library_id, now_ms=now_ms)
     if device_ids:
         await conn.execute(
             devices.delete().where(

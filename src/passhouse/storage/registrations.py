@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse.storage import webhooks
 from passhouse.storage.tables import devices, passes, push_jobs, registrations
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 async def unregister_device(conn: AsyncConnection, pass_id: int, device_library_id: str) -> bool:
@@ -24,6 +31,8 @@ async def unregister_device(conn: AsyncConnection, pass_id: int, device_library_
     ).all()
     for (push_token,) in removed:
         await _drop_orphan_push(conn, push_token, pass_id)
+    if removed:
+        await webhooks.emit_uninstalled(conn, pass_id, device_library_id, now_ms=_now_ms())
     remaining = await conn.scalar(
         sa.select(registrations.c.pass_id).where(registrations.c.device_id == device_id).limit(1)
     )
