@@ -83,7 +83,7 @@ async def test_kill_9_mid_fan_out_loses_no_event(
     assert sorted(r.event["data"]["n"] for r in receiver.received if r.event)[-1] == EVENTS - 1
     assert code == 0
     async with runtime.database.reader() as conn:
-        states = dict(
+        states: dict[str, int] = dict(
             (
                 await conn.execute(
                     sa.select(webhook_deliveries.c.state, sa.func.count()).group_by(
