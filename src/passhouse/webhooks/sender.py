@@ -1,24 +1,24 @@
-"""Delivering one event: a signed POST over a shared httpx client.
+"""Delivering one event: a signed POST over one shared aiohttp session.
 
-The client connects only to addresses the settings allow: the name is resolved at every
-new connection and each address checked before connecting (a name that resolved to a
-public address when the webhook was saved may point inside the network later).
+The session connects only to addresses the settings allow: its resolver resolves each
+name, refuses it if any address is not public, and hands the connector the checked
+addresses, so what is connected to is what was checked (a name that pointed at a public
+address when the webhook was saved may point inside the network later). IP literals do
+not reach a resolver; they are checked before the request.
 """
 
 from __future__ import annotations
 
-import asyncio
+import ipaddress
 import json
-import ssl
+import socket
 import time
-import typing
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import certifi
-import httpcore
-import httpx
-from httpcore._backends.auto import AutoBackend
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from passhouse import __version__
 from passhouse.webhooks.addresses import AddressRefused, refuse_private, resolve
@@ -39,62 +39,38 @@ class Attempt:
         return self.status is not None and 200 <= self.status < 300
 
 
-class _CheckedBackend(httpcore.AsyncNetworkBackend):
-    """Connects to a host only at an address allowed (public, unless allow_private)."""
+class _CheckedResolver(AbstractResolver):
+    """Resolves a name and refuses it when it leads to a non-public address."""
 
     def __init__(self, *, allow_private: bool) -> None:
-        self._inner = AutoBackend()
         self._allow_private = allow_private
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: typing.Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         try:
             addresses = await resolve(host, port)
             if not self._allow_private:
                 refuse_private(host, addresses)
         except AddressRefused as error:
-            raise httpcore.ConnectError(str(error)) from None
-        last: Exception | None = None
-        for address in addresses:  # connect to the very address that was checked
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
-                last = error
-        assert last is not None
-        raise last
+            raise OSError(str(error)) from None
+        results: list[ResolveResult] = []
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            results.append(
+                {
+                    "hostname": host,
+                    "host": address,
+                    "port": port,
+                    "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST,
+                }
+            )
+        return results
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("webhooks do not use Unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _CheckedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, *, allow_private: bool, max_connections: int) -> None:
-        super().__init__(trust_env=False)
-        # httpx 0.28 takes no network backend, so its connection pool is rebuilt with one
-        # (tests/webhooks check that a name resolving to loopback is refused at send time).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl.create_default_context(cafile=certifi.where()),
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-            network_backend=_CheckedBackend(allow_private=allow_private),
-        )
+    async def close(self) -> None:
+        pass
 
 
 def event_body(public_id: str, event_type: str, created_at_ms: int, data: Any) -> bytes:
@@ -112,15 +88,36 @@ class WebhookSender:
     """POSTs signed events; one event per request, a 2xx within the timeout is success."""
 
     def __init__(self, *, allow_private: bool, timeout: float, max_connections: int) -> None:
+        self._allow_private = allow_private
         self._timeout = timeout
-        self._client = httpx.AsyncClient(
-            transport=_CheckedTransport(
-                allow_private=allow_private, max_connections=max_connections
-            ),
-            timeout=timeout,
-            follow_redirects=False,  # a redirect is an answer that is not a 2xx
-            headers={"User-Agent": f"passhouse-webhooks/{__version__}"},
-        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Made on first use: a session belongs to the event loop it was made in.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=_CheckedResolver(allow_private=self._allow_private),
+                limit=0,  # the worker bounds requests per endpoint itself
+                limit_per_host=self._max_connections,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                headers={"User-Agent": f"passhouse-webhooks/{__version__}"},
+                trust_env=False,  # no proxy from the environment: it would skip the check
+            )
+        return self._session
+
+    def _check_literal(self, url: str) -> None:
+        host = urlsplit(url).hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return  # a name: the resolver checks it
+        if not self._allow_private:
+            refuse_private(host, [host])
 
     async def send(
         self, url: str, secret: str, *, public_id: str, event_type: str, body: bytes
@@ -133,26 +130,30 @@ class WebhookSender:
             "Passhouse-Signature": signature_header(secret, int(time.time()), body),
         }
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._client.stream("POST", url, content=body, headers=headers) as r:
-                    read = 0
-                    async for chunk in r.aiter_raw():
-                        read += len(chunk)
-                        if read > _MAX_ANSWER_BYTES:
-                            break
-                    status = r.status_code
+            self._check_literal(url)
+            async with self._client().post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                # Read (a bounded part of) the answer so the connection can be reused.
+                await response.content.read(_MAX_ANSWER_BYTES)
+                status = response.status
+        except AddressRefused as error:
+            return Attempt(None, str(error), _since(started))
         except TimeoutError:
             return Attempt(None, f"no answer within {self._timeout:g} s", _since(started))
-        except httpx.TimeoutException:
-            return Attempt(None, f"no answer within {self._timeout:g} s", _since(started))
-        except httpx.HTTPError as error:
+        except aiohttp.ClientConnectorError as error:
+            reason = error.os_error.strerror or str(error.os_error)
+            return Attempt(None, f"cannot connect: {reason}"[:500], _since(started))
+        except (aiohttp.ClientError, OSError) as error:
             return Attempt(None, f"{type(error).__name__}: {error}"[:500], _since(started))
         if 200 <= status < 300:
             return Attempt(status, None, _since(started))
         return Attempt(status, f"answered {status}", _since(started))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 def _since(started: float) -> float:
