@@ -22,6 +22,8 @@ import sqlalchemy as sa
 import structlog
 
 from passhouse.bootstrap import Runtime
+from passhouse.bulk import run_job_worker
+from passhouse.issuing import PassBuilder
 from passhouse.metrics import (
     APNS_LATENCY,
     PASS_TYPE_APNS_ERRORS,
@@ -512,6 +514,9 @@ async def run_worker(
     ]
     if not database.is_sqlite:
         background.append(asyncio.create_task(doorbell.listen(stop)))
+    # Bulk jobs (CSV imports, bulk updates): one job at a time per worker, in chunks.
+    jobs_builder = PassBuilder(runtime.sealer, settings.web_service_url)
+    background.append(asyncio.create_task(run_job_worker(database, jobs_builder, settings, stop)))
     try:
         await asyncio.gather(*(lane() for _ in range(settings.push_concurrency)))
     finally:

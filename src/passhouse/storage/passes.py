@@ -188,3 +188,82 @@ async def bump_built_for_another_key(
 ) -> int:
     where = (passes.c.pass_type_id == pass_type_id) & current_file_built_for_another_key(build_key)
     return await _bump(conn, where, version=version, now=now)
+
+
+# --- many at once (bulk jobs, issue 9) ---------------------------------------------------
+
+
+async def existing_serials(
+    conn: AsyncConnection, pass_type_id: str, serials: list[str]
+) -> dict[str, sa.Row[Any]]:
+    """The passes of a pass type among `serials`, by serial."""
+    if not serials:
+        return {}
+    result = await conn.execute(
+        sa.select(passes).where(
+            passes.c.pass_type_id == pass_type_id, passes.c.serial_number.in_(serials)
+        )
+    )
+    return {row.serial_number: row for row in result.all()}
+
+
+async def insert_passes(conn: AsyncConnection, values: list[dict[str, Any]]) -> list[sa.Row[Any]]:
+    """Insert passes in one statement; their rows, in the order given."""
+    if not values:
+        return []
+    result = await conn.execute(
+        passes.insert().returning(*passes.c, sort_by_parameter_order=True), values
+    )
+    return list(result.all())
+
+
+async def save_new_data_many(
+    conn: AsyncConnection, changes: list[tuple[int, dict[str, Any], int]], *, now: int
+) -> None:
+    """(pass id, new data, new version) for many passes, as one executemany UPDATE."""
+    if not changes:
+        return
+    statement = (
+        passes.update()
+        .where(passes.c.id == sa.bindparam("b_id"))
+        .values(
+            data=sa.bindparam("b_data", type_=passes.c.data.type),
+            version=sa.bindparam("b_version"),
+            modified_at=_next_modified_at(now),
+        )
+    )
+    await conn.execute(
+        statement,
+        [{"b_id": i, "b_data": data, "b_version": version} for i, data, version in changes],
+    )
+
+
+async def template_candidates(
+    conn: AsyncConnection, template_id: int, *, after_id: int, upper_id: int, limit: int
+) -> list[sa.Row[Any]]:
+    """A page of a template's passes that can still change (not voided), in id order."""
+    result = await conn.execute(
+        sa.select(passes.c.id, passes.c.serial_number, passes.c.data, passes.c.authentication_token)
+        .add_columns(passes.c.personalization)
+        .where(
+            passes.c.template_id == template_id,
+            passes.c.id > after_id,
+            passes.c.id <= upper_id,
+            passes.c.voided == sa.false(),
+        )
+        .order_by(passes.c.id)
+        .limit(limit)
+    )
+    return list(result.all())
+
+
+async def count_template_candidates(conn: AsyncConnection, template_id: int) -> tuple[int, int]:
+    """(passes of a template that can still change, the highest id among them or 0)."""
+    row = (
+        await conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(passes.c.id), 0)).where(
+                passes.c.template_id == template_id, passes.c.voided == sa.false()
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
