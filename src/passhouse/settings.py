@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     import_max_columns: int = Field(default=200, ge=1, le=10_000)
     # Rows (import) or passes (bulk update) per transaction of a job: a crash repeats at
     # most one uncommitted chunk, and on SQLite other writers wait at most one chunk.
-    job_chunk_size: int = Field(default=500, ge=1, le=10_000)
+    job_chunk_size: int = Field(default=1_000, ge=1, le=10_000)
     # A worker running a job renews its lease with every chunk; a worker killed outright
     # leaves the job to another worker once the lease runs out.
     job_lease_seconds: float = Field(default=30.0, gt=0)

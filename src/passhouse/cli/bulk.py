@@ -74,9 +74,7 @@ async def _import(
             click.echo(f"  follow it: GET {view['url']}", err=True)
             return view
         builder = issuing.PassBuilder(runtime.sealer, settings.web_service_url)
-        bar: Any = click.progressbar(
-            length=int(view["total"]), label="importing", file=sys.stderr
-        )
+        bar: Any = click.progressbar(length=int(view["total"]), label="importing", file=sys.stderr)
         with bar:
             shown = 0
 
