@@ -535,9 +535,10 @@ async def _import_chunk(
     template_row: sa.Row[Any],
     limit: int,
 ) -> bool:
-    rows = await jobs.next_rows(conn, job.id, after=job.cursor, limit=limit)
-    if not rows:
+    found = await jobs.next_rows(conn, job.id, after=job.cursor, limit=limit)
+    if found is None:
         return False
+    rows, until = found
     errors: list[tuple[int, str | None, str]] = []
     items = []
     for row in rows:
@@ -552,7 +553,7 @@ async def _import_chunk(
     await jobs.record_chunk(
         conn,
         job.id,
-        cursor=rows[-1].row_number,
+        cursor=until,
         done=len(rows),
         created=len(applied.created),
         updated=len(applied.updated),
@@ -570,11 +571,12 @@ async def _bulk_update_chunk(
     limit: int,
 ) -> bool:
     params = job.params
-    candidates = await passes.template_candidates(
+    found = await passes.template_candidates(
         conn, template_row.id, after_id=job.cursor, upper_id=params["upper_id"], limit=limit
     )
-    if not candidates:
+    if found is None:
         return False
+    candidates, until = found
     paths = _where_paths(params["where"])
     patch = params["data"]
     check = await builder.render_checker(conn, template_row)
@@ -610,7 +612,7 @@ async def _bulk_update_chunk(
     await jobs.record_chunk(
         conn,
         job.id,
-        cursor=candidates[-1].id,
+        cursor=until,
         done=len(candidates),
         updated=len(changes),
         unchanged=unchanged,

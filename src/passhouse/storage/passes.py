@@ -240,21 +240,31 @@ async def save_new_data_many(
 
 async def template_candidates(
     conn: AsyncConnection, template_id: int, *, after_id: int, upper_id: int, limit: int
-) -> list[sa.Row[Any]]:
-    """A page of a template's passes that can still change (not voided), in id order."""
+) -> tuple[list[sa.Row[Any]], int] | None:
+    """A template's passes that can still change (not voided) among the next `limit` pass
+    ids after `after_id` (up to `upper_id`), and the last id of that window; None at the end.
+
+    A window of primary-key ids (the first found with one index probe), and the template
+    compared as `template_id + 0` so that no plan reads the whole template's index entries
+    and sorts them for every window: on fresh, unanalyzed data PostgreSQL chose exactly that
+    for "> cursor ORDER BY id LIMIT n", and each chunk cost as much as the template.
+    """
+    first = await conn.scalar(sa.select(sa.func.min(passes.c.id)).where(passes.c.id > after_id))
+    if first is None or int(first) > upper_id:
+        return None
+    until = min(int(first) - 1 + limit, upper_id)
     result = await conn.execute(
         sa.select(passes.c.id, passes.c.serial_number, passes.c.data, passes.c.authentication_token)
         .add_columns(passes.c.personalization)
         .where(
-            passes.c.template_id == template_id,
+            passes.c.template_id + 0 == template_id,
             passes.c.id > after_id,
-            passes.c.id <= upper_id,
+            passes.c.id <= until,
             passes.c.voided == sa.false(),
         )
         .order_by(passes.c.id)
-        .limit(limit)
     )
-    return list(result.all())
+    return list(result.all()), until
 
 
 async def count_template_candidates(conn: AsyncConnection, template_id: int) -> tuple[int, int]:
