@@ -113,6 +113,7 @@ async def main(rows: int, chunk: int) -> None:
                     out.write(f"m-{i:07d},Member {i},{i % 1000},gold\n")
             size = path.stat().st_size
             started = time.perf_counter()
+            cpu_started = time.process_time()
             with path.open("rb") as file:
                 async with database.transaction() as conn:
                     job_id = await bulk.create_import(
@@ -125,12 +126,15 @@ async def main(rows: int, chunk: int) -> None:
         staged = time.perf_counter()
         await run_all_jobs(database, settings)
         imported = time.perf_counter()
+        cpu = time.process_time() - cpu_started
         counts = await job_counts(database, job_id)
         assert counts["created"] == rows, counts
         total = imported - started
         print(f"CSV: {rows} rows, {size / 1e6:.1f} MB; chunks of {chunk} rows")
         print(f"import: staged in {staged - started:.2f} s, run in {imported - staged:.2f} s")
         print(f"import: {rows} passes in {total:.2f} s = {rows / total:,.0f} passes/s")
+        print(f"import: {cpu:.2f} CPU-s in this process = {rows / cpu:,.0f} passes per CPU-s")
+        print(f"load average: {os.getloadavg()[0]:.1f}")
 
         async with database.transaction() as conn:
             await conn.execute(
@@ -143,13 +147,17 @@ async def main(rows: int, chunk: int) -> None:
                 registrations.insert().from_select(
                     ["device_id", "pass_id", "push_token", "registered_at_ms"],
                     sa.select(
-                        devices.c.id, passes.c.id, sa.literal("token-") + passes.c.serial_number, 0
+                        devices.c.id,
+                        passes.c.id,
+                        sa.literal("token-") + passes.c.serial_number,
+                        sa.literal(0, sa.BigInteger),
                     ).join(
                         passes, devices.c.device_library_id == "device-" + passes.c.serial_number
                     ),
                 )
             )
         started = time.perf_counter()
+        cpu_started = time.process_time()
         async with database.transaction() as conn:
             job_id = await bulk.create_bulk_update(
                 conn,
@@ -159,6 +167,7 @@ async def main(rows: int, chunk: int) -> None:
             )
         await run_all_jobs(database, settings)
         updated = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         counts = await job_counts(database, job_id)
         async with database.reader() as conn:
             queued = await conn.scalar(sa.select(sa.func.count()).select_from(push_jobs))
@@ -168,6 +177,8 @@ async def main(rows: int, chunk: int) -> None:
             f"bulk update: {rows} passes changed and {queued} pushes queued in {updated:.2f} s "
             f"= {rows / updated:,.0f} passes/s"
         )
+        print(f"bulk update: {cpu:.2f} CPU-s in this process = {rows / cpu:,.0f} per CPU-s")
+        print(f"load average: {os.getloadavg()[0]:.1f}")
     finally:
         await database.dispose()
         await drop_database(url)
