@@ -18,7 +18,7 @@ import secrets
 import time
 import zipfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -756,6 +756,9 @@ def build_key(web_service_url: str) -> str:
     return hashlib.sha256(inputs.encode()).hexdigest()
 
 
+RenderCheck = Callable[..., str | None]
+
+
 class PassBuilder:
     """Renders and signs passes, caching templates, signers and signed bytes in memory.
 
@@ -892,8 +895,66 @@ class PassBuilder:
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         template = await self.template(conn, template_row)
         team_id = await pass_types.team_id(conn, template_row.pass_type_id)
+        return self._render_with(
+            template,
+            template_row.pass_type_id,
+            team_id,
+            serial_number=serial_number,
+            token=token,
+            data=data,
+            personalization=personalization,
+            voided=voided,
+            retired=retired,
+        )
+
+    async def render_checker(self, conn: AsyncConnection, template_row: sa.Row[Any]) -> RenderCheck:
+        """check_renders for many passes of one template (bulk jobs): the template and team
+        are read once, and the returned function (no I/O, safe in a thread) gives the
+        reason a pass would be invalid, or None."""
+        template = await self.template(conn, template_row)
+        team_id = await pass_types.team_id(conn, template_row.pass_type_id)
+
+        def problem(
+            serial_number: str,
+            token: str,
+            data: Mapping[str, Any],
+            personalization: Mapping[str, Any] | None = None,
+        ) -> str | None:
+            try:
+                pass_json, _ = self._render_with(
+                    template,
+                    template_row.pass_type_id,
+                    team_id,
+                    serial_number=serial_number,
+                    token=token,
+                    data=data,
+                    personalization=personalization,
+                    voided=False,
+                )
+            except InvalidInput as error:
+                return error.message
+            report = validate_pass_json(pass_json)
+            if report.errors:
+                return "The pass would be invalid: " + "; ".join(report.errors)
+            return None
+
+        return problem
+
+    def _render_with(
+        self,
+        template: Template,
+        pass_type_id: str,
+        team_id: str | None,
+        *,
+        serial_number: str,
+        token: str,
+        data: Mapping[str, Any],
+        personalization: Mapping[str, Any] | None,
+        voided: bool,
+        retired: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
         overrides: dict[str, Any] = {
-            "passTypeIdentifier": template_row.pass_type_id,
+            "passTypeIdentifier": pass_type_id,
             "teamIdentifier": team_id,
             "serialNumber": serial_number,
             "authenticationToken": token,

@@ -188,6 +188,25 @@ class Settings(BaseSettings):
     webhook_lease_seconds: float = Field(default=60.0, gt=0)
     # Delivered and failed deliveries, and their events, are kept this long for the API.
     webhook_keep_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # --- bulk jobs and idempotent calls (issue 9) ---
+    # A CSV import's file: bytes (also bounded by max_request_bytes for uploads), data rows
+    # and columns. A 16 MB CSV of a few short columns holds ~300,000 rows; 1,000,000 rows
+    # bound what one job stages in the database.
+    import_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    import_max_rows: int = Field(default=1_000_000, ge=1)
+    import_max_columns: int = Field(default=200, ge=1, le=10_000)
+    # Rows (import) or passes (bulk update) per transaction of a job: a crash repeats at
+    # most one uncommitted chunk, and on SQLite other writers wait at most one chunk.
+    job_chunk_size: int = Field(default=1_000, ge=1, le=10_000)
+    # A worker running a job renews its lease with every chunk; a worker killed outright
+    # leaves the job to another worker once the lease runs out.
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    # How often an idle worker looks for queued jobs.
+    job_poll_seconds: float = Field(default=0.5, gt=0)
+    # Finished jobs (and their failed rows) are kept this long for GET /api/v1/jobs.
+    job_keep_seconds: int = Field(default=7 * 86_400, ge=60)
+    # An Idempotency-Key answers its first answer again for this long (24 h, as Stripe).
+    idempotency_keep_seconds: int = Field(default=86_400, ge=60)
 
     @field_validator("public_url")
     @classmethod

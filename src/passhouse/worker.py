@@ -23,6 +23,7 @@ import structlog
 
 from passhouse import lifecycle
 from passhouse.bootstrap import Runtime
+from passhouse.bulk import run_job_worker
 from passhouse.issuing import PassBuilder
 from passhouse.metrics import (
     APNS_LATENCY,
@@ -566,6 +567,9 @@ async def run_worker(
         background.append(asyncio.create_task(doorbell.listen(stop)))
     # Webhook events go out from the same worker process (webhooks/worker.py).
     background.append(asyncio.create_task(run_webhook_worker(runtime, stop)))
+    # Bulk jobs (CSV imports, bulk updates): one job at a time per worker, in chunks.
+    jobs_builder = PassBuilder(runtime.sealer, settings.web_service_url)
+    background.append(asyncio.create_task(run_job_worker(database, jobs_builder, settings, stop)))
     try:
         await asyncio.gather(*(lane() for _ in range(settings.push_concurrency)))
     finally:

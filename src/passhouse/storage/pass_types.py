@@ -114,3 +114,16 @@ async def sealed_secrets(conn: AsyncConnection) -> list[tuple[str, bytes]]:
         for sealed in (row.private_key_encrypted, row.apns_key_encrypted)
         if sealed is not None
     ]
+
+
+async def next_versions(conn: AsyncConnection, pass_type_id: str, count: int) -> list[int]:
+    """Take `count` consecutive change numbers at once (one UPDATE, as next_version)."""
+    last = await conn.scalar(
+        pass_types.update()
+        .where(pass_types.c.pass_type_id == pass_type_id)
+        .values(last_version=pass_types.c.last_version + count)
+        .returning(pass_types.c.last_version)
+    )
+    if last is None:
+        raise LookupError(pass_type_id)
+    return list(range(int(last) - count + 1, int(last) + 1))

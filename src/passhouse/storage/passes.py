@@ -217,3 +217,110 @@ async def bump_built_for_another_key(
 ) -> int:
     where = (passes.c.pass_type_id == pass_type_id) & current_file_built_for_another_key(build_key)
     return await _bump(conn, where, version=version, now=now)
+
+
+# --- many at once (bulk jobs, issue 9) ---------------------------------------------------
+
+
+async def existing_serials(
+    conn: AsyncConnection, pass_type_id: str, serials: list[str]
+) -> dict[str, sa.Row[Any]]:
+    """The passes of a pass type among `serials`, by serial."""
+    if not serials:
+        return {}
+    result = await conn.execute(
+        sa.select(passes).where(
+            passes.c.pass_type_id == pass_type_id, passes.c.serial_number.in_(serials)
+        )
+    )
+    return {row.serial_number: row for row in result.all()}
+
+
+async def insert_passes(conn: AsyncConnection, values: list[dict[str, Any]]) -> list[sa.Row[Any]]:
+    """Insert passes in one statement; their rows, in the order given."""
+    if not values:
+        return []
+    result = await conn.execute(
+        passes.insert().returning(*passes.c, sort_by_parameter_order=True), values
+    )
+    rows = list(result.all())
+    # Searchable and counted in the same transaction, as insert_pass does for one.
+    await search.index_passes(
+        conn, [(row.id, row.serial_number, row.data) for row in rows], replace=False
+    )
+    await analytics.count_pass_events(
+        conn, passes.c.id.in_([row.id for row in rows]), at=rows[0].created_at, issued=1
+    )
+    return rows
+
+
+async def save_new_data_many(
+    conn: AsyncConnection, changes: list[tuple[int, dict[str, Any], int]], *, now: int
+) -> None:
+    """(pass id, new data, new version) for many passes, as one executemany UPDATE."""
+    if not changes:
+        return
+    statement = (
+        passes.update()
+        .where(passes.c.id == sa.bindparam("b_id"))
+        .values(
+            data=sa.bindparam("b_data", type_=passes.c.data.type),
+            version=sa.bindparam("b_version"),
+            modified_at=_next_modified_at(now),
+        )
+    )
+    await conn.execute(
+        statement,
+        [{"b_id": i, "b_data": data, "b_version": version} for i, data, version in changes],
+    )
+    ids = [pass_id for pass_id, _, _ in changes]
+    serials = dict(
+        (
+            await conn.execute(
+                sa.select(passes.c.id, passes.c.serial_number).where(passes.c.id.in_(ids))
+            )
+        ).all()
+    )
+    await search.index_passes(conn, [(i, serials[i], data) for i, data, _ in changes])
+    await analytics.count_pass_events(conn, passes.c.id.in_(ids), at=now, updated=1)
+
+
+async def template_candidates(
+    conn: AsyncConnection, template_id: int, *, after_id: int, upper_id: int, limit: int
+) -> tuple[list[sa.Row[Any]], int] | None:
+    """A template's passes that can still change (not voided) among the next `limit` pass
+    ids after `after_id` (up to `upper_id`), and the last id of that window; None at the end.
+
+    A window of primary-key ids (the first found with one index probe), and the template
+    compared as `template_id + 0` so that no plan reads the whole template's index entries
+    and sorts them for every window: on fresh, unanalyzed data PostgreSQL chose exactly that
+    for "> cursor ORDER BY id LIMIT n", and each chunk cost as much as the template.
+    """
+    first = await conn.scalar(sa.select(sa.func.min(passes.c.id)).where(passes.c.id > after_id))
+    if first is None or int(first) > upper_id:
+        return None
+    until = min(int(first) - 1 + limit, upper_id)
+    result = await conn.execute(
+        sa.select(passes.c.id, passes.c.serial_number, passes.c.data, passes.c.authentication_token)
+        .add_columns(passes.c.personalization)
+        .where(
+            passes.c.template_id + 0 == template_id,
+            passes.c.id > after_id,
+            passes.c.id <= until,
+            passes.c.voided == sa.false(),
+        )
+        .order_by(passes.c.id)
+    )
+    return list(result.all()), until
+
+
+async def count_template_candidates(conn: AsyncConnection, template_id: int) -> tuple[int, int]:
+    """(passes of a template that can still change, the highest id among them or 0)."""
+    row = (
+        await conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(passes.c.id), 0)).where(
+                passes.c.template_id == template_id, passes.c.voided == sa.false()
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])

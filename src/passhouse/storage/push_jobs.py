@@ -71,6 +71,13 @@ async def enqueue_for_template(conn: AsyncConnection, template_id: int, *, now_m
     return await _enqueue(conn, passes.c.template_id == template_id, now_ms=now_ms)
 
 
+async def enqueue_for_passes(conn: AsyncConnection, pass_ids: list[int], *, now_ms: int) -> int:
+    """Queue pushes for a set of passes (a bulk job's chunk), as one INSERT ... SELECT."""
+    if not pass_ids:
+        return 0
+    return await _enqueue(conn, passes.c.id.in_(pass_ids), now_ms=now_ms)
+
+
 async def enqueue_for_pass_type(conn: AsyncConnection, pass_type_id: str, *, now_ms: int) -> int:
     return await _enqueue(conn, passes.c.pass_type_id == pass_type_id, now_ms=now_ms)
 

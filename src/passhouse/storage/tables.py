@@ -395,3 +395,80 @@ certificate_notices = sa.Table(
     sa.Column("days_before", sa.Integer, primary_key=True),
     sa.Column("at", sa.BigInteger, nullable=False),
 )
+
+# --- bulk jobs and idempotent calls (issue 9) ---------------------------------------------
+
+# A CSV import or a bulk update, run by the workers in chunks. Each chunk is one
+# transaction that also moves `cursor` and the counts, so a worker killed mid-job leaves
+# the job exactly where its last committed chunk ended (ADR 0019).
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),  # import | bulk_update
+    sa.Column("status", sa.String(16), nullable=False),  # queued | running | done | failed
+    # The template is named, not referenced: a job's record outlives its template.
+    sa.Column("template_id", BigId, nullable=False),
+    sa.Column("template_name", sa.String(200), nullable=False),
+    # import: {"mode"}; bulk_update: {"where", "data", "upper_id"}.
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("done", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("unchanged", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("failed", sa.BigInteger, nullable=False, server_default="0"),
+    # The last row number (import) or pass id (bulk update) a committed chunk handled.
+    sa.Column("cursor", sa.BigInteger, nullable=False, server_default="0"),
+    # Who runs it: a worker holds a lease it renews with every chunk.
+    sa.Column("lease_token", sa.String(32), nullable=True),
+    sa.Column("lease_until_ms", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=True),  # why a failed job failed
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.BigInteger, nullable=True),
+    sa.Column("finished_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_jobs_status", "status"),
+)
+
+# An uploaded CSV's rows, staged by the request that created the import; deleted when
+# the job finishes.
+job_rows = sa.Table(
+    "job_rows",
+    metadata,
+    sa.Column("job_id", BigId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("row_number", sa.BigInteger, primary_key=True),
+    sa.Column("serial_number", sa.String(255), nullable=True),
+    # The pass data the row makes; NULL when the row itself is unreadable (see problem).
+    sa.Column("data", sa.JSON, nullable=True),
+    sa.Column("problem", sa.Text, nullable=True),
+)
+
+# Each row (import) or pass (bulk update) a job could not apply, and why.
+job_errors = sa.Table(
+    "job_errors",
+    metadata,
+    sa.Column("job_id", BigId, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),  # the row number, or the pass id
+    sa.Column("serial_number", sa.String(255), nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+# The first answer to a POST sent with an Idempotency-Key, written in the transaction of
+# the request it answers: a retry gets this answer back, and of two concurrent requests
+# with one key the second waits on the unique key and then replays the first's answer.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # SHA-256 of the API key that sent it: keys are scoped per API key.
+    sa.Column("scope", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    # SHA-256 of the method, path and body: the same key with another request is a 422.
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("scope", "key", name="uq_idempotency_keys_scope_key"),
+    sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)

@@ -15,6 +15,7 @@ from fastapi import (
     Form,
     Path,
     Query,
+    Request,
     Response,
     UploadFile,
     status,
@@ -67,6 +68,7 @@ from passhouse.web.deps import (
     WriteConn,
     require_api_key,
 )
+from passhouse.web.idempotency import IdempotencyKey, answer_once
 
 
 class _TemplateRefConvertor(StringConvertor):
@@ -609,16 +611,31 @@ async def _pass_response(conn: Any, row: sa.Row[Any], runtime: Any) -> dict[str,
     responses={201: {"description": "Issued"}, **error_responses(400, 404, 409, 413)},
 )
 async def issue_pass(
-    body: PassIn, conn: WriteConn, runtime: RuntimeDep, builder: BuilderDep
-) -> dict[str, Any]:
+    body: PassIn,
+    request: Request,
+    conn: WriteConn,
+    runtime: RuntimeDep,
+    builder: BuilderDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Issue a pass from a template; `data` fills its placeholders.
 
-    404 when the template is unknown, 409 when the serial number is taken.
+    404 when the template is unknown, 409 when the serial number is taken. With an
+    Idempotency-Key, a retry answers the first answer again and issues nothing.
     """
-    row = await issuing.issue_pass(
-        conn, builder, template_ref=body.template, data=body.data, serial_number=body.serial_number
-    )
-    return await _pass_response(conn, row, runtime)
+
+    async def action() -> dict[str, Any]:
+        row = await issuing.issue_pass(
+            conn,
+            builder,
+            template_ref=body.template,
+            data=body.data,
+            serial_number=body.serial_number,
+        )
+        return await _pass_response(conn, row, runtime)
+
+    content = body.model_dump(mode="json")
+    return await answer_once(conn, request, idempotency_key, content, 201, action)
 
 
 PassListCursor = Annotated[

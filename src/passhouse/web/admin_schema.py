@@ -326,3 +326,75 @@ class DeviceLog(_Out):
 
 class DeviceLogList(_Out):
     items: list[DeviceLog]
+
+
+# --- bulk jobs (issue 9) ------------------------------------------------------------------
+
+
+class BatchItemError(_Out):
+    code: str = Field(description="invalid_input or conflict", examples=["invalid_input"])
+    message: str = Field(examples=["The pass would be invalid: ..."])
+
+
+class BatchItemResult(_Out):
+    index: int = Field(description="The item's position in `items`, from 0", examples=[0])
+    status: Literal["created", "failed"]
+    # On "created": the pass, as GET /passes/{pass_type_id}/{serial_number} shows it.
+    pass_: PassView | None = Field(None, alias="pass", description="The pass, when created")
+    error: BatchItemError | None = Field(None, description="Why the item failed, when it did")
+
+
+class BatchResult(_Out):
+    created: int = Field(description="Items created", examples=[998])
+    failed: int = Field(description="Items refused (nothing was made for them)", examples=[2])
+    items: list[BatchItemResult] = Field(description="One result per item, in order")
+
+
+class JobError(_Out):
+    row: int | None = Field(
+        description="The CSV row (the header is row 1, as a spreadsheet numbers them); "
+        "null for a bulk update",
+        examples=[17],
+    )
+    serial_number: str | None = Field(examples=["c0ffee-42"])
+    message: str = Field(examples=["The row has 3 fields; the header row has 4."])
+
+
+class JobView(_Out):
+    id: int = Field(examples=[12])
+    kind: Literal["import", "bulk_update"]
+    status: Literal["queued", "running", "done", "failed"]
+    template: str = Field(description="The template's name", examples=["loyalty"])
+    mode: Literal["create", "upsert"] | None = Field(description="An import's mode")
+    total: int = Field(
+        description="Rows of the CSV, or passes of the template (not voided) when the bulk "
+        "update was created",
+        examples=[100000],
+    )
+    done: int = Field(description="Rows or passes handled so far", examples=[41500])
+    created: int = Field(description="Passes created", examples=[41000])
+    updated: int = Field(description="Passes given a new version (and a push)", examples=[0])
+    unchanged: int = Field(description="Rows or matching passes that changed nothing")
+    failed: int = Field(description="Rows or passes that could not be applied", examples=[3])
+    errors: list[JobError] = Field(
+        description="The first 100 failures, in row order; all of them: GET .../errors"
+    )
+    error: str | None = Field(description="Why the job failed, when it did")
+    created_at: str = Field(examples=[ISO_EXAMPLE])
+    started_at: str | None = Field(examples=[ISO_EXAMPLE])
+    finished_at: str | None = Field(examples=[ISO_EXAMPLE])
+    url: str = Field(description="Where to follow its progress")
+
+
+class JobList(_Out):
+    items: list[JobView]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null at the end"
+    )
+
+
+class JobErrorList(_Out):
+    items: list[JobError]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
