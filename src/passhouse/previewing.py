@@ -245,3 +245,9 @@ def checked_language(value: str | None) -> str | None:
     if value is not None and value not in LANGUAGES:
         raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}.")
     return value
+
+
+async def template_files(conn: AsyncConnection, ref: str) -> dict[str, bytes]:
+    """A template's stored files (everything but pass.json)."""
+    row = await issuing.get_template_or_404(conn, ref)
+    return await templates.get_assets(conn, row.id)

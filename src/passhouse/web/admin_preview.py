@@ -4,6 +4,7 @@ of passhouse.previewing."""
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -22,6 +23,7 @@ from passhouse.web.admin_schema import (
     JsonObject,
     NoNulText,
     PreviewView,
+    TemplateAssets,
     TemplateImpact,
     error_responses,
 )
@@ -178,3 +180,16 @@ async def template_impact(ref: TemplateRef, conn: ReadConn) -> dict[str, Any]:
     """What saving a new version of this template touches: its passes (each gets a new
     version) and the devices that will be woken to fetch them."""
     return await previewing.template_impact(conn, ref)
+
+
+@router.get(
+    "/templates/{ref:template_ref}/assets",
+    tags=["templates"],
+    response_model=TemplateAssets,
+    responses=error_responses(404),
+)
+async def template_assets(ref: TemplateRef, conn: ReadConn) -> dict[str, Any]:
+    """The template's files (images, localizations), base64: what an editor sends back, with
+    its changes, when it saves a new version."""
+    files = await previewing.template_files(conn, ref)
+    return {"assets": {name: base64.b64encode(data).decode() for name, data in files.items()}}

@@ -303,3 +303,10 @@ class TemplateImpact(_Out):
     devices: int = Field(description="Devices holding at least one of them")
     registrations: int = Field(description="(device, pass) registrations")
     push_tokens: int = Field(description="Push notifications queued (one per push token)")
+
+
+class TemplateAssets(_Out):
+    assets: dict[str, str] = Field(
+        description="File name -> base64 bytes, as PUT /templates/{ref} takes them back",
+        examples=[{"icon.png": "iVBORw0KGgo..."}],
+    )
