@@ -22,13 +22,13 @@ from fastapi import (
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from passhouse import issuing
+from passhouse import issuing, search
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.template import Template
 from passhouse.settings import Settings
-from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
+from passhouse.storage import analytics, device_logs, pass_types, push_jobs, templates
 from passhouse.storage.sealing import Sealer
 from passhouse.web.admin_schema import (
     NO_NUL,
@@ -554,8 +554,14 @@ class PassData(_Body):
     )
 
 
-def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[str, Any]:
+def _pass_view(
+    row: sa.Row[Any],
+    public_url: str,
+    template_name: str,
+    installs: analytics.PassInstalls | None = None,
+) -> dict[str, Any]:
     base = f"{public_url}/api/v1/passes/{row.pass_type_id}/{row.serial_number}"
+    first_ms = installs.first_installed_at_ms if installs else None
     return {
         "pass_type_id": row.pass_type_id,
         "serial_number": row.serial_number,
@@ -564,6 +570,8 @@ def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[st
         "data": row.data,
         "voided": row.voided,
         "personalized": row.personalization is not None,
+        "installs": installs.installs if installs else 0,
+        "first_installed_at": None if first_ms is None else _iso(first_ms // 1000),
         "created_at": _iso(row.created_at),
         "modified_at": _iso(row.modified_at),
         "urls": {"pkpass": f"{base}/pkpass", "share": f"{public_url}/p/{row.share_id}"},
@@ -573,7 +581,8 @@ def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[st
 async def _pass_response(conn: Any, row: sa.Row[Any], runtime: Any) -> dict[str, Any]:
     template_row = await templates.get_template(conn, row.template_id)
     name = template_row.name if template_row is not None else str(row.template_id)
-    return _pass_view(row, runtime.settings.public_url, name)
+    installs = await analytics.pass_installs(conn, [row.id])
+    return _pass_view(row, runtime.settings.public_url, name, installs[row.id])
 
 
 @router.post(
@@ -596,6 +605,17 @@ async def issue_pass(
     return await _pass_response(conn, row, runtime)
 
 
+PassListCursor = Annotated[
+    str | None,
+    Query(
+        pattern=search.CURSOR_PATTERN,
+        description="next_cursor of the previous page, with the same sort; leave out for "
+        "the first page",
+        examples=["100"],
+    ),
+]
+
+
 @router.get("/passes", tags=["passes"], response_model=PassList, responses=error_responses(404))
 async def list_passes(
     conn: ReadConn,
@@ -604,23 +624,60 @@ async def list_passes(
         str | None,
         Query(description="Only the passes of this template (name or id)", examples=["loyalty"]),
     ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=search.MAX_QUERY_LENGTH,
+            pattern=NO_NUL,
+            description="Search: each word must start a word of the serial number or of a "
+            "data value (case-insensitive), e.g. `ada love` finds Ada Lovelace",
+            examples=["ada"],
+        ),
+    ] = None,
+    voided: Annotated[
+        bool | None,
+        Query(description="Only voided (true) or only active (false) passes", examples=[False]),
+    ] = None,
+    installed: Annotated[
+        bool | None,
+        Query(
+            description="Only passes on at least one device (true), or on none (false)",
+            examples=[True],
+        ),
+    ] = None,
+    sort: Annotated[
+        search.Sort,
+        Query(
+            description="created or updated (Last-Modified) order; a leading - for newest "
+            "first (the default)",
+            examples=["-created"],
+        ),
+    ] = "-created",
     limit: PageLimit = 100,
-    cursor: PageCursor = None,
+    cursor: PassListCursor = None,
 ) -> dict[str, Any]:
-    """Passes, a page at a time, oldest first (404 when `template` is unknown)."""
-    template_id = None
-    if template is not None:
-        template_row = await templates.get_template(conn, template)
-        if template_row is None:
-            raise NotFound(f"No template {template!r}.")
-        template_id = template_row.id
-    after_id = _after_id(cursor)
-    rows = await passes.list_passes(conn, template_id=template_id, after_id=after_id, limit=limit)
-    names = {row.id: row.name for row in await templates.list_templates(conn)}
+    """Passes, a page at a time, newest first unless `sort` says otherwise; searched with
+    `q` and filtered by template, voided and installed. Pages are keyset pages: follow
+    `next_cursor` (404 when `template` is unknown)."""
+    page = await search.find_passes(
+        conn,
+        template=template,
+        q=q,
+        voided=voided,
+        installed=installed,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+    )
     public_url = runtime.settings.public_url
     return {
-        "items": [_pass_view(r, public_url, names.get(r.template_id, "")) for r in rows],
-        "next_cursor": _next_cursor(rows[-1].id if rows else None, len(rows), limit),
+        "items": [
+            _pass_view(
+                row, public_url, page.template_names.get(row.template_id, ""), page.installs[row.id]
+            )
+            for row in page.rows
+        ],
+        "next_cursor": page.next_cursor,
     }
 
 

@@ -182,6 +182,11 @@ class PassView(_Out):
     data: dict[str, Any] = Field(examples=[{"name": "Ada", "balance": 12.5}])
     voided: bool
     personalized: bool
+    installs: int = Field(description="Devices that hold the pass now (registered for updates)")
+    first_installed_at: str | None = Field(
+        description="When a device first registered for the pass; null if none ever did",
+        examples=[ISO_EXAMPLE],
+    )
     created_at: str | None = Field(examples=[ISO_EXAMPLE])
     modified_at: str | None = Field(examples=[ISO_EXAMPLE])
     urls: PassUrls
