@@ -17,13 +17,16 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import zxingcpp
 from PIL import Image
 
-from conftest import ADMIN_TOKEN, PASS_TYPE_ID
+from conftest import ADMIN_TOKEN, PASS_TYPE_ID, TEMPLATE_JSON
 from passhouse import devmode
 from passhouse.examples import TEMPLATES
 from passhouse.pkpass.template import Template
+from passhouse.storage import search as storage_search
+from passhouse.storage import tables
 from pkpass.conftest import SAMPLE_DATA, STYLES
 from web.test_dashboard import (  # the same server and browser as the dashboard's own tests
     CHROMIUM,
@@ -333,3 +336,98 @@ async def test_the_landing_page_offers_the_right_button_and_a_qr_code_of_itself(
                 assert errors == [], errors  # no CSP refusal: every image and style allowed
         finally:
             await browser.close()
+
+
+@pytest.mark.slow
+async def test_search_finds_a_holder_among_ten_thousand_and_the_form_edits_nested_data(
+    browser_page: Any, server_url: str, admin: httpx.AsyncClient, runtime: Any, template: str
+) -> None:
+    page = browser_page
+    seats = json.loads(json.dumps(TEMPLATE_JSON))
+    seats["storeCard"]["auxiliaryFields"] = [
+        {"key": "seat", "label": "Seat", "value": "{{seat.section}}-{{seat.number}}"}
+    ]
+    created = await admin.post(
+        "/api/v1/templates",
+        json={
+            "name": "seats",
+            "pass_type_id": PASS_TYPE_ID,
+            "pass_json": seats,
+            "assets": {k: base64.b64encode(v).decode() for k, v in devmode.demo_assets().items()},
+        },
+    )
+    assert created.status_code == 201, created.text
+    # 10,000 holders written set-based, with the search words the API writes for each.
+    await many_passes(runtime, template, 10_000)
+    wanted = await admin.post(
+        "/api/v1/passes",
+        json={
+            "template": "seats",
+            "serial_number": "zeb-1",
+            "data": {"name": "Zebulon Quist", "balance": 2, "seat": {"section": "C", "number": 4}},
+        },
+    )
+    assert wanted.status_code == 201, wanted.text
+
+    await sign_in(page, f"{server_url}/dashboard#/passes")
+    rows = page.locator("#pass-table tbody tr")
+    await rows.first.wait_for()
+    assert "zeb-1" in await rows.first.inner_text()  # newest first
+    await page.get_by_label("Search").fill("zebulon")
+    await page.get_by_role("button", name="Search", exact=True).click()
+    await page.locator("#pass-table tbody tr", has_text="zeb-1").wait_for()
+    assert await rows.count() == 1
+    await shots(page, "passes-search")
+
+    await page.get_by_role("link", name="zeb-1").click()
+    await page.get_by_role("heading", name="zeb-1").wait_for()
+    await page.frame_locator("#pass-frame").locator('[data-key="seat"]', has_text="C-4").wait_for()
+    assert await page.get_by_role("group", name="seat").count() == 1  # a nested fieldset
+    await page.get_by_label("seat.number").fill("17")
+    await page.get_by_role("button", name="Save changes").click()
+    await page.locator("main > .banner.note", has_text="Saved as version").wait_for()
+    saved = (await admin.get(f"/api/v1/passes/{PASS_TYPE_ID}/zeb-1")).json()
+    assert saved["data"]["seat"] == {"section": "C", "number": 17}  # still a number
+    await page.frame_locator("#pass-frame").locator('[data-key="seat"]', has_text="C-17").wait_for()
+    await shots(page, "pass-form")
+    await assert_accessible(page, "pass-form")
+
+
+async def many_passes(runtime: Any, template: str, count: int) -> None:
+    async with runtime.database.transaction() as conn:
+        template_id = await conn.scalar(
+            sa.select(tables.templates.c.id).where(tables.templates.c.name == template)
+        )
+        first = int(
+            await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(tables.passes.c.id), 0)))
+        )
+        rows: list[dict[str, Any]] = []
+        terms: list[dict[str, Any]] = []
+        for n in range(1, count + 1):
+            data = {"name": f"Holder {n:05d}", "balance": n}
+            rows.append(
+                {
+                    "id": first + n,
+                    "pass_type_id": PASS_TYPE_ID,
+                    "serial_number": f"bulk-{n:05d}",
+                    "template_id": template_id,
+                    "authentication_token": f"token-{n:05d}-0123456789",
+                    "share_id": f"share-bulk-{n:05d}",
+                    "data": data,
+                    "voided": False,
+                    "version": n,
+                    "modified_at": 1_700_000_000 + n,
+                    "created_at": 1_700_000_000 + n,
+                }
+            )
+            terms.extend(
+                {"term": term, "pass_id": first + n}
+                for term in storage_search.terms_of(f"bulk-{n:05d}", data)
+            )
+        await conn.execute(tables.passes.insert(), rows)
+        await conn.execute(tables.pass_search_terms.insert(), terms)
+        await conn.execute(
+            sa.update(tables.pass_types).values(
+                last_version=tables.pass_types.c.last_version + count
+            )
+        )
