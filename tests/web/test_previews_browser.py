@@ -76,7 +76,7 @@ async def shots(page: Any, name: str) -> None:
     folder = screenshot_folder()
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         await page.set_viewport_size(size)
-        await page.wait_for_timeout(100)  # one layout pass
+        await page.wait_for_timeout(500)  # the layout, and the preview frames repainted
         await page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=True)
         if label == "phone":
             overflow = await page.evaluate(
