@@ -1225,7 +1225,13 @@
       ]),
       h("h2", {}, "Preview"),
       h("div", { class: "pass-preview" }, h("div", { class: "preview-slot" }, previewFrame(preview, `Preview of pass ${p.serial_number}`, "pass-frame")), problems(preview, "pass-problems")),
-      p.google ? [h("h2", {}, "Google Wallet"), definitions(Object.entries(p.google).map(([key, value]) => [humanize(key), statValue(key, value)]))] : null,
+      p.google || (p.urls && p.urls.google)
+        ? [
+            h("h2", {}, "Google Wallet"),
+            p.google ? definitions(Object.entries(p.google).map(([key, value]) => [humanize(key), statValue(key, value)])) : null,
+            safeHref(p.urls && p.urls.google) ? h("p", {}, h("a", { href: safeHref(p.urls.google), rel: "noopener noreferrer", target: "_blank" }, "Add to Google Wallet link")) : null,
+          ]
+        : null,
       h("h2", {}, "Data"),
       p.voided
         ? h("pre", { class: "code", id: "pass-data", tabindex: 0 }, JSON.stringify(p.data, null, 2))
