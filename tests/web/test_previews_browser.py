@@ -394,37 +394,39 @@ async def test_search_finds_a_holder_among_ten_thousand_and_the_form_edits_neste
 
 
 async def many_passes(runtime: Any, template: str, count: int) -> None:
+    """`count` passes in two statements (ids from the table's own sequence), and the search
+    words the API writes for each."""
     async with runtime.database.transaction() as conn:
         template_id = await conn.scalar(
             sa.select(tables.templates.c.id).where(tables.templates.c.name == template)
         )
-        first = int(
-            await conn.scalar(sa.select(sa.func.coalesce(sa.func.max(tables.passes.c.id), 0)))
-        )
-        rows: list[dict[str, Any]] = []
-        terms: list[dict[str, Any]] = []
-        for n in range(1, count + 1):
-            data = {"name": f"Holder {n:05d}", "balance": n}
-            rows.append(
-                {
-                    "id": first + n,
-                    "pass_type_id": PASS_TYPE_ID,
-                    "serial_number": f"bulk-{n:05d}",
-                    "template_id": template_id,
-                    "authentication_token": f"token-{n:05d}-0123456789",
-                    "share_id": f"share-bulk-{n:05d}",
-                    "data": data,
-                    "voided": False,
-                    "version": n,
-                    "modified_at": 1_700_000_000 + n,
-                    "created_at": 1_700_000_000 + n,
-                }
-            )
-            terms.extend(
-                {"term": term, "pass_id": first + n}
-                for term in storage_search.terms_of(f"bulk-{n:05d}", data)
-            )
+        data = {n: {"name": f"Holder {n:05d}", "balance": n} for n in range(1, count + 1)}
+        rows: list[dict[str, Any]] = [
+            {
+                "pass_type_id": PASS_TYPE_ID,
+                "serial_number": f"bulk-{n:05d}",
+                "template_id": template_id,
+                "authentication_token": f"token-{n:05d}-0123456789",
+                "share_id": f"share-bulk-{n:05d}",
+                "data": data[n],
+                "voided": False,
+                "version": n,
+                "modified_at": 1_700_000_000 + n,
+                "created_at": 1_700_000_000 + n,
+            }
+            for n in data
+        ]
         await conn.execute(tables.passes.insert(), rows)
+        ids = await conn.execute(
+            sa.select(tables.passes.c.id, tables.passes.c.serial_number).where(
+                tables.passes.c.serial_number.like("bulk-%")
+            )
+        )
+        terms: list[dict[str, Any]] = [
+            {"term": term, "pass_id": pass_id}
+            for pass_id, serial in ids
+            for term in storage_search.terms_of(serial, data[int(serial.removeprefix("bulk-"))])
+        ]
         await conn.execute(tables.pass_search_terms.insert(), terms)
         await conn.execute(
             sa.update(tables.pass_types).values(
