@@ -19,9 +19,17 @@ from fastapi import (
     UploadFile,
     status,
 )
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from starlette.convertors import StringConvertor, register_url_convertor
 
+from passhouse import analytics as install_analytics
 from passhouse import issuing, search
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
@@ -45,6 +53,7 @@ from passhouse.web.admin_schema import (
     PushAttemptList,
     PushStats,
     RegistrationList,
+    StatsView,
     TemplateList,
     TemplateReplaced,
     TemplateView,
@@ -177,8 +186,8 @@ class PassTypeIn(_Body):
     )
 
 
-def _pass_type_view(
-    row: sa.Row[Any], sealer: Sealer, warnings: list[str] | None = None
+async def _pass_type_view(
+    conn: Any, row: sa.Row[Any], sealer: Sealer, warnings: list[str] | None = None
 ) -> dict[str, Any]:
     view = {
         "pass_type_id": row.pass_type_id,
@@ -196,6 +205,9 @@ def _pass_type_view(
         "created_at": _iso(row.created_at),
         # Everything that makes (error) or may make (warning) Wallet reject its passes.
         "problems": issuing.pass_type_problems(row, sealer),
+        "totals": await install_analytics.totals(
+            conn, analytics.Scope(pass_type_id=row.pass_type_id)
+        ),
     }
     if warnings is not None:
         view["warnings"] = warnings
@@ -250,7 +262,7 @@ async def add_pass_type(
         response.status_code = status.HTTP_200_OK
     row = await pass_types.get_pass_type(conn, pass_type_id)
     assert row is not None
-    return _pass_type_view(row, runtime.sealer, warnings)
+    return await _pass_type_view(conn, row, runtime.sealer, warnings)
 
 
 @router.get(
@@ -259,7 +271,7 @@ async def add_pass_type(
 async def list_pass_types(conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
     """Every pass type, with the problems that would make Wallet reject its passes."""
     rows = await pass_types.list_pass_types(conn)
-    return {"items": [_pass_type_view(row, runtime.sealer) for row in rows]}
+    return {"items": [await _pass_type_view(conn, row, runtime.sealer) for row in rows]}
 
 
 @router.get(
@@ -275,7 +287,7 @@ async def get_pass_type(
     row = await pass_types.get_pass_type(conn, pass_type_id)
     if row is None:
         raise NotFound(f"No pass type {pass_type_id!r}.")
-    return _pass_type_view(row, runtime.sealer)
+    return await _pass_type_view(conn, row, runtime.sealer)
 
 
 @router.delete(
@@ -345,6 +357,9 @@ async def _template_view(conn: Any, row: sa.Row[Any]) -> dict[str, Any]:
         "assets": await templates.asset_names(conn, row.id),
         "revision": row.revision,
         "pass_count": await templates.count_passes(conn, row.id),
+        "totals": await install_analytics.totals(
+            conn, analytics.Scope(pass_type_id=row.pass_type_id, template_id=row.id)
+        ),
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
@@ -829,6 +844,65 @@ async def list_pushes(
     """Recent push attempts to the devices holding this pass, newest first."""
     row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
     return {"items": await issuing.recent_pushes(conn, row.id)}
+
+
+@router.get(
+    "/stats",
+    tags=["stats"],
+    response_model=StatsView,
+    response_model_by_alias=True,
+    responses=error_responses(404),
+)
+async def get_stats(
+    conn: ReadConn,
+    template: Annotated[
+        str | None,
+        Query(description="Only this template's passes (name or id)", examples=["loyalty"]),
+    ] = None,
+    pass_type_id: Annotated[
+        str | None,
+        Query(
+            max_length=255,
+            pattern=NO_NUL,
+            description="Only this pass type's passes and pushes",
+            examples=["pass.com.example.loyalty"],
+        ),
+    ] = None,
+    start: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="from",
+            description="ISO 8601 with a zone; rounded down to its hour or day. Default: "
+            "the 30 days (interval=day) or 48 hours (interval=hour) up to `to`, its own included",
+            examples=["2026-11-01T00:00:00Z"],
+        ),
+    ] = None,
+    end: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="to",
+            description="ISO 8601 with a zone, excluded; default now",
+            examples=["2026-12-01T00:00:00Z"],
+        ),
+    ] = None,
+    interval: Annotated[
+        install_analytics.Interval,
+        Query(description="One point per hour or per day (UTC)", examples=["day"]),
+    ] = "day",
+) -> dict[str, Any]:
+    """Install analytics: passes issued, updated and voided, installs and uninstalls,
+    pushes sent and failed, per hour or day, and all-time totals (active passes and
+    installs). Read from counters kept as things happen; 404 for an unknown template or
+    pass type, 422 for more than 2,400 points."""
+    return await install_analytics.stats(
+        conn,
+        template=template,
+        pass_type_id=pass_type_id,
+        start=start,
+        end=end,
+        interval=interval,
+        now=issuing.now_seconds(),
+    )
 
 
 @router.get("/push/stats", tags=["push"], response_model=PushStats, responses=error_responses())
