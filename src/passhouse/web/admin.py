@@ -30,7 +30,7 @@ from pydantic import (
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from passhouse import analytics as install_analytics
-from passhouse import issuing, search
+from passhouse import issuing, lifecycle, search
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
@@ -584,6 +584,7 @@ def _pass_view(
         "version": row.version,
         "data": row.data,
         "voided": row.voided,
+        **lifecycle.pass_state(row),
         "personalized": row.personalization is not None,
         "installs": installs.installs if installs else 0,
         "first_installed_at": None if first_ms is None else _iso(first_ms // 1000),
