@@ -208,6 +208,19 @@ class Settings(BaseSettings):
     # An Idempotency-Key answers its first answer again for this long (24 h, as Stripe).
     idempotency_keep_seconds: int = Field(default=86_400, ge=60)
 
+    # --- landing page /p/{share id} (issue 11) ---
+    # The operator's brand on it: a logo (PNG, JPEG or SVG file, at most 512 kB) shown
+    # above the pass, a name beside it, and the page's colours (#rrggbb).
+    landing_logo_file: Path | None = None
+    landing_brand_name: str | None = Field(default=None, max_length=200)
+    landing_background_color: str = Field(default="#f5f5f7", pattern=r"^#[0-9a-fA-F]{6}$")
+    landing_text_color: str = Field(default="#1d1d1f", pattern=r"^#[0-9a-fA-F]{6}$")
+    # Apple's and Google's official "Add to ... Wallet" artwork may not ship in the
+    # package: put their files here (add-to-apple-wallet-<lang>.svg and
+    # add-to-google-wallet-<lang>.svg, lang en, de, fr or es; .png also read). Without
+    # them the page shows a plain black button with the same words.
+    wallet_button_dir: Path | None = None
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

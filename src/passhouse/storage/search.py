@@ -9,8 +9,12 @@ Which way a search reads is decided here, not by the planner's statistics (a mil
 passes just imported have none, ADR 0013):
 - narrow: the rarest word matches at most NARROW_LIMIT terms: those pass ids, read from
   the terms index, are the candidates, then sorted and filtered;
+- one common word (created order): a word that is a whole term of the index (not the
+  prefix of several) has its index entries in pass id order: they are read in the page's
+  order, a chunk at a time, the other words checked per pass;
 - wide: every word matches many passes: passes are read in the sort order's index and
   each is checked with a lookup per word on (pass_id, term) until the page is full.
+installed=true in created order is read from the registrations' pass_id index likewise.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ MAX_TERMS_PER_PASS = 256
 MAX_QUERY_WORDS = 8
 # The rarest word matching at most this many terms makes the search read those candidates.
 NARROW_LIMIT = 20_000
+FIRST_BOUND = 1_000
 
 _WORD = re.compile(r"\w+")
 # Above every character a term can hold: the end of a prefix range in code point order
@@ -156,19 +161,21 @@ async def _candidates(
     conn: AsyncConnection, query_words: Sequence[str], narrow_limit: int
 ) -> tuple[str, list[int]]:
     """(the rarest word, the pass ids it matches) when it matches at most `narrow_limit`
-    terms; ("", []) with no such word. Each count stops at narrow_limit + 1 index entries."""
-    best: tuple[int, str] | None = None
-    for word in query_words:
-        bounded = sa.select(sa.literal(1)).where(_prefix(word)).limit(narrow_limit + 1).subquery()
-        count = int(await conn.scalar(sa.select(sa.func.count()).select_from(bounded)) or 0)
-        if count <= narrow_limit and (best is None or count < best[0]):
-            best = (count, word)
-    if best is None:
-        return "", []
-    ids = await conn.scalars(
-        sa.select(pass_search_terms.c.pass_id).where(_prefix(best[1])).distinct()
-    )
-    return best[1], list(ids)
+    terms; ("", []) with no such word. Counted with a small bound first, so that a rare
+    word is found without counting up to the limit for each common one."""
+    for bound in sorted({min(FIRST_BOUND, narrow_limit), narrow_limit}):
+        best: tuple[int, str] | None = None
+        for word in query_words:
+            limited = sa.select(sa.literal(1)).where(_prefix(word)).limit(bound + 1).subquery()
+            count = int(await conn.scalar(sa.select(sa.func.count()).select_from(limited)) or 0)
+            if count <= bound and (best is None or count < best[0]):
+                best = (count, word)
+        if best is not None:
+            ids = await conn.scalars(
+                sa.select(pass_search_terms.c.pass_id).where(_prefix(best[1])).distinct()
+            )
+            return best[1], list(ids)
+    return "", []
 
 
 async def list_passes(conn: AsyncConnection, query: PassQuery) -> list[sa.Row[Any]]:
@@ -179,6 +186,13 @@ async def list_passes(conn: AsyncConnection, query: PassQuery) -> list[sa.Row[An
         if driver and not ids:
             return []
     in_created_order = query.sort.endswith("created")
+    if query.words and not driver and in_created_order:
+        exact = await _single_term_word(conn, query.words)
+        if exact:
+            # Every word is common, and this one is a single word of the index: its index
+            # entries are in pass id order, so they are read in the page's order.
+            chunks = _term_chunks(conn, exact, query)
+            return await _in_chunks(conn, query, chunks, skip_word=exact[0])
     if driver and in_created_order:
         # The candidates' ids are their sort keys: read them in that order, a chunk at a
         # time, until the page is full.
@@ -190,6 +204,48 @@ async def list_passes(conn: AsyncConnection, query: PassQuery) -> list[sa.Row[An
         return await _in_chunks(conn, query, _installed_chunks(conn, query))
     statement = list_statement(query, conn.dialect.name)
     return list((await conn.execute(statement)).all())
+
+
+async def _single_term_word(
+    conn: AsyncConnection, query_words: Sequence[str]
+) -> tuple[str, str] | None:
+    """(a search word, the one term it is the prefix of) when a word's range holds a single
+    distinct term; None otherwise. Two index probes per word (its range's first and last)."""
+    for word in sorted(query_words, key=len, reverse=True):
+        first, last = (
+            await conn.execute(
+                sa.select(
+                    sa.func.min(pass_search_terms.c.term), sa.func.max(pass_search_terms.c.term)
+                ).where(_prefix(word))
+            )
+        ).one()
+        if first is not None and first == last:
+            return word, str(first)
+    return None
+
+
+async def _term_chunks(
+    conn: AsyncConnection, exact: tuple[str, str], query: PassQuery
+) -> AsyncIterator[list[int]]:
+    """The passes holding one term, in created order, a chunk at a time (the terms' primary
+    key (term, pass_id) read in order)."""
+    descending = query.sort.startswith("-")
+    after = query.after[0] if query.after else None
+    pass_id = pass_search_terms.c.pass_id
+    while True:
+        chunk_query = (
+            sa.select(pass_id)
+            .where(pass_search_terms.c.term == exact[1])
+            .order_by(pass_id.desc() if descending else pass_id.asc())
+            .limit(max(2 * query.limit, query.chunk_size))
+        )
+        if after is not None:
+            chunk_query = chunk_query.where(pass_id < after if descending else pass_id > after)
+        chunk = list((await conn.scalars(chunk_query)).all())
+        if not chunk:
+            return
+        yield chunk
+        after = chunk[-1]
 
 
 async def _candidate_chunks(ids: Sequence[int], query: PassQuery) -> AsyncIterator[list[int]]:

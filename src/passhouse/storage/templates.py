@@ -131,3 +131,26 @@ async def count_installed_passes(conn: AsyncConnection, template_id: int) -> int
         .where(passes.c.template_id == template_id)
     )
     return int(count or 0)
+
+
+async def count_reach(conn: AsyncConnection, template_id: int) -> dict[str, int]:
+    """Of a template's passes: registrations, distinct devices and push tokens, installed
+    passes (what a new version of it wakes). One aggregate over the registrations index."""
+    row = (
+        await conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count(sa.distinct(registrations.c.device_id)),
+                sa.func.count(sa.distinct(registrations.c.push_token)),
+                sa.func.count(sa.distinct(registrations.c.pass_id)),
+            )
+            .select_from(registrations.join(passes, passes.c.id == registrations.c.pass_id))
+            .where(passes.c.template_id == template_id)
+        )
+    ).one()
+    return {
+        "registrations": int(row[0] or 0),
+        "devices": int(row[1] or 0),
+        "push_tokens": int(row[2] or 0),
+        "installed_passes": int(row[3] or 0),
+    }

@@ -398,3 +398,57 @@ class JobErrorList(_Out):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end"
     )
+
+
+# --- previews (issue 11) ----------------------------------------------------------------
+
+
+class Located(_Out):
+    path: str = Field(
+        description="The key path in pass.json (or file name) the message is about; empty "
+        "when it names none",
+        examples=["storeCard.primaryFields[0].value"],
+    )
+    message: str = Field(examples=["required key is missing"])
+
+
+class PreviewView(_Out):
+    html: str = Field(
+        description="A standalone HTML page (inline CSS, SVG barcodes, images as data: URLs, "
+        "no script) drawing the pass's front and back; an approximation, and it says so. Show "
+        "it in a sandboxed iframe (srcdoc)."
+    )
+    pass_json: dict[str, Any] = Field(
+        description="The rendered pass.json the preview was drawn from (for a draft, what a "
+        "pass with this sample data would hold; authenticationToken left out)"
+    )
+    style: str | None = Field(description="The pass style drawn", examples=["storeCard"])
+    errors: list[Located] = Field(description="What would make the server or Wallet refuse it")
+    warnings: list[Located] = Field(description="What Wallet may show differently or drop")
+    placeholders: list[str] = Field(
+        description="The draft's {{placeholders}} (empty for an issued pass)",
+        examples=[["balance", "member.name"]],
+    )
+    missing_data: list[str] = Field(
+        description="Placeholders the sample data leaves empty (drawn as {{name}})"
+    )
+    language: Literal["en", "de", "fr", "es"] = Field(
+        description="The language labels, dates and numbers are shown in"
+    )
+
+
+class TemplateImpact(_Out):
+    template: str = Field(examples=["loyalty"])
+    revision: int = Field(description="The template's current revision", examples=[3])
+    passes: int = Field(description="Passes a new version changes (each gets a new version)")
+    installed_passes: int = Field(description="Of those, passes on at least one device")
+    devices: int = Field(description="Devices holding at least one of them")
+    registrations: int = Field(description="(device, pass) registrations")
+    push_tokens: int = Field(description="Push notifications queued (one per push token)")
+
+
+class TemplateAssets(_Out):
+    assets: dict[str, str] = Field(
+        description="File name -> base64 bytes, as PUT /templates/{ref} takes them back",
+        examples=[{"icon.png": "iVBORw0KGgo..."}],
+    )

@@ -17,10 +17,13 @@ from passhouse.web.pages import security_headers
 router = APIRouter(include_in_schema=False)
 
 # Everything the page needs comes from this origin; nothing runs inline. `data:` is the
-# page's empty favicon, so the browser asks for no /favicon.ico.
+# page's empty favicon, so the browser asks for no /favicon.ico, and the pass previews'
+# images. Pass previews are standalone pages shown in sandboxed srcdoc frames, which take
+# this policy: their inline <style> needs 'unsafe-inline' for styles (never for scripts,
+# and the sandbox runs none); ADR 0022.
 _SECURITY_HEADERS = security_headers(
     script_src="'self'",
-    style_src="'self'",
+    style_src="'self' 'unsafe-inline'",
     img_src="'self' data:",
     connect_src="'self'",
 )

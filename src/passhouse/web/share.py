@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from passhouse import issuing
+from passhouse import previewing
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.storage import pass_types, passes
+from passhouse.web import landing
 from passhouse.web.deps import BuilderDep, RuntimeDep
 from passhouse.web.errors import error_response
 from passhouse.web.pages import prefers_html, security_headers
@@ -36,11 +37,11 @@ _HEADERS = security_headers(
 )
 
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>{style}</style></head>
-<body><h1>{title}</h1>
+<body>
 {body}
 </body></html>
 """
@@ -53,7 +54,12 @@ _NOT_FOUND_BODY = (
 
 def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(
-        _PAGE.format(title=html.escape(title), style=_STYLE, body=body),
+        _PAGE.format(
+            lang="en",
+            title=html.escape(title),
+            style=_STYLE,
+            body=f"<h1>{html.escape(title)}</h1>\n{body}",
+        ),
         status_code=status_code,
         headers=_HEADERS,
     )
@@ -80,21 +86,48 @@ async def share_page(
     if row is None:
         return _not_found(request)
     data, _ = await builder.pkpass(runtime.database, row.id, row.version)
-    pass_json = issuing.pass_json_of(data)
     async with runtime.database.reader() as conn:
         pass_type = await pass_types.get_pass_type(conn, row.pass_type_id)
-    parts = [f"<p>{html.escape(str(pass_json.get('organizationName', '')))}</p>"]
-    if row.voided:
-        parts.append('<p class="void">This pass is no longer valid.</p>')
-    else:
-        href = html.escape(f"/p/{share_id}/pass.pkpass")
-        parts.append(f'<a class="add" href="{href}">Add to Apple Wallet</a>')
-        if pass_type is not None and pass_type.dev_mode:
-            parts.append(
-                '<p class="note">This pass is signed with a local development certificate: '
-                "Wallet on a real iPhone will not accept it.</p>"
-            )
-    return _page(str(pass_json.get("description", "Your pass")), "\n".join(parts))
+    settings = runtime.settings
+    language = landing.language_of(request.headers.get("accept-language", ""))
+    page_url = f"{settings.public_url}/p/{share_id}"
+    pass_json, files = previewing.signed_files(data)
+    page = landing.landing_page(
+        pass_json=pass_json,
+        files=files,
+        page_url=page_url,
+        download_url=f"/p/{share_id}/pass.pkpass",
+        google_url=google_save_url(row),
+        voided=bool(row.voided),
+        dev_mode=pass_type is not None and bool(pass_type.dev_mode),
+        platform=landing.platform_of(request.headers.get("user-agent", "")),
+        language=language,
+        brand=landing.Brand(
+            logo=landing.image_data_url(settings.landing_logo_file),
+            name=settings.landing_brand_name,
+            background=settings.landing_background_color,
+            text=settings.landing_text_color,
+        ),
+        apple_art=landing.button_artwork(settings.wallet_button_dir, "apple", language),
+        google_art=landing.button_artwork(settings.wallet_button_dir, "google", language),
+    )
+    headers = security_headers(style_src=f"'sha256-{page.style_hash}'", img_src="data:")
+    body = _PAGE.format(
+        lang=language,
+        title=html.escape(str(pass_json.get("description") or "Pass")),
+        style=page.style,
+        body=page.html,
+    )
+    vary = {"vary": "Accept-Language, User-Agent", "content-language": language}
+    return HTMLResponse(body, headers={**headers, **vary})
+
+
+def google_save_url(row: sa.Row[Any]) -> str | None:
+    """The pass's "Add to Google Wallet" link, where Google Wallet is enabled for it. None
+    until the Google Wallet integration gives passes one (its `urls.google`); the page then
+    shows the Google button only where this returns a link."""
+    url = getattr(row, "google_save_url", None)
+    return url if isinstance(url, str) and url.startswith("https://") else None
 
 
 @router.api_route("/p/{share_id}/pass.pkpass", methods=["GET", "HEAD"])

@@ -52,7 +52,7 @@
     view.querySelector(":scope > .banner.error.transient")?.remove();
   }
 
-  const NUMERIC = new Set(["Passes", "Revision", "Version", "HTTP status", "Latency (ms)", "Pending", "Delivered", "Failed", "Attempts"]);
+  const NUMERIC = new Set(["Passes", "Revision", "Version", "Installs", "HTTP status", "Latency (ms)", "Pending", "Delivered", "Failed", "Attempts"]);
 
   function head(headers) {
     return h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col", class: NUMERIC.has(name) ? "num" : null }, name))));
@@ -260,7 +260,7 @@
     }
     if (current !== routeCount) return; // a newer navigation won
     // A view lists optional parts as `cond ? node : null`; replaceChildren would print "null".
-    view.replaceChildren(...[content].flat().filter((node) => node !== null && node !== undefined && node !== false));
+    view.replaceChildren(...[content].flat(Infinity).filter((node) => node !== null && node !== undefined && node !== false));
     document.title = `${view.querySelector("h1")?.textContent || "passhouse"} · passhouse`;
     view.focus({ preventScroll: true });
   }
@@ -274,7 +274,7 @@
       case "passes":
         if (rest[0] === "new") return issueForm(params.get("template"));
         if (rest.length >= 2) return passDetail(rest[0], rest.slice(1).join("/"));
-        return passList(params.get("template"));
+        return passList(params.get("template"), params.get("q"), params.get("sort"));
       case "webhooks":
         return rest.length ? webhookDetail(rest[0]) : webhookList();
       case "device-logs":
@@ -282,6 +282,346 @@
       default:
         return [h("h1", {}, "Not found"), h("p", {}, "There is no such page. ", h("a", { href: "#/overview" }, "Go to the overview"), ".")];
     }
+  }
+
+
+  // --- previews ---------------------------------------------------------------------------
+
+  // The server draws the pass (POST /previews, GET .../preview) as a standalone page; it is
+  // shown in a sandboxed frame: no script of it can run, and it cannot reach this page.
+  function previewFrame(preview, label, id) {
+    return h("iframe", {
+      class: "preview-frame",
+      id: id || null,
+      sandbox: "",
+      title: label,
+      srcdoc: preview.html,
+      referrerpolicy: "no-referrer",
+    });
+  }
+
+  function problemItems(items) {
+    return items.map((item) =>
+      h("li", { "data-path": item.path }, item.path ? [h("code", {}, item.path), " "] : null, item.message)
+    );
+  }
+
+  function problems(preview, id) {
+    const errors = preview.errors || [];
+    const warnings = preview.warnings || [];
+    return h(
+      "div",
+      { class: "problems", id: id || null },
+      errors.length
+        ? [h("h3", {}, `${errors.length} error${errors.length === 1 ? "" : "s"}`), h("ul", { class: "errors" }, problemItems(errors))]
+        : h("p", { class: "pill ok" }, "No errors"),
+      warnings.length ? [h("h3", {}, `${warnings.length} warning${warnings.length === 1 ? "" : "s"}`), h("ul", { class: "warnings" }, problemItems(warnings))] : null
+    );
+  }
+
+  // Where each key path of a JSON text starts: {"storeCard.primaryFields[0].value": line}.
+  // A small parser over text JSON.parse has already accepted.
+  function keyLines(text) {
+    const lines = Object.create(null);
+    let i = 0;
+    let line = 1;
+    const skip = () => {
+      while (i < text.length && /\s/.test(text[i])) {
+        if (text[i] === "\n") line += 1;
+        i += 1;
+      }
+    };
+    const string = () => {
+      let out = "";
+      i += 1;
+      while (i < text.length && text[i] !== '"') {
+        if (text[i] === "\\") {
+          out += text[i + 1] === '"' ? '"' : text[i + 1];
+          i += 2;
+        } else {
+          out += text[i];
+          i += 1;
+        }
+      }
+      i += 1;
+      return out;
+    };
+    const value = (path) => {
+      skip();
+      if (!(path in lines)) lines[path] = line;
+      if (text[i] === "{") {
+        i += 1;
+        for (;;) {
+          skip();
+          if (text[i] === "}") { i += 1; return; }
+          if (text[i] === ",") { i += 1; continue; }
+          const keyLine = line;
+          const key = string();
+          const child = path ? `${path}.${key}` : key;
+          lines[child] = keyLine;
+          skip();
+          i += 1; // the colon
+          value(child);
+        }
+      } else if (text[i] === "[") {
+        i += 1;
+        let index = 0;
+        for (;;) {
+          skip();
+          if (text[i] === "]") { i += 1; return; }
+          if (text[i] === ",") { i += 1; continue; }
+          value(`${path}[${index}]`);
+          index += 1;
+        }
+      } else if (text[i] === '"') {
+        string();
+      } else {
+        while (i < text.length && !/[\s,\]}]/.test(text[i])) i += 1;
+      }
+    };
+    value("");
+    return lines;
+  }
+
+  // The line a validator message belongs to: its key's, or the nearest parent's that exists.
+  function lineOf(lines, path) {
+    if (!/^[A-Za-z0-9_]/.test(path) || /\.(png|strings|json)$/.test(path)) return null;
+    let current = path;
+    for (;;) {
+      if (current in lines) return lines[current];
+      const parent = current.replace(/(\.[^.[\]]+|\[\d+\])$/, "");
+      if (parent === current) return lines[""] || null; // a top-level key: the object's line
+      current = parent;
+    }
+  }
+
+  function jsonText(value) {
+    return JSON.stringify(value, null, 2);
+  }
+
+  async function fileBase64(file) {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let binary = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(binary);
+  }
+
+  // Width x height from a PNG's IHDR, for the file list; the server's checks say the rest.
+  function pngSize(base64) {
+    try {
+      const head = atob(base64.slice(0, 44));
+      if (head.slice(1, 4) !== "PNG") return null;
+      const read = (at) => ((head.charCodeAt(at) << 24) | (head.charCodeAt(at + 1) << 16) | (head.charCodeAt(at + 2) << 8) | head.charCodeAt(at + 3)) >>> 0;
+      return `${read(16)} × ${read(20)} px`;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // --- the template designer ---------------------------------------------------------------
+
+  async function designer(t, files, sample) {
+    const state = { files: { ...files }, timer: null, sequence: 0, lines: {} };
+    const json = h("textarea", { id: "design-json", class: "code", rows: 24, spellcheck: "false", "aria-describedby": "design-json-problems", wrap: "off" }, jsonText(t.pass_json));
+    const gutter = h("div", { class: "gutter", "aria-hidden": "true" });
+    const jsonProblems = h("ul", { class: "errors near", id: "design-json-problems", "aria-live": "polite" });
+    const data = h("textarea", { id: "design-data", class: "code", rows: 6, spellcheck: "false", "aria-describedby": "design-data-problems" }, jsonText(sample));
+    const dataProblems = h("ul", { class: "errors near", id: "design-data-problems" });
+    const fileBody = h("tbody");
+    const frame = h("div", { class: "preview-slot", id: "design-preview" });
+    const overall = h("div", { id: "design-problems" });
+    const status = h("p", { class: "muted", id: "design-status", role: "status" }, "Drawing the preview…");
+    const picker = h("input", { id: "design-files", type: "file", multiple: true, accept: ".png,.strings,.json" });
+    const drop = h(
+      "div",
+      { class: "dropzone", id: "design-drop" },
+      h("p", {}, "Drop images here (icon.png, logo@2x.png, strip.png…), or "),
+      h("label", { for: "design-files" }, "choose files"),
+      picker
+    );
+    const save = h("button", { type: "button", id: "design-save" }, "Save as new version");
+
+    const renderGutter = (problemsByLine) => {
+      const count = json.value.split("\n").length;
+      const rows = [];
+      for (let n = 1; n <= count; n += 1) {
+        const found = problemsByLine[n];
+        rows.push(h("span", { class: found ? "ln err" : "ln", title: found ? found.join("\n") : null, "data-line": n }, found ? `● ${n}` : String(n)));
+      }
+      gutter.replaceChildren(...rows);
+      gutter.scrollTop = json.scrollTop;
+    };
+    json.addEventListener("scroll", () => { gutter.scrollTop = json.scrollTop; });
+
+    const renderFiles = (warnings, errors) => {
+      const notes = (name) => [...errors, ...warnings].filter((item) => item.path === name || item.path.startsWith(`${name} `));
+      fileBody.replaceChildren(
+        ...Object.keys(state.files).sort().map((name) => {
+          const remove = h("button", { type: "button", class: "quiet", "aria-label": `Remove ${name}` }, "Remove");
+          remove.addEventListener("click", () => {
+            delete state.files[name];
+            announce(`${name} removed from the draft.`);
+            schedule(0);
+          });
+          const found = notes(name);
+          return h(
+            "tr",
+            { "data-file": name },
+            h("td", {}, h("code", {}, name)),
+            h("td", {}, pngSize(state.files[name]) || "—"),
+            h("td", { class: "file-check" }, found.length ? h("ul", { class: "plain" }, found.map((item) => h("li", { class: errors.includes(item) ? "bad" : "soon" }, item.message))) : h("span", { class: "pill ok" }, "ok")),
+            h("td", {}, remove)
+          );
+        })
+      );
+    };
+
+    const show = (preview) => {
+      const byLine = Object.create(null);
+      const near = [];
+      const general = { errors: [], warnings: [] };
+      const dataItems = [];
+      for (const [kind, items] of [["errors", preview.errors], ["warnings", preview.warnings]]) {
+        for (const item of items) {
+          if (item.path === "data") { dataItems.push(item); continue; }
+          if (item.path in state.files) continue; // shown next to the file
+          const line = lineOf(state.lines, item.path);
+          if (line && kind === "errors") {
+            (byLine[line] = byLine[line] || []).push(`${item.path}: ${item.message}`);
+            near.push(h("li", { "data-path": item.path, "data-line": line }, h("a", { href: `#line-${line}`, "data-line": line, class: "jump" }, `line ${line}`), " ", h("code", {}, item.path), " ", item.message));
+          } else {
+            general[kind].push(item);
+          }
+        }
+      }
+      renderGutter(byLine);
+      jsonProblems.replaceChildren(...near);
+      dataProblems.replaceChildren(...problemItems(dataItems));
+      renderFiles(preview.warnings, preview.errors);
+      frame.replaceChildren(previewFrame(preview, `Preview of ${t.name}`, "design-frame"));
+      overall.replaceChildren(problems({ errors: general.errors, warnings: general.warnings }, "design-general"));
+      status.textContent = preview.errors.length
+        ? `${preview.errors.length} error${preview.errors.length === 1 ? "" : "s"}: a pass made from this draft would be refused.`
+        : "No errors. The preview follows what you type.";
+    };
+
+    const draw = async () => {
+      const sequence = ++state.sequence;
+      let passJson;
+      let sampleData;
+      try {
+        passJson = parseJsonObject(json.value, "pass.json");
+        state.lines = keyLines(json.value);
+      } catch (error) {
+        status.textContent = error.message;
+        jsonProblems.replaceChildren(h("li", {}, error.message));
+        return;
+      }
+      try {
+        sampleData = parseJsonObject(data.value, "Sample data");
+      } catch (error) {
+        status.textContent = error.message;
+        dataProblems.replaceChildren(h("li", {}, error.message));
+        return;
+      }
+      try {
+        const preview = await api("/previews", { method: "POST", json: { pass_json: passJson, data: sampleData, pass_type_id: t.pass_type_id, assets: state.files } });
+        if (sequence === state.sequence) show(preview);
+      } catch (error) {
+        if (sequence === state.sequence) status.textContent = error.message;
+      }
+    };
+    const schedule = (delay) => {
+      clearTimeout(state.timer);
+      state.timer = setTimeout(draw, delay);
+    };
+    json.addEventListener("input", () => schedule(350));
+    data.addEventListener("input", () => schedule(350));
+
+    const addFiles = async (list) => {
+      for (const file of list) {
+        if (file.size > 5 * 1024 * 1024) {
+          showError(`${file.name} is larger than 5 MB: a template file may not be.`);
+          continue;
+        }
+        state.files[file.name] = await fileBase64(file);
+        announce(`${file.name} added to the draft.`);
+      }
+      schedule(0);
+    };
+    picker.addEventListener("change", () => addFiles([...picker.files]));
+    drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+    drop.addEventListener("drop", (event) => {
+      event.preventDefault();
+      drop.classList.remove("over");
+      addFiles([...event.dataTransfer.files]);
+    });
+    jsonProblems.addEventListener("click", (event) => {
+      const target = event.target.closest("a.jump");
+      if (!target) return;
+      event.preventDefault();
+      const line = Number(target.dataset.line);
+      const lines = json.value.split("\n");
+      const start = lines.slice(0, line - 1).join("\n").length + (line > 1 ? 1 : 0);
+      json.focus();
+      json.setSelectionRange(start, start + lines[line - 1].length);
+    });
+
+    save.addEventListener("click", async () => {
+      clearError();
+      let passJson;
+      try {
+        passJson = parseJsonObject(json.value, "pass.json");
+      } catch (error) {
+        showError(error);
+        return;
+      }
+      save.disabled = true;
+      try {
+        const impact = await api(`/templates/${encodeURIComponent(t.name)}/impact`);
+        const question =
+          `Save as revision ${impact.revision + 1} of ${t.name}? ` +
+          `${impact.passes} pass${impact.passes === 1 ? "" : "es"} get a new version, and ` +
+          `${impact.devices} device${impact.devices === 1 ? "" : "s"} holding them will be told to fetch it.`;
+        if (!window.confirm(question)) {
+          announce("Not saved.");
+          return;
+        }
+        const result = await api(`/templates/${encodeURIComponent(t.name)}`, { method: "PUT", json: { pass_json: passJson, assets: state.files } });
+        const message = `Saved as revision ${result.revision}: ${result.passes_changed} pass${result.passes_changed === 1 ? "" : "es"} updated.`;
+        announce(message);
+        showNotice(message);
+        t.revision = result.revision;
+        const revision = $("template-revision");
+        if (revision) revision.textContent = String(result.revision);
+      } catch (error) {
+        showError(error);
+      } finally {
+        save.disabled = false;
+      }
+    });
+
+    schedule(0);
+    return h(
+      "div",
+      { class: "designer" },
+      h(
+        "div",
+        { class: "designer-edit" },
+        h("label", { for: "design-json" }, "pass.json (with {{placeholders}})"),
+        h("div", { class: "editor" }, gutter, json),
+        jsonProblems,
+        h("label", { for: "design-data" }, "Sample data (JSON; fills the placeholders in the preview only)"),
+        data,
+        dataProblems,
+        h("h3", {}, "Images and files"),
+        drop,
+        h("div", { class: "table-wrap" }, h("table", { id: "design-file-table" }, head(["File", "Size", "Check", ""]), fileBody)),
+        h("p", { class: "actions" }, save)
+      ),
+      h("div", { class: "designer-preview" }, status, frame, overall)
+    );
   }
 
   // --- overview --------------------------------------------------------------------------
@@ -310,8 +650,65 @@
     return String(value);
   }
 
+  // Bars drawn with the DOM's SVG API: one per day, its value in a <title> for hover and
+  // in a table for screen readers.
+  function barChart(label, series, key) {
+    const NS = "http://www.w3.org/2000/svg";
+    const width = 320;
+    const height = 90;
+    const max = Math.max(1, ...series.map((point) => Number(point[key]) || 0));
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("class", "chart");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `${label} per day`);
+    const step = width / Math.max(1, series.length);
+    series.forEach((point, index) => {
+      const value = Number(point[key]) || 0;
+      const bar = document.createElementNS(NS, "rect");
+      const barHeight = (value / max) * (height - 4);
+      bar.setAttribute("x", String(index * step + 1));
+      bar.setAttribute("y", String(height - barHeight));
+      bar.setAttribute("width", String(Math.max(1, step - 2)));
+      bar.setAttribute("height", String(barHeight));
+      const title = document.createElementNS(NS, "title");
+      title.textContent = `${String(point.start).slice(0, 10)}: ${value}`;
+      bar.append(title);
+      svg.append(bar);
+    });
+    const total = series.reduce((sum, point) => sum + (Number(point[key]) || 0), 0);
+    return h("figure", { class: "card chart-card" }, h("figcaption", {}, `${label}: ${total}`), svg);
+  }
+
+  async function charts() {
+    let stats;
+    try {
+      stats = await api("/stats?interval=day");
+    } catch (error) {
+      if (error.status === 404 || error.status === 405) {
+        return [h("p", { class: "muted", id: "no-stats" }, "Charts of issued, installed, uninstalled and pushed passes per day need the stats API (GET /api/v1/stats), which this server does not have yet: nothing is drawn rather than numbers made up."), null];
+      }
+      throw error;
+    }
+    const series = stats.series || [];
+    if (!series.length) return [h("p", { class: "muted", id: "no-stats" }, "No activity in this period yet."), stats.totals || null];
+    return [
+      h(
+        "div",
+        { class: "cards charts" },
+        barChart("Issued", series, "issued"),
+        barChart("Installed", series, "installs"),
+        barChart("Uninstalled", series, "uninstalls"),
+        barChart("Pushed", series, "pushes_sent")
+      ),
+      stats.totals || null,
+    ];
+  }
+
   async function overview() {
-    const [types, stats] = await Promise.all([api("/pass-types"), api("/push/stats")]);
+    const [types, stats, templates, chartParts] = await Promise.all([api("/pass-types"), api("/push/stats"), api("/templates"), charts()]);
+    const [chartNode, totals] = chartParts;
+    const passCount = templates.items.reduce((sum, t) => sum + t.pass_count, 0);
     const alerts = [];
     const cards = types.items.map((passType) => {
       const cert = certificateState(passType);
@@ -343,6 +740,15 @@
     return [
       h("h1", {}, "Overview"),
       ...alerts,
+      h(
+        "div",
+        { class: "cards counts" },
+        h("article", { class: "card count" }, h("p", { class: "big", id: "count-passes" }, String(passCount)), h("p", {}, "passes")),
+        h("article", { class: "card count" }, h("p", { class: "big", id: "count-templates" }, String(templates.items.length)), h("p", {}, "templates")),
+        h("article", { class: "card count" }, h("p", { class: "big", id: "count-installs" }, totals && totals.active_installs !== undefined ? String(totals.active_installs) : "—"), h("p", {}, "installs"))
+      ),
+      h("h2", {}, "Activity"),
+      chartNode,
       h("h2", {}, "Pass types"),
       cards.length ? h("div", { class: "cards" }, cards) : h("p", { class: "muted" }, "No pass type yet: add one with passhouse pass-type add."),
       h("h2", {}, "Push delivery"),
@@ -390,9 +796,18 @@
         button.disabled = false;
       }
     });
+    const gallery = h("div", { class: "gallery", id: "template-gallery" });
+    for (const t of list.items) {
+      const slot = h("div", { class: "preview-slot" }, h("p", { class: "muted" }, "Drawing…"));
+      gallery.append(h("figure", { class: "card preview-card" }, slot, h("figcaption", {}, t.name)));
+      api("/previews", { method: "POST", json: { template: t.name, pass_json: t.pass_json, data: {} } })
+        .then((preview) => slot.replaceChildren(previewFrame(preview, `Preview of ${t.name}`)))
+        .catch((error) => slot.replaceChildren(h("p", { class: "muted" }, error.message)));
+    }
     return [
       h("h1", {}, "Templates"),
       rows.length ? table(["Name", "Pass type", "Passes", "Revision"], rows) : h("p", { class: "muted" }, "No templates yet."),
+      rows.length ? gallery : null,
       h("h2", {}, "New template from a zip"),
       types.items.length ? form : h("p", { class: "muted" }, "Add a pass type first: ", h("code", {}, "passhouse pass-type add"), "."),
     ];
@@ -400,6 +815,12 @@
 
   async function templateDetail(ref) {
     const t = await api(`/templates/${encodeURIComponent(ref)}`);
+    const [files, newest] = await Promise.all([
+      api(`/templates/${encodeURIComponent(t.name)}/assets`),
+      api(`/passes?${new URLSearchParams({ template: t.name, limit: "1", sort: "-created" })}`),
+    ]);
+    // The sample starts as the newest pass's data: real values draw a real-looking pass.
+    const sample = newest.items.length ? newest.items[0].data : placeholderData(t.pass_json);
     return [
       h("p", { class: "crumbs" }, h("a", { href: "#/templates" }, "Templates"), " / "),
       h("h1", {}, t.name),
@@ -412,19 +833,32 @@
       definitions([
         ["ID", t.id],
         ["Pass type", t.pass_type_id],
-        ["Revision", t.revision],
+        ["Revision", h("span", { id: "template-revision" }, t.revision)],
         ["Passes", t.pass_count],
         ["Created", when(t.created_at)],
         ["Updated", when(t.updated_at)],
       ]),
-      h("h2", {}, "Assets"),
-      t.assets.length ? h("ul", { class: "assets" }, t.assets.map((name) => h("li", {}, h("code", {}, name)))) : h("p", { class: "muted" }, "None."),
+      h("h2", {}, "Designer"),
+      h("p", { class: "muted" }, "Edit pass.json and the sample data: the preview follows as you type. Errors sit next to the line of the key they name. Saving makes a new revision and updates every pass made from this template."),
+      await designer(t, files.assets, sample),
       h("h2", {}, "pass.json"),
       h("pre", { class: "code", tabindex: 0 }, JSON.stringify(t.pass_json, null, 2)),
     ];
   }
 
   // --- passes ----------------------------------------------------------------------------
+
+  function keyData(data) {
+    const leaves = [];
+    const walk = (value, prefix) => {
+      for (const [key, item] of Object.entries(value || {})) {
+        if (item && typeof item === "object" && !Array.isArray(item)) walk(item, `${prefix}${key}.`);
+        else leaves.push(`${prefix}${key}: ${typeof item === "string" ? item : JSON.stringify(item)}`);
+      }
+    };
+    walk(data, "");
+    return leaves.slice(0, 3).join(" · ") || "—";
+  }
 
   // A pass's state as a label and a pill class: retired, voided, expired or active.
   function passState(p) {
@@ -441,17 +875,22 @@
       {},
       h("td", {}, h("a", { href: passHash(p) }, p.serial_number)),
       h("td", {}, p.template),
+      h("td", { class: "data-cell" }, keyData(p.data)),
+      h("td", { class: "num" }, p.installs ?? "—"),
       h("td", { class: "num" }, p.version),
       h("td", {}, h("span", { class: `pill ${kind}` }, label)),
-      h("td", {}, when(p.modified_at))
+      h("td", {}, when(p.created_at))
     );
   }
 
-  async function passList(template) {
+  // GET /passes takes q (serial or any data value, by prefix) and sort (-created: newest
+  // first, the default); the list pages with the API's cursor.
+  async function passList(template, q, sort) {
     const templates = await api("/templates");
     const query = (cursor) => {
-      const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      const params = new URLSearchParams({ limit: String(PAGE_SIZE), sort: sort || "-created" });
       if (template) params.set("template", template);
+      if (q) params.set("q", q);
       if (cursor) params.set("cursor", cursor);
       return `/passes?${params}`;
     };
@@ -480,30 +919,52 @@
       h("option", { value: "" }, "All templates"),
       templates.items.map((t) => h("option", { value: t.name, selected: t.name === template }, t.name))
     );
-    filter.addEventListener("change", () => {
-      location.hash = filter.value ? `#/passes?template=${encodeURIComponent(filter.value)}` : "#/passes";
+    const search = h("input", { id: "pass-search", name: "q", type: "search", value: q || "", autocomplete: "off", spellcheck: "false", placeholder: "Name, serial or any value" });
+    const order = h(
+      "select",
+      { id: "pass-sort", name: "sort" },
+      [["-created", "Newest first"], ["created", "Oldest first"], ["-updated", "Recently changed"], ["updated", "Least recently changed"]].map(([value, label]) =>
+        h("option", { value, selected: value === (sort || "-created") }, label)
+      )
+    );
+    const form = h(
+      "form",
+      { class: "toolbar", role: "search", id: "pass-search-form" },
+      h("span", {}, h("label", { for: "pass-search" }, "Search "), search),
+      h("span", {}, h("label", { for: "pass-filter" }, "Template "), filter),
+      h("span", {}, h("label", { for: "pass-sort" }, "Order "), order),
+      h("button", { type: "submit" }, "Search")
+    );
+    const go = () => {
+      const params = new URLSearchParams();
+      if (filter.value) params.set("template", filter.value);
+      if (search.value.trim()) params.set("q", search.value.trim());
+      if (order.value !== "-created") params.set("sort", order.value);
+      location.hash = `#/passes${params.toString() ? `?${params}` : ""}`;
+    };
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      go();
     });
+    filter.addEventListener("change", go);
+    order.addEventListener("change", go);
     const issueHref = template ? `#/passes/new?template=${encodeURIComponent(template)}` : "#/passes/new";
     return [
       h("h1", {}, "Passes"),
-      h(
-        "div",
-        { class: "toolbar" },
-        h("span", {}, h("label", { for: "pass-filter" }, "Template "), filter),
-        h("a", { class: "button", href: issueHref }, "Issue a pass")
-      ),
+      form,
+      h("p", { class: "actions" }, h("a", { class: "button", href: issueHref }, "Issue a pass")),
       first.items.length
         ? h(
             "div",
             { class: "table-wrap" },
             h(
               "table",
-              {},
-              head(["Serial", "Template", "Version", "Status", "Modified"]),
+              { id: "pass-table" },
+              head(["Serial", "Template", "Data", "Installs", "Version", "Status", "Issued"]),
               body
             )
           )
-        : h("p", { class: "muted" }, "No passes yet."),
+        : h("p", { class: "muted" }, q ? `No pass matches “${q}”.` : "No passes yet."),
       more,
     ];
   }
@@ -598,11 +1059,81 @@
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
+  // One input per placeholder, nested data as nested fieldsets; the JSON view stays.
+  function dataForm(p, template, onSaved) {
+    const shape = mergeShape(placeholderData(template ? template.pass_json : {}), p.data);
+    const inputs = [];
+    const build = (node, path) =>
+      Object.entries(node).map(([key, value]) => {
+        const here = [...path, key];
+        const id = `field-${here.join("-").replace(/[^A-Za-z0-9_-]/g, "_")}`;
+        if (value && typeof value === "object" && !Array.isArray(value)) {
+          return h("fieldset", { class: "nested" }, h("legend", {}, key), build(value, here));
+        }
+        const kind = typeof value === "number" ? "number" : typeof value === "boolean" ? "boolean" : Array.isArray(value) ? "json" : "string";
+        const input = h("input", {
+          id,
+          name: here.join("."),
+          value: kind === "json" ? JSON.stringify(value) : value === null || value === undefined ? "" : String(value),
+          inputmode: kind === "number" ? "decimal" : null,
+          autocomplete: "off",
+          spellcheck: "false",
+        });
+        inputs.push({ input, path: here, kind });
+        return h("div", { class: "field" }, h("label", { for: id }, here.join(".")), input);
+      });
+    const fields = build(shape, []);
+    const save = h("button", { type: "submit" }, "Save changes");
+    const form = h("form", { class: "stack data-form", id: "pass-form" }, fields.length ? fields : h("p", { class: "muted" }, "This template has no placeholders."), save);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      const data = JSON.parse(JSON.stringify(p.data || {}));
+      try {
+        for (const { input, path, kind } of inputs) {
+          let value = input.value;
+          if (kind === "number") {
+            if (value.trim() === "" || !Number.isFinite(Number(value))) throw new Error(`${path.join(".")} must be a number.`);
+            value = Number(value);
+          } else if (kind === "boolean") value = value === "true";
+          else if (kind === "json") value = JSON.parse(value);
+          let node = data;
+          for (const part of path.slice(0, -1)) {
+            if (!node[part] || typeof node[part] !== "object") node[part] = {};
+            node = node[part];
+          }
+          node[path[path.length - 1]] = value;
+        }
+      } catch (error) {
+        showError(error);
+        return;
+      }
+      save.disabled = true;
+      try {
+        await onSaved(data);
+      } finally {
+        save.disabled = false;
+      }
+    });
+    return form;
+  }
+
+  function mergeShape(shape, data) {
+    const out = Object.create(null);
+    for (const [key, value] of Object.entries(shape)) out[key] = value;
+    for (const [key, value] of Object.entries(data || {})) {
+      out[key] = value && typeof value === "object" && !Array.isArray(value) && out[key] && typeof out[key] === "object" ? mergeShape(out[key], value) : value;
+    }
+    return out;
+  }
+
   async function passDetail(passTypeId, serial) {
     const p = await api(passPath({ pass_type_id: passTypeId, serial_number: serial }));
-    const [registrations, pushes] = await Promise.all([
+    const [registrations, pushes, preview, template] = await Promise.all([
       api(`${passPath(p)}/registrations`),
       api(`${passPath(p)}/pushes`),
+      api(`${passPath(p)}/preview`),
+      api(`/templates/${encodeURIComponent(p.template)}`).catch(() => null),
     ]);
 
     const data = h("textarea", { id: "pass-data", rows: 8, spellcheck: "false", class: "code" }, JSON.stringify(p.data, null, 2));
@@ -614,21 +1145,31 @@
       data,
       save
     );
+    const saveData = async (newData) => {
+      const result = await api(passPath(p), { method: "PUT", json: { data: newData } });
+      const message = result.changed
+        ? `Saved as version ${result.version}. Devices holding the pass will fetch it.`
+        : "No change: the pass already holds this data.";
+      announce(message);
+      await route();
+      showNotice(message);
+    };
     editor.addEventListener("submit", async (event) => {
       event.preventDefault();
       clearError();
       save.disabled = true;
       try {
-        const result = await api(passPath(p), { method: "PUT", json: { data: parseJsonObject(data.value, "Data") } });
-        const message = result.changed
-          ? `Saved as version ${result.version}. Devices holding the pass will fetch it.`
-          : "No change: the pass already holds this data.";
-        announce(message);
-        await route();
-        showNotice(message);
+        await saveData(parseJsonObject(data.value, "Data"));
       } catch (error) {
         showError(error);
         save.disabled = false;
+      }
+    });
+    const form = dataForm(p, template, async (newData) => {
+      try {
+        await saveData(newData);
+      } catch (error) {
+        showError(error);
       }
     });
 
@@ -693,8 +1234,23 @@
         ["Modified", when(p.modified_at)],
         share ? ["Share link", h("a", { href: share, class: "break" }, share)] : null,
       ]),
+      h("h2", {}, "Preview"),
+      h("div", { class: "pass-preview" }, h("div", { class: "preview-slot" }, previewFrame(preview, `Preview of pass ${p.serial_number}`, "pass-frame")), problems(preview, "pass-problems")),
+      p.google || (p.urls && p.urls.google)
+        ? [
+            h("h2", {}, "Google Wallet"),
+            p.google ? definitions(Object.entries(p.google).map(([key, value]) => [humanize(key), statValue(key, value)])) : null,
+            safeHref(p.urls && p.urls.google) ? h("p", {}, h("a", { href: safeHref(p.urls.google), rel: "noopener noreferrer", target: "_blank" }, "Add to Google Wallet link")) : null,
+          ]
+        : null,
       h("h2", {}, "Data"),
-      p.voided ? h("pre", { class: "code", id: "pass-data", tabindex: 0 }, JSON.stringify(p.data, null, 2)) : editor,
+      p.voided
+        ? h("pre", { class: "code", id: "pass-data", tabindex: 0 }, JSON.stringify(p.data, null, 2))
+        : [form, h("details", { class: "json-view", open: true }, h("summary", {}, "JSON view"), editor)],
+      h("h2", {}, "Version history"),
+      p.versions
+        ? table(["Version", "At", "Changed", "By"], p.versions.map((v) => h("tr", {}, h("td", { class: "num" }, v.version), h("td", {}, when(v.at)), h("td", {}, v.changes || "—"), h("td", {}, v.by || "—"))))
+        : h("p", { class: "muted", id: "no-history" }, `Version ${p.version}, last changed `, when(p.modified_at), ". This server keeps the current version only: earlier versions and who made them are not recorded yet."),
       h("h2", {}, "Devices"),
       registrationRows.length ? table(["Device", "Push token", "Registered"], registrationRows) : h("p", { class: "muted" }, "No device has registered this pass yet."),
       h("h2", {}, "Recent pushes"),
