@@ -303,7 +303,9 @@ def _nav(page: Any, name: str) -> Any:
 class _ApnsAcceptsEverything:
     """APNs, the one fake: every push is delivered."""
 
-    async def send(self, push_token: str, pass_type_id: str) -> PushResult:
+    async def send(
+        self, push_token: str, pass_type_id: str, push_service_url: str = ""
+    ) -> PushResult:
         return PushResult(200, latency=0.004)
 
     def stop_sending(self) -> None:

@@ -27,6 +27,7 @@ from passhouse.metrics import DEVICE_LATENCY, DEVICE_REQUESTS
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.json_input import JsonRejected, parse_json
+from passhouse.push import transports
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, passes, registrations
 from passhouse.storage.database import Database
@@ -114,7 +115,8 @@ def _segments_ok(*values: str) -> bool:
 def _token_matches(request: Request, expected: str | None) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    valid = scheme == "ApplePass" and expected is not None
+    # ApplePass, or the Android apps' AndroidPass and AttidoPass: the token decides.
+    valid = scheme in transports.SCHEMES and expected is not None
     # Constant time, and the same work whether or not the pass exists.
     same = secrets.compare_digest(token.encode(), (expected or _NO_TOKEN).encode())
     return valid and same
@@ -203,7 +205,18 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         return found
 
     async def register_device(request: Request) -> Response:
-        """developer.apple.com/documentation/walletpasses/register-a-pass-for-update-notifications"""
+        """developer.apple.com/documentation/walletpasses/register-a-pass-for-update-notifications
+
+        Also Wallet Passes, Pass2U and Passworks, told apart by their headers.
+        """
+        return await register(request, passwallet=False)
+
+    async def register_passwallet(request: Request) -> Response:
+        """github.com/Kwiket/passwallet README, "Registering a Device to Receive Push
+        Notifications for a Pass": Apple's call plus a pushServiceUrl to push to."""
+        return await register(request, passwallet=True)
+
+    async def register(request: Request, *, passwallet: bool) -> Response:
         limiter = context.registration_limiter
         if not limiter.allow(client_address(request, settings)):
             return limiter.refusal("registrations")
@@ -218,13 +231,42 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         push_token = body.get("pushToken") if isinstance(body, dict) else None
         # NUL cannot be stored in a PostgreSQL text column, and no APNs token holds one.
         if not isinstance(push_token, str) or not push_token.strip() or "\x00" in push_token:
-            return error_response(400, 'The body must be {"pushToken": "<token>"}.')
+            shape = (
+                '"pushToken": "<token>", "pushServiceUrl": "<url>"'
+                if passwallet
+                else ('"pushToken": "<token>"')
+            )
+            return error_response(400, f"The body must be {{{shape}}}.")
+        push_service_url = ""
+        if passwallet:
+            transport = transports.PASSWALLET
+            url = body.get("pushServiceUrl")
+            if not isinstance(url, str) or not url.strip() or "\x00" in url:
+                return error_response(400, "pushServiceUrl must be a URL.")
+            push_service_url = url.strip()
+            # Anyone holding the pass's public token can send this URL: it is only ever
+            # called on an allow-listed host (ADR 0017).
+            refusal = transports.push_service_refusal(
+                push_service_url, settings.passwallet_push_hosts
+            )
+            if refusal is not None:
+                log.warning("registration_refused_push_service", pass_id=found.id)
+                return error_response(403, refusal, code="push_service_not_allowed")
+        else:
+            headers = request.headers
+            transport = transports.registration_transport(
+                headers.get("authorization", "").partition(" ")[0],
+                headers.get("x-pass-client"),
+                headers.get("user-agent"),
+            )
         registered = await hot.register(
             found.id,
             device_library_id,
             push_token.strip(),
             now_ms=issuing.now_ms(),
             max_registrations=settings.registrations_per_pass,
+            transport=transport,
+            push_service_url=push_service_url,
         )
         if registered is Registered.PASS_FULL:
             # Refused for good, so the device need not retry; the pass still works in
@@ -398,11 +440,19 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         return Route(path, by_method(handlers), methods=_ALL_METHODS)
 
     registration = "/passkit/v1/devices/{device_library_id}/registrations/{pass_type_id}"
+    attido = "/passkit/v1/devices/{device_library_id}/registrations_attido/{pass_type_id}"
     return [
         route(
             registration + "/{serial_number}",
             {
                 "POST": measured("register", register_device),
+                "DELETE": measured("unregister", unregister_device),
+            },
+        ),
+        route(
+            attido + "/{serial_number}",
+            {
+                "POST": measured("register_passwallet", register_passwallet),
                 "DELETE": measured("unregister", unregister_device),
             },
         ),
