@@ -217,36 +217,31 @@ async def _send(
         return PushResult(None, f"SenderError: {type(error).__name__}")
 
 
-# One warning a minute per pass type while APNs keeps failing: visible, never a flood.
-_RETRY_WARNING_INTERVAL_MS = 60_000
-_last_retry_warning: dict[str, int] = {}
+# One warning a minute per pass type (APNs) or transport (a relay) while it keeps
+# failing: visible, never a flood.
+_WARNING_INTERVAL_MS = 60_000
+_last_warning: dict[tuple[str, str], int] = {}
 
 
-def _warn_retrying(pass_type_id: str, reason: str | None, now: int) -> None:
-    if now - _last_retry_warning.get(pass_type_id, 0) < _RETRY_WARNING_INTERVAL_MS:
+def _warn_once_a_minute(event: str, key: str, now: int, **fields: Any) -> None:
+    if now - _last_warning.get((event, key), 0) < _WARNING_INTERVAL_MS:
         return
-    _last_retry_warning[pass_type_id] = now
-    log.warning(
-        "apns_push_retrying",
-        pass_type_id=pass_type_id,
-        reason=reason,
-        action="retrying with backoff; see GET /api/v1/push/stats",
-    )
+    _last_warning[(event, key)] = now
+    log.warning(event, **fields)
 
 
-_last_skip_warning: dict[str, int] = {}
-
-
-def _warn_skipped(transport: str, reason: str | None, now: int) -> None:
-    if now - _last_skip_warning.get(transport, 0) < _RETRY_WARNING_INTERVAL_MS:
-        return
-    _last_skip_warning[transport] = now
-    log.warning(
-        "relay_push_skipped",
-        transport=transport,
-        reason=reason,
-        action="kept in the queue and tried again later; see GET /api/v1/push/stats",
-    )
+def _warn_retrying(job: ClaimedPush, reason: str | None, now: int) -> None:
+    action = "retrying with backoff; see GET /api/v1/push/stats"
+    if job.transport == transports.APNS:
+        where = {"pass_type_id": job.pass_type_id}
+        _warn_once_a_minute(
+            "apns_push_retrying", job.pass_type_id, now, **where, reason=reason, action=action
+        )
+    else:
+        where = {"transport": job.transport}
+        _warn_once_a_minute(
+            "relay_push_retrying", job.transport, now, **where, reason=reason, action=action
+        )
 
 
 async def _finish(
@@ -287,10 +282,17 @@ async def _finish(
             due = now + int(backoff_seconds(settings, max(job.attempts, 0)) * 1000)
             retry.append((job, due))
             stored = push_jobs.RETRY
-            _warn_retrying(job.pass_type_id, result.reason, now)
+            _warn_retrying(job, result.reason, now)
         elif outcome is PushOutcome.SKIPPED:
             parked.append(job)
-            _warn_skipped(job.transport, result.reason, now)
+            _warn_once_a_minute(
+                "relay_push_skipped",
+                job.transport,
+                now,
+                transport=job.transport,
+                reason=result.reason,
+                action="kept in the queue and tried again later; see GET /api/v1/push/stats",
+            )
             if job.attempts == push_jobs.PARKED:
                 continue  # recorded when it was first parked: one record, not one per look
             stored = push_jobs.SKIPPED

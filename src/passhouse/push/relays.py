@@ -348,8 +348,8 @@ def make_relay_senders(settings: Settings) -> dict[str, PushSender]:
     for transport, sender in RELAYS.items():
         relay = sender(settings, relay_client(settings))
         missing = relay.missing_key()
-        if missing is not None:
-            log.warning(
+        if missing is not None:  # a warning once a push is actually skipped, not here
+            log.info(
                 "relay_not_configured",
                 transport=transport,
                 reason=missing,

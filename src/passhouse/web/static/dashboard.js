@@ -647,7 +647,7 @@
 
     const share = safeHref(p.urls.share);
     const registrationRows = registrations.items.map((r) =>
-      h("tr", {}, h("td", {}, h("code", {}, shorten(r.device_library_id))), h("td", {}, h("code", {}, shorten(r.push_token))), h("td", {}, when(r.registered_at)))
+      h("tr", {}, h("td", {}, h("code", {}, shorten(r.device_library_id))), h("td", {}, r.app + (r.push_service ? ` (${r.push_service})` : "")), h("td", {}, h("code", {}, shorten(r.push_token))), h("td", {}, when(r.registered_at)))
     );
     const pushRows = pushes.items.map((a) =>
       h(
@@ -679,7 +679,7 @@
       h("h2", {}, "Data"),
       p.voided ? h("pre", { class: "code", id: "pass-data", tabindex: 0 }, JSON.stringify(p.data, null, 2)) : editor,
       h("h2", {}, "Devices"),
-      registrationRows.length ? table(["Device", "Push token", "Registered"], registrationRows) : h("p", { class: "muted" }, "No device has registered this pass yet."),
+      registrationRows.length ? table(["Device", "App", "Push token", "Registered"], registrationRows) : h("p", { class: "muted" }, "No device has registered this pass yet."),
       h("h2", {}, "Recent pushes"),
       pushRows.length ? table(["At", "Outcome", "HTTP status", "Reason", "Latency (ms)", "Token"], pushRows) : h("p", { class: "muted" }, "No pushes yet."),
     ];
