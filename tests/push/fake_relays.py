@@ -59,6 +59,8 @@ class FakeRelay:
     status: int = 200
     # A request naming one of these tokens is answered 410 Gone.
     gone: set[str] = field(default_factory=set)
+    # Seconds to wait before answering each request.
+    delay: float = 0.0
     received: list[Received] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
@@ -106,6 +108,8 @@ class FakeRelay:
                 if request is None:
                     return
                 status, payload = self._answer(request, body)
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 data = json.dumps(payload).encode()
                 headers = [("content-type", "application/json"), ("content-length", str(len(data)))]
                 writer.write(connection.send(h11.Response(status_code=status, headers=headers)))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,10 +27,10 @@ from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import devices, push_attempts, push_jobs, registrations
 from passhouse.worker import Senders, run_worker, send_due_pushes
-from push.conftest import PASS_TYPE_ID, Pki, add_real_pass_type
+from push.conftest import PASS_TYPE_ID, Pki, add_real_pass_type, requires_postgres
 from push.fake_apns import FakeApns
 from push.fake_relays import PASS2U, PASSWALLET, PASSWORKS, WALLETPASSES, FakeRelay
-from push.rows import World, make_world
+from push.rows import SECRET_KEY, World, make_world
 
 PASS2U_KEY = "pass2u-test-key"
 PASSWORKS_KEY = "passworks-wallet-app-key"
@@ -418,3 +422,64 @@ async def test_passwallet_over_https_checks_the_certificate_of_the_pinned_addres
 
     assert sorted(fake.tokens()) == sorted(tokens)
     assert fake.received[0].headers["host"] == f"127.0.0.1:{fake.port}"
+
+
+async def test_kill_9_of_a_worker_mid_relay_fan_out_loses_no_push(
+    database: Database,
+    database_url: str,
+    relay_settings: Settings,
+    relays: dict[str, FakeRelay],
+    pki: Pki,
+    tmp_path: Path,
+) -> None:
+    requires_postgres(database)
+    async with database.transaction() as conn:
+        await add_real_pass_type(conn, pki)
+        world = await make_world(conn, PASS_TYPE_ID, passes_count=400)
+        await conn.execute(registrations.update().values(transport=WALLETPASSES))
+    await _enqueue(database, world)
+    fake = relays[WALLETPASSES]
+    fake.delay = 0.2  # calls of 5 tokens, 8 at once: about 200 pushes a second
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
+    env.update(
+        PASSHOUSE_DATABASE_URL=database_url,
+        PASSHOUSE_SECRET_KEY=SECRET_KEY,
+        PASSHOUSE_DEV_MODE="false",
+        PASSHOUSE_RELAY_WALLETPASSES_URL=fake.url,
+        PASSHOUSE_RELAY_WALLETPASSES_API_KEY=WALLETPASSES_KEY,
+        PASSHOUSE_RELAY_CA_FILE=str(pki.ca_file),
+        PASSHOUSE_RELAY_BATCH_SIZE="5",
+        PASSHOUSE_PUSH_BATCH_SIZE="100",
+        PASSHOUSE_PUSH_RATE_PER_SECOND="0",
+        PASSHOUSE_PUSH_POLL_INTERVAL_SECONDS="0.2",
+    )
+
+    async def start(name: str) -> asyncio.subprocess.Process:
+        with (tmp_path / f"{name}.log").open("ab") as log:
+            return await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "passhouse", "worker", env=env, stdout=log, stderr=log
+            )
+
+    async def until(check: Callable[[], bool], within: float) -> None:
+        deadline = time.monotonic() + within
+        while not check():
+            assert time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
+            await asyncio.sleep(0.02)
+
+    first = await start("first")
+    await until(lambda: len(fake.tokens()) >= 100, 60)
+    first.kill()
+    await first.wait()
+    sent_before_kill = len(set(fake.tokens()))
+    fake.delay = 0.0
+    second = await start("second")
+    try:
+        await until(lambda: set(fake.tokens()) >= set(world.tokens), 90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(second.wait(), 20)
+
+    assert sent_before_kill < len(world.tokens)
+    assert set(fake.tokens()) == set(world.tokens)
+    assert code == 0
+    assert await _depth(database) == 0

@@ -250,7 +250,9 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
                 push_service_url, settings.passwallet_push_hosts
             )
             if refusal is not None:
-                log.warning("registration_refused_push_service", pass_id=found.id)
+                # The reason names the host: an operator whose PassWallet users are
+                # refused learns what to add to the allow-list.
+                log.warning("registration_refused_push_service", pass_id=found.id, reason=refusal)
                 return error_response(403, refusal, code="push_service_not_allowed")
         else:
             headers = request.headers
