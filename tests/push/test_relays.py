@@ -274,6 +274,8 @@ async def test_a_relay_without_its_key_is_skipped_and_its_pushes_kept_until_it_h
     sealer: Sealer,
 ) -> None:
     world, tokens = await _world_of(database, pki, relays, 3)
+    # Parked for 5 minutes: only the next worker's start can send them within the test.
+    relay_settings = relay_settings.model_copy(update={"push_backoff_max_seconds": 300.0})
     keyless = relay_settings.model_copy(update={"relay_pass2u_api_key": None})
     await _enqueue(database, world)
     stop = asyncio.Event()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 from starlette.requests import ClientDisconnect, Request
@@ -120,6 +120,11 @@ def _token_matches(request: Request, expected: str | None) -> bool:
     # Constant time, and the same work whether or not the pass exists.
     same = secrets.compare_digest(token.encode(), (expected or _NO_TOKEN).encode())
     return valid and same
+
+
+def _text(value: Any) -> TypeGuard[str]:
+    """A non-blank string a text column can hold (PostgreSQL's cannot hold NUL)."""
+    return isinstance(value, str) and bool(value.strip()) and "\x00" not in value
 
 
 class _TooLarge(ValueError):
@@ -229,21 +234,14 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         except ValueError as error:
             return error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
         push_token = body.get("pushToken") if isinstance(body, dict) else None
-        # NUL cannot be stored in a PostgreSQL text column, and no APNs token holds one.
-        if not isinstance(push_token, str) or not push_token.strip() or "\x00" in push_token:
-            shape = (
-                '"pushToken": "<token>", "pushServiceUrl": "<url>"'
-                if passwallet
-                else ('"pushToken": "<token>"')
-            )
-            return error_response(400, f"The body must be {{{shape}}}.")
-        push_service_url = ""
+        if not _text(push_token):
+            extra = ', "pushServiceUrl": "<url>"' if passwallet else ""
+            return error_response(400, f'The body must be {{"pushToken": "<token>"{extra}}}.')
         if passwallet:
-            transport = transports.PASSWALLET
-            url = body.get("pushServiceUrl")
-            if not isinstance(url, str) or not url.strip() or "\x00" in url:
+            transport, push_service_url = transports.PASSWALLET, body.get("pushServiceUrl")
+            if not _text(push_service_url):
                 return error_response(400, "pushServiceUrl must be a URL.")
-            push_service_url = url.strip()
+            push_service_url = push_service_url.strip()
             # Anyone holding the pass's public token can send this URL: it is only ever
             # called on an allow-listed host (ADR 0017).
             refusal = transports.push_service_refusal(
@@ -256,6 +254,7 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
                 return error_response(403, refusal, code="push_service_not_allowed")
         else:
             headers = request.headers
+            push_service_url = ""
             transport = transports.registration_transport(
                 headers.get("authorization", "").partition(" ")[0],
                 headers.get("x-pass-client"),
