@@ -114,20 +114,35 @@ def _sqlite(sql: str, count: int) -> str:
 
 # One round trip: the device row (created or found) and the registration upsert. The
 # no-op DO UPDATE on devices makes RETURNING yield the id of an existing row; xmax = 0
-# tells a fresh insert from an update.
+# tells a fresh insert from an update. A fresh one (a new install) is also counted in its
+# hour's counter row and, the first time a pass is installed, recorded with the time
+# (storage/analytics.py); a renewal writes nothing more.
 _PG_REGISTER = """
 WITH device AS (
     INSERT INTO devices (device_library_id, created_at) VALUES ($1, $2)
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
     RETURNING id
+), registered AS (
+    INSERT INTO registrations
+        (device_id, pass_id, push_token, registered_at_ms, transport, push_service_url)
+    SELECT id, $3, $4, $5, $6, $7 FROM device
+    ON CONFLICT (device_id, pass_id) DO UPDATE
+        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms,
+            transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
+    RETURNING (xmax = 0) AS created, pass_id
 )
-INSERT INTO registrations
-    (device_id, pass_id, push_token, registered_at_ms, transport, push_service_url)
-SELECT id, $3, $4, $5, $6, $7 FROM device
-ON CONFLICT (device_id, pass_id) DO UPDATE
-    SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms,
-        transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
-RETURNING (xmax = 0) AS created
+, counted AS (
+    INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs)
+    SELECT p.pass_type_id, p.template_id, $5 / 1000 - $5 / 1000 % 3600, 1
+    FROM registered r JOIN passes p ON p.id = r.pass_id WHERE r.created
+    ON CONFLICT (pass_type_id, template_id, bucket)
+        DO UPDATE SET installs = stats_counters.installs + 1
+), first_install AS (
+    INSERT INTO pass_first_installs (pass_id, at_ms)
+    SELECT pass_id, $5 FROM registered WHERE created
+    ON CONFLICT (pass_id) DO NOTHING
+)
+SELECT created FROM registered
 """
 
 # The same, with the cap checked first in the same round trip: when the pass is full and
@@ -147,15 +162,46 @@ WITH room AS (
     INSERT INTO devices (device_library_id, created_at) SELECT $1, $2 FROM room WHERE ok
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
     RETURNING id
+), registered AS (
+    INSERT INTO registrations
+        (device_id, pass_id, push_token, registered_at_ms, transport, push_service_url)
+    SELECT id, $3, $4, $5, $6, $7 FROM device
+    ON CONFLICT (device_id, pass_id) DO UPDATE
+        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms,
+            transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
+    RETURNING (xmax = 0) AS created, pass_id
 )
-INSERT INTO registrations
-    (device_id, pass_id, push_token, registered_at_ms, transport, push_service_url)
-SELECT id, $3, $4, $5, $6, $7 FROM device
-ON CONFLICT (device_id, pass_id) DO UPDATE
-    SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms,
-        transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
-RETURNING (xmax = 0) AS created
+, counted AS (
+    INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs)
+    SELECT p.pass_type_id, p.template_id, $5 / 1000 - $5 / 1000 % 3600, 1
+    FROM registered r JOIN passes p ON p.id = r.pass_id WHERE r.created
+    ON CONFLICT (pass_type_id, template_id, bucket)
+        DO UPDATE SET installs = stats_counters.installs + 1
+), first_install AS (
+    INSERT INTO pass_first_installs (pass_id, at_ms)
+    SELECT pass_id, $5 FROM registered WHERE created
+    ON CONFLICT (pass_id) DO NOTHING
+)
+SELECT created FROM registered
 """
+
+_SQLITE_COUNT_INSTALL = (
+    "INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs) "
+    "SELECT pass_type_id, template_id, ?, 1 FROM passes WHERE id = ? "
+    "ON CONFLICT (pass_type_id, template_id, bucket) DO UPDATE SET installs = installs + 1"
+)
+_SQLITE_FIRST_INSTALL = (
+    "INSERT INTO pass_first_installs (pass_id, at_ms) VALUES (?, ?) "
+    "ON CONFLICT (pass_id) DO NOTHING"
+)
+
+
+def _hour_of(now_ms: int) -> int:
+    """The counter bucket of a moment: the start of its hour in Unix seconds (as
+    storage.analytics.bucket_of)."""
+    seconds = now_ms // 1000
+    return seconds - seconds % 3600
+
 
 _SQLITE_REGISTERED = (
     "SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id "
@@ -345,6 +391,8 @@ def _sqlite_register(
         (device_id, pass_id, push_token, now_ms, transport, push_service_url),
     ).fetchall()
     if inserted:
+        db.execute(_SQLITE_COUNT_INSTALL, (_hour_of(now_ms), pass_id))
+        db.execute(_SQLITE_FIRST_INSTALL, (pass_id, now_ms))
         return True
     db.execute(
         "UPDATE registrations SET push_token = ?, registered_at_ms = ?, transport = ?, "

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse.storage import analytics, search
 from passhouse.storage.tables import passes, pkpass_cache
 
 
@@ -53,6 +54,13 @@ async def serial_exists(conn: AsyncConnection, pass_type_id: str, serial_number:
 async def insert_pass(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
     pass_id = await conn.scalar(passes.insert().values(**values).returning(passes.c.id))
     assert pass_id is not None
+    # Searchable in the same transaction as it exists.
+    await search.index_passes(
+        conn, [(int(pass_id), values["serial_number"], values["data"])], replace=False
+    )
+    await analytics.count_template_event(
+        conn, values["pass_type_id"], values["template_id"], at=values["created_at"], issued=1
+    )
     return int(pass_id)
 
 
@@ -82,14 +90,29 @@ async def save_new_version(
         values["personalization"] = dict(personalization)
         where.append(passes.c.personalization.is_(None))
     result = await conn.execute(passes.update().where(*where).values(**values).returning(*passes.c))
-    return result.first()
+    updated = result.first()
+    if updated is None:
+        return None
+    if data is not None:
+        await search.index_passes(conn, [(updated.id, updated.serial_number, updated.data)])
+    counted = {"voided": 1} if voided else {"updated": 1}
+    await analytics.count_template_event(
+        conn, updated.pass_type_id, updated.template_id, at=now, **counted
+    )
+    return updated
 
 
 async def bump_template_passes(
     conn: AsyncConnection, template_id: int, *, version: int, now: int
 ) -> int:
-    """Give every pass of a template a new version in one statement; returns how many."""
-    return await _bump(conn, passes.c.template_id == template_id, version=version, now=now)
+    """Give every pass of a template a new version in one statement (a change of the
+    template: each counts as updated); returns how many."""
+    changed = await _bump(conn, passes.c.template_id == template_id, version=version, now=now)
+    if changed:
+        await analytics.count_pass_events(
+            conn, passes.c.template_id == template_id, at=now, updated=1
+        )
+    return changed
 
 
 async def bump_pass_type_passes(
@@ -111,6 +134,8 @@ async def _bump(
 async def list_passes(
     conn: AsyncConnection, *, template_id: int | None, after_id: int | None, limit: int
 ) -> list[sa.Row[Any]]:
+    """Oldest first (the CLI's and the PassNinja API's order); the admin API lists with
+    storage.search.list_passes."""
     query = sa.select(passes).order_by(passes.c.id).limit(limit)
     if template_id is not None:
         query = query.where(passes.c.template_id == template_id)

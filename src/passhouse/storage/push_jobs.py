@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse.storage import analytics
 from passhouse.storage.passes import current_file_built_for_another_key
 from passhouse.storage.tables import (
     devices,
@@ -305,7 +306,20 @@ async def forget_push_token(
         .scalars()
         .all()
     )
-    result = await conn.execute(registrations.delete().where(doomed))
+    deleted = list(
+        (
+            await conn.execute(
+                registrations.delete().where(doomed).returning(registrations.c.pass_id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if deleted:
+        # A device that no longer holds its pass: an uninstall, when APNs says it happened.
+        await analytics.count_pass_events(
+            conn, passes.c.id.in_(deleted), at=unregistered_at_ms // 1000, uninstalls=1
+        )
     if device_ids:
         await conn.execute(
             devices.delete().where(
@@ -313,7 +327,7 @@ async def forget_push_token(
                 ~sa.exists().where(registrations.c.device_id == devices.c.id),
             )
         )
-    return max(result.rowcount, 0)
+    return len(deleted)
 
 
 async def record_attempts(conn: AsyncConnection, attempts: Sequence[dict[str, Any]]) -> None:
@@ -321,6 +335,7 @@ async def record_attempts(conn: AsyncConnection, attempts: Sequence[dict[str, An
     reason, latency_ms, at_ms."""
     if attempts:
         await conn.execute(push_attempts.insert(), list(attempts))
+        await analytics.count_pushes(conn, attempts)
 
 
 async def prune_attempts(conn: AsyncConnection, *, older_than_ms: int) -> int:

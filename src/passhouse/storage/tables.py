@@ -210,3 +210,58 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
 )
+
+# --- search and install analytics (ADR 0021) ---------------------------------------------
+
+# Lists sorted newest first, page after page, stay on an index whatever their depth: the
+# cursor is the last row's sort key, never an OFFSET.
+sa.Index("ix_passes_template_id_id", passes.c.template_id, passes.c.id)
+sa.Index("ix_passes_modified_at_id", passes.c.modified_at, passes.c.id)
+sa.Index(
+    "ix_passes_template_id_modified_at_id", passes.c.template_id, passes.c.modified_at, passes.c.id
+)
+
+# The words of each pass's serial and data values, case-folded: written in the same
+# transaction as the pass (storage/search.py). A prefix is a range of this primary key.
+# Byte order ("C") on PostgreSQL, so a prefix range is exact whatever the database locale.
+SEARCH_TERM_LENGTH = 64
+pass_search_terms = sa.Table(
+    "pass_search_terms",
+    metadata,
+    sa.Column(
+        "term",
+        sa.String(SEARCH_TERM_LENGTH).with_variant(
+            sa.String(SEARCH_TERM_LENGTH, collation="C"), "postgresql"
+        ),
+        primary_key=True,
+    ),
+    sa.Column("pass_id", BigId, sa.ForeignKey("passes.id", ondelete="CASCADE"), primary_key=True),
+    sa.Index("ix_pass_search_terms_pass_id_term", "pass_id", "term"),
+)
+
+# Counters per hour, kept as things happen: upserted in the transaction of the event.
+# template_id 0 holds what belongs to the pass type alone (pushes go to a device, which
+# then fetches every changed pass of the type).
+stats_counters = sa.Table(
+    "stats_counters",
+    metadata,
+    sa.Column("pass_type_id", sa.String(255), primary_key=True),
+    sa.Column("template_id", sa.BigInteger, primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),  # Unix seconds of the hour's start
+    sa.Column("issued", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("voided", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("installs", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("uninstalls", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("pushes_sent", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("pushes_failed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_stats_counters_bucket", "bucket"),
+)
+
+# When a device first registered for each pass; written once (INSERT ... DO NOTHING).
+pass_first_installs = sa.Table(
+    "pass_first_installs",
+    metadata,
+    sa.Column("pass_id", BigId, sa.ForeignKey("passes.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+)

@@ -288,7 +288,9 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
             return found
         device_library_id = request.path_params["device_library_id"]
         async with database.transaction() as conn:
-            await registrations.unregister_device(conn, found.id, device_library_id)
+            await registrations.unregister_device(
+                conn, found.id, device_library_id, now=issuing.now_seconds()
+            )
         return Response(status_code=200)
 
     async def list_updatable_passes(request: Request) -> Response:

@@ -1,7 +1,7 @@
 """push transports: each registration and queued push says how its device is woken
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0021
 Create Date: 2026-12-02 01:10:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | None = "0012"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
