@@ -36,7 +36,9 @@ class RecordingSender:
         self.forgotten: list[str] = []
         self.on_send: Callable[[str], object] | None = None
 
-    async def send(self, push_token: str, pass_type_id: str) -> PushResult:
+    async def send(
+        self, push_token: str, pass_type_id: str, push_service_url: str = ""
+    ) -> PushResult:
         self.sent.append((push_token, pass_type_id))
         if self.on_send is not None:
             await asyncio.sleep(0)

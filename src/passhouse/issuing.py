@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
@@ -42,6 +43,7 @@ from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP, MAX_NU
 from passhouse.pkpass.pass_json import validate_pass_json
 from passhouse.pkpass.signing import PassSigner
 from passhouse.pkpass.template import Template
+from passhouse.push import transports
 from passhouse.storage import (
     pass_lifecycle,
     pass_types,
@@ -657,8 +659,11 @@ async def list_registrations(
             "device_library_id": _shorten(device_library_id),
             "push_token": _shorten(push_token),
             "registered_at": iso_time(int(registered_at_ms) // 1000),
+            "transport": transport,
+            "app": transports.APPS.get(transport, transport),
+            "push_service": urlsplit(push_service_url).hostname if push_service_url else None,
         }
-        for _, device_library_id, push_token, registered_at_ms in rows
+        for _, device_library_id, push_token, registered_at_ms, transport, push_service_url in rows
     ]
     return items, (int(rows[-1][0]) if rows else None)
 
@@ -673,6 +678,7 @@ async def recent_pushes(conn: AsyncConnection, pass_id: int) -> list[dict[str, A
             "reason": attempt["reason"],
             "latency_ms": attempt["latency_ms"],
             "push_token": _shorten(attempt["push_token"]),
+            "transport": attempt["transport"],
         }
         for attempt in await push_jobs.recent_attempts_for_pass(conn, pass_id)
     ]

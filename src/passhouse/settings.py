@@ -26,6 +26,26 @@ def _networks(value: object) -> object:
 Networks = Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode, BeforeValidator(_networks)]
 
 
+def _push_hosts(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    hosts = []
+    for item in filter(None, (part.strip().lower() for part in value.split(","))):
+        if "/" in item or ":" in item or item.replace(".", "").isdigit():
+            try:
+                ip_network(item)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a host name, IP address or CIDR") from None
+        elif not all(label and label.replace("-", "").isalnum() for label in item.split(".")):
+            raise ValueError(f"{item!r} is not a host name, IP address or CIDR")
+        hosts.append(item)
+    return tuple(hosts)
+
+
+# "proxy.example.com, 127.0.0.1, 10.0.0.0/8": host names, addresses and networks.
+PushHosts = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_push_hosts)]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PASSHOUSE_", env_file=".env", extra="ignore", validate_default=True
@@ -220,6 +240,36 @@ class Settings(BaseSettings):
     # add-to-google-wallet-<lang>.svg, lang en, de, fr or es; .png also read). Without
     # them the page shows a plain black button with the same words.
     wallet_button_dir: Path | None = None
+    # --- Android wallet apps: push relays (issue 12, ADR 0017) ---
+    # Hosts PassWallet's `pushServiceUrl` may name (comma-separated host names, IP
+    # addresses or CIDRs). The URL comes from whoever holds a pass's public token, so
+    # nothing else is ever called, and a name on the list may only resolve to public
+    # addresses: loopback and private ones must be listed as addresses. The default is
+    # the push service PassWallet's developer page publishes.
+    passwallet_push_hosts: PushHosts = ("proxy.ravensoft.co.uk",)
+    # Wallet Passes (io.walletpasses.android): the key is optional (without one the relay
+    # rate-limits the issuer).
+    relay_walletpasses_url: str = "https://walletpasses.appspot.com"
+    relay_walletpasses_api_key: SecretStr | None = None
+    # Pass2U Wallet: the push API needs a key (apply on pass2u.net); without one its
+    # pushes are skipped, kept in the queue, and shown in GET /api/v1/push/stats.
+    relay_pass2u_url: str = "https://api.passesalliance.com"
+    relay_pass2u_api_key: SecretStr | None = None
+    # Passworks Wallet: the "Wallet App Key"; without one, as for Pass2U.
+    relay_passworks_url: str = "https://wallet.passworks.io"
+    relay_passworks_api_key: SecretStr | None = None
+    # Extra trusted roots for the relays' HTTPS (a test server, an intercepting proxy).
+    relay_ca_file: Path | None = None
+    relay_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Tokens per relay call, for the relays that take lists (Pass2U takes at most 1,000).
+    relay_batch_size: int = Field(default=500, ge=1, le=1000)
+
+    @field_validator("relay_walletpasses_url", "relay_pass2u_url", "relay_passworks_url")
+    @classmethod
+    def _relay_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
     @field_validator("public_url")
     @classmethod

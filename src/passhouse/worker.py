@@ -15,7 +15,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,8 +32,10 @@ from passhouse.metrics import (
     PUSH_STALLED,
     PUSHES,
 )
+from passhouse.push import transports
 from passhouse.push.apns import make_sender
 from passhouse.push.pacing import Pacer
+from passhouse.push.relays import RelaySender, make_relay_senders
 from passhouse.push.sender import NOT_SENT, PushOutcome, PushResult, PushSender
 from passhouse.settings import Settings
 from passhouse.storage import pass_types, push_jobs, webhooks
@@ -48,6 +50,13 @@ HOUSEKEEPING_SECONDS = 10.0
 # The longest the lifecycle loop sleeps: a scheduled change made in another process is
 # applied at most this long after it is due (the issue asks for 2 s).
 LIFECYCLE_POLL_SECONDS = 1.0
+
+# The sender of each transport (push/transports.py); a lone sender is APNs'.
+Senders = Mapping[str, PushSender]
+
+
+def _senders(sender: PushSender | Senders) -> Senders:
+    return sender if isinstance(sender, Mapping) else {transports.APNS: sender}
 
 
 def _now_ms() -> int:
@@ -112,7 +121,7 @@ class Watchdog:
 
 async def send_due_pushes(
     database: Database,
-    sender: PushSender,
+    sender: PushSender | Senders,
     settings: Settings,
     *,
     pacer: Pacer | None = None,
@@ -122,8 +131,10 @@ async def send_due_pushes(
 ) -> int:
     """Claim one batch of due pushes, send it, and finish it; returns how many were claimed.
 
-    Once `stop` is set, pushes of the batch that have not left yet are handed back.
+    Once `stop` is set, pushes of the batch that have not left yet are handed back. Each
+    push goes through the sender of its transport.
     """
+    senders = _senders(sender)
     now = _now_ms()
     async with database.transaction() as conn:
         claimed = await push_jobs.claim_due(
@@ -137,10 +148,10 @@ async def send_due_pushes(
     batch = _Batch(claimed)
 
     async def send(job: ClaimedPush) -> None:
-        batch.answer(job, await _send(sender, pacer, job, stop))
+        batch.answer(job, await _send(senders, pacer, job, stop))
 
     sent = asyncio.Event()
-    heartbeat = asyncio.create_task(_heartbeat(database, sender, settings, batch, sent))
+    heartbeat = asyncio.create_task(_heartbeat(database, senders, settings, batch, sent))
     if watchdog is not None:
         watchdog.batches.add(batch)
     try:
@@ -150,7 +161,7 @@ async def send_due_pushes(
         await heartbeat  # never mid-transaction when the batch is finished below
         if watchdog is not None:
             watchdog.batches.discard(batch)
-    await _finish(database, sender, settings, batch.take())
+    await _finish(database, senders, settings, batch.take())
     return len(claimed)
 
 
@@ -162,7 +173,7 @@ def heartbeat_seconds(settings: Settings) -> float:
 
 async def _heartbeat(
     database: Database,
-    sender: PushSender,
+    senders: Senders,
     settings: Settings,
     batch: _Batch,
     sent: asyncio.Event,
@@ -184,7 +195,7 @@ async def _heartbeat(
         renewing = not stuck and now - batch.renewed_at >= settings.push_lease_seconds / 3
         renew = list(batch.out) if renewing else []
         try:
-            await _finish(database, sender, settings, answered, renew=renew)
+            await _finish(database, senders, settings, answered, renew=renew)
         except Exception:  # the database went away: keep the answers for the next try
             batch.put_back(answered)
             log.warning("push_heartbeat_failed", exc_info=True)
@@ -194,39 +205,55 @@ async def _heartbeat(
 
 
 async def _send(
-    sender: PushSender, pacer: Pacer | None, job: ClaimedPush, stop: asyncio.Event | None
+    senders: Senders, pacer: Pacer | None, job: ClaimedPush, stop: asyncio.Event | None
 ) -> PushResult:
+    sender = senders.get(job.transport)
+    if sender is None:
+        reason = f"NoSender: this worker has no sender for {job.transport!r}"
+        return PushResult(None, reason, verdict=PushOutcome.SKIPPED)
     if pacer is not None:
         await pacer.acquire(job.pass_type_id)
     if stop is not None and stop.is_set():
         return PushResult(None, NOT_SENT)
     try:
+        if job.push_service_url:
+            return await sender.send(job.push_token, job.pass_type_id, job.push_service_url)
         return await sender.send(job.push_token, job.pass_type_id)
     except Exception as error:  # a bug in a sender must not lose the batch's outcomes
         log.exception("push_sender_error", pass_type_id=job.pass_type_id)
         return PushResult(None, f"SenderError: {type(error).__name__}")
 
 
-# One warning a minute per pass type while APNs keeps failing: visible, never a flood.
-_RETRY_WARNING_INTERVAL_MS = 60_000
-_last_retry_warning: dict[str, int] = {}
+# One warning a minute per pass type (APNs) or transport (a relay) while it keeps
+# failing: visible, never a flood.
+_WARNING_INTERVAL_MS = 60_000
+_last_warning: dict[tuple[str, str], int] = {}
 
 
-def _warn_retrying(pass_type_id: str, reason: str | None, now: int) -> None:
-    if now - _last_retry_warning.get(pass_type_id, 0) < _RETRY_WARNING_INTERVAL_MS:
+def _warn_once_a_minute(event: str, key: str, now: int, **fields: Any) -> None:
+    if now - _last_warning.get((event, key), 0) < _WARNING_INTERVAL_MS:
         return
-    _last_retry_warning[pass_type_id] = now
-    log.warning(
-        "apns_push_retrying",
-        pass_type_id=pass_type_id,
-        reason=reason,
-        action="retrying with backoff; see GET /api/v1/push/stats",
-    )
+    _last_warning[(event, key)] = now
+    log.warning(event, **fields)
+
+
+def _warn_retrying(job: ClaimedPush, reason: str | None, now: int) -> None:
+    action = "retrying with backoff; see GET /api/v1/push/stats"
+    if job.transport == transports.APNS:
+        where = {"pass_type_id": job.pass_type_id}
+        _warn_once_a_minute(
+            "apns_push_retrying", job.pass_type_id, now, **where, reason=reason, action=action
+        )
+    else:
+        where = {"transport": job.transport}
+        _warn_once_a_minute(
+            "relay_push_retrying", job.transport, now, **where, reason=reason, action=action
+        )
 
 
 async def _finish(
     database: Database,
-    sender: PushSender,
+    senders: Senders,
     settings: Settings,
     answered: Sequence[tuple[ClaimedPush, PushResult]],
     *,
@@ -240,6 +267,7 @@ async def _finish(
     gone: list[tuple[ClaimedPush, int]] = []
     retry: list[tuple[ClaimedPush, int]] = []
     held: list[int] = []
+    parked: list[ClaimedPush] = []
     blocked: dict[str, str] = {}
     attempts: list[dict[str, Any]] = []
     counted: list[PushResult] = []
@@ -259,10 +287,23 @@ async def _finish(
             done.append(job)
             stored = push_jobs.DEVICE_GONE
         elif outcome is PushOutcome.RETRY and job.attempts + 1 < settings.push_max_attempts:
-            due = now + int(backoff_seconds(settings, job.attempts) * 1000)
+            due = now + int(backoff_seconds(settings, max(job.attempts, 0)) * 1000)
             retry.append((job, due))
             stored = push_jobs.RETRY
-            _warn_retrying(job.pass_type_id, result.reason, now)
+            _warn_retrying(job, result.reason, now)
+        elif outcome is PushOutcome.SKIPPED:
+            parked.append(job)
+            _warn_once_a_minute(
+                "relay_push_skipped",
+                job.transport,
+                now,
+                transport=job.transport,
+                reason=result.reason,
+                action="kept in the queue and tried again later; see GET /api/v1/push/stats",
+            )
+            if job.attempts == push_jobs.PARKED:
+                continue  # recorded when it was first parked: one record, not one per look
+            stored = push_jobs.SKIPPED
         elif outcome is PushOutcome.CREDENTIALS_REJECTED:
             held.append(job.id)
             blocked[job.pass_type_id] = f"{result.status} {result.reason or 'Forbidden'}"
@@ -276,6 +317,7 @@ async def _finish(
             {
                 "push_token": job.push_token,
                 "pass_type_id": job.pass_type_id,
+                "transport": job.transport,
                 "outcome": stored,
                 "status": result.status,
                 "reason": result.reason,
@@ -289,11 +331,18 @@ async def _finish(
         )
         for job, unregistered_at in gone:
             await push_jobs.forget_push_token(
-                conn, job.push_token, job.pass_type_id, unregistered_at_ms=unregistered_at
+                conn,
+                job.push_token,
+                job.pass_type_id,
+                unregistered_at_ms=unregistered_at,
+                transport=job.transport,
             )
         await push_jobs.complete(conn, done, now_ms=now)
         await push_jobs.reschedule(conn, retry)
         await push_jobs.release(conn, held, now_ms=now)
+        await push_jobs.park(
+            conn, parked, until_ms=now + int(settings.push_backoff_max_seconds * 1000)
+        )
         for pass_type_id, reason in blocked.items():
             await webhooks.announce_apns_blocked(conn, pass_type_id, reason, now_ms=now)
             await push_jobs.set_apns_error(conn, pass_type_id, reason, now_ms=now)
@@ -302,7 +351,7 @@ async def _finish(
     # Counted once recorded: the answers of a heartbeat that failed are recorded again.
     for result in counted:
         PUSHES.labels(result.outcome.value).inc()
-        if result.status is not None:
+        if result.status is not None and result.verdict is None:  # APNs' own answers
             APNS_LATENCY.observe(result.latency)
     for pass_type_id, reason in blocked.items():
         PASS_TYPE_APNS_ERRORS.labels(pass_type_id).set(1)
@@ -312,7 +361,7 @@ async def _finish(
             reason=reason,
             action="pushes for this pass type are held until its certificate is replaced",
         )
-        await sender.forget_credentials(pass_type_id)
+        await senders[transports.APNS].forget_credentials(pass_type_id)
 
 
 async def _housekeeping(database: Database, settings: Settings) -> None:
@@ -470,11 +519,23 @@ async def _first(*awaitables: Any) -> None:
 
 
 async def run_worker(
-    runtime: Runtime, stop: asyncio.Event, *, sender: PushSender | None = None
+    runtime: Runtime,
+    stop: asyncio.Event,
+    *,
+    sender: PushSender | None = None,
+    relays: Senders | None = None,
 ) -> None:
-    """Send pushes until `stop` is set; then finish the batches in flight and return."""
+    """Send pushes until `stop` is set; then finish the batches in flight and return.
+
+    `sender` is APNs' (made from the settings when None), `relays` the Android apps'
+    relays (made from the settings when None).
+    """
     settings, database = runtime.settings, runtime.database
-    sender = sender or make_sender(settings, database, runtime.sealer)
+    apns = sender or make_sender(settings, database, runtime.sealer)
+    if relays is None:
+        relays = make_relay_senders(settings)
+    senders = {transports.APNS: apns, **relays}
+    await _unpark_configured(database, senders)
     pacer = Pacer(settings.push_rate_per_second, settings.push_rate_per_pass_type)
     doorbell = _Doorbell(database, settings)
     watchdog = Watchdog(settings.push_stall_seconds)
@@ -483,7 +544,7 @@ async def run_worker(
         while not stop.is_set():
             try:
                 claimed = await send_due_pushes(
-                    database, sender, settings, pacer=pacer, stop=stop, watchdog=watchdog
+                    database, senders, settings, pacer=pacer, stop=stop, watchdog=watchdog
                 )
             except Exception as error:  # the database went away: log, wait, carry on
                 _log_failure(database, "push_batch_failed", error)
@@ -507,7 +568,7 @@ async def run_worker(
             known = fingerprints.get(pass_type_id)
             if known is not None and known != fingerprint:
                 log.info("apns_credentials_reloaded", pass_type_id=pass_type_id)
-                await sender.forget_credentials(pass_type_id)
+                await apns.forget_credentials(pass_type_id)
         fingerprints.clear()
         fingerprints.update(current)
 
@@ -554,7 +615,8 @@ async def run_worker(
 
     async def stop_sending_on_stop() -> None:
         await stop.wait()
-        sender.stop_sending()
+        for each in senders.values():
+            each.stop_sending()
 
     log.info("push_worker_started", lanes=settings.push_concurrency, dialect=database.dialect)
     background = [
@@ -575,8 +637,26 @@ async def run_worker(
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
-        await sender.aclose()
+        for each in senders.values():
+            await each.aclose()
         log.info("push_worker_stopped")
+
+
+async def _unpark_configured(database: Database, senders: Senders) -> None:
+    """Pushes parked while a relay had no key go out now that this worker can send them."""
+    ready = [
+        transport
+        for transport, sender in senders.items()
+        if isinstance(sender, RelaySender) and sender.missing_key() is None
+    ]
+    try:
+        async with database.transaction() as conn:
+            woken = await push_jobs.unpark(conn, ready, now_ms=_now_ms())
+    except Exception as error:  # the lanes retry the database; this is only a head start
+        _log_failure(database, "push_unpark_failed", error)
+        return
+    if woken:
+        log.info("relay_pushes_unparked", count=woken)
 
 
 def _log_failure(database: Database, event: str, error: Exception) -> None:

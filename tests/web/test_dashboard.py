@@ -303,7 +303,9 @@ def _nav(page: Any, name: str) -> Any:
 class _ApnsAcceptsEverything:
     """APNs, the one fake: every push is delivered."""
 
-    async def send(self, push_token: str, pass_type_id: str) -> PushResult:
+    async def send(
+        self, push_token: str, pass_type_id: str, push_service_url: str = ""
+    ) -> PushResult:
         return PushResult(200, latency=0.004)
 
     def stop_sending(self) -> None:
@@ -458,6 +460,7 @@ async def test_an_issuer_signs_in_issues_edits_and_voids_a_pass_in_the_browser(
     device_row = devices.locator("tbody tr")
     assert await device_row.count() == 1
     assert registrations[0]["device_library_id"] in await device_row.inner_text()
+    assert "Apple Wallet" in await device_row.inner_text()  # the app it registered from
     registered = device_row.locator(f'time[datetime="{registrations[0]["registered_at"]}"]')
     assert await registered.count() == 1
     pushes = page.locator("table", has=page.get_by_role("columnheader", name="Outcome"))

@@ -7,6 +7,7 @@ stdout for scripts (the `database: ...` line stays on stderr).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -243,7 +244,9 @@ def pass_show(pass_type_id: str, serial: str, as_json: bool) -> None:
     click.echo(f"  modified:  {record['modified_at']}")
     click.echo(f"  download:  {record['urls']['pkpass']} (admin API key)")
     click.echo(f"  share:     {record['urls']['share']}")
-    click.echo(f"  devices:   {len(record['devices'])}")
+    apps = Counter(device["app"] for device in record["devices"])
+    by_app = ", ".join(f"{app} {count}" for app, count in sorted(apps.items()))
+    click.echo(f"  devices:   {len(record['devices'])}" + (f" ({by_app})" if by_app else ""))
     click.echo("  data:      " + json.dumps(record["data"], ensure_ascii=False))
 
 

@@ -639,7 +639,9 @@ class ApnsSender:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def send(self, push_token: str, pass_type_id: str) -> PushResult:
+    async def send(
+        self, push_token: str, pass_type_id: str, push_service_url: str = ""
+    ) -> PushResult:
         if self._stopping:
             return PushResult(None, NOT_SENT)
         started = time.perf_counter()

@@ -17,6 +17,9 @@ class PushOutcome(enum.Enum):
     CREDENTIALS_REJECTED = "credentials_rejected"
     # Any other refusal: retrying the same request cannot help.
     REJECTED = "rejected"
+    # The transport cannot send at all now (a relay without its API key, or with a
+    # refused one): the push is kept and parked, never counted as an attempt.
+    SKIPPED = "skipped"
 
 
 # Reason of a result for a push that never left because the sender was stopping.
@@ -31,9 +34,13 @@ class PushResult:
     # APNs' timestamp (Unix ms) on a 410: when it learned the token went stale.
     timestamp_ms: int | None = None
     latency: float = 0.0
+    # Set by senders whose protocol reads statuses differently from APNs' (the relays).
+    verdict: PushOutcome | None = None
 
     @property
     def outcome(self) -> PushOutcome:
+        if self.verdict is not None:
+            return self.verdict
         status = self.status
         if status == 200:
             return PushOutcome.DELIVERED
@@ -47,9 +54,12 @@ class PushResult:
 
 
 class PushSender(Protocol):
-    async def send(self, push_token: str, pass_type_id: str) -> PushResult:
-        """Tell one device that passes of `pass_type_id` changed; never raises for APNs
-        or network errors (they come back as a result)."""
+    async def send(
+        self, push_token: str, pass_type_id: str, push_service_url: str = ""
+    ) -> PushResult:
+        """Tell one device that passes of `pass_type_id` changed; never raises for APNs,
+        relay or network errors (they come back as a result). `push_service_url` is where
+        the device said to push (PassWallet); "" for every other transport."""
         ...
 
     def stop_sending(self) -> None:

@@ -61,9 +61,12 @@ class HotPath(Protocol):
         *,
         now_ms: int,
         max_registrations: int,
+        transport: str = "apns",
+        push_service_url: str = "",
     ) -> Registered:
         """Store a registration, unless it is new and the pass already has
-        `max_registrations` (0: no cap). A device already registered always may renew."""
+        `max_registrations` (0: no cap). A device already registered always may renew,
+        and its transport (the app it registered through) is replaced with the rest."""
         ...
 
     async def close(self) -> None: ...
@@ -125,10 +128,12 @@ WITH device AS (
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
     RETURNING id
 ), registered AS (
-    INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
-    SELECT id, $3, $4, $5 FROM device
+    INSERT INTO registrations
+        (device_id, pass_id, push_token, registered_at_ms, transport, push_service_url)
+    SELECT id, $3, $4, $5, $6, $7 FROM device
     ON CONFLICT (device_id, pass_id) DO UPDATE
-        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
+        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms,
+            transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
     RETURNING (xmax = 0) AS created, pass_id
 )
 , counted AS (
@@ -156,17 +161,19 @@ WITH room AS (
         SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id
         WHERE d.device_library_id = $1 AND r.pass_id = $3
     ) OR (
-        SELECT count(*) FROM (SELECT 1 FROM registrations WHERE pass_id = $3 LIMIT $6) AS held
-    ) < $6 AS ok
+        SELECT count(*) FROM (SELECT 1 FROM registrations WHERE pass_id = $3 LIMIT $8) AS held
+    ) < $8 AS ok
 ), device AS (
     INSERT INTO devices (device_library_id, created_at) SELECT $1, $2 FROM room WHERE ok
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
     RETURNING id
 ), registered AS (
-    INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
-    SELECT id, $3, $4, $5 FROM device
+    INSERT INTO registrations
+        (device_id, pass_id, push_token, registered_at_ms, transport, push_service_url)
+    SELECT id, $3, $4, $5, $6, $7 FROM device
     ON CONFLICT (device_id, pass_id) DO UPDATE
-        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
+        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms,
+            transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
     RETURNING (xmax = 0) AS created, pass_id
 )
 , counted AS (
@@ -185,8 +192,8 @@ SELECT created FROM registered
 
 # A new registration also records its pass.installed event (storage/webhooks.py), in the
 # same statement, when some webhook endpoint takes that type.
-_PG_REGISTER = _PG_REGISTER_SQL.format(installed=PG_INSTALLED_CTE.format(device="$6"))
-_PG_REGISTER_CAPPED = _PG_REGISTER_CAPPED_SQL.format(installed=PG_INSTALLED_CTE.format(device="$7"))
+_PG_REGISTER = _PG_REGISTER_SQL.format(installed=PG_INSTALLED_CTE.format(device="$8"))
+_PG_REGISTER_CAPPED = _PG_REGISTER_CAPPED_SQL.format(installed=PG_INSTALLED_CTE.format(device="$9"))
 
 _SQLITE_COUNT_INSTALL = (
     "INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs) "
@@ -257,9 +264,19 @@ class PostgresHotPath:
         *,
         now_ms: int,
         max_registrations: int,
+        transport: str = "apns",
+        push_service_url: str = "",
     ) -> Registered:
         pool = await self._get_pool()
-        args = (device_library_id, now_ms // 1000, pass_id, push_token, now_ms)
+        args = (
+            device_library_id,
+            now_ms // 1000,
+            pass_id,
+            push_token,
+            now_ms,
+            transport,
+            push_service_url,
+        )
         device = shorten_device_id(device_library_id)
         if max_registrations:
             created = await pool.fetchval(_PG_REGISTER_CAPPED, *args, max_registrations, device)
@@ -319,7 +336,10 @@ class SqliteHotPath:
         *,
         now_ms: int,
         max_registrations: int,
+        transport: str = "apns",
+        push_service_url: str = "",
     ) -> Registered:
+        target = (push_token, transport, push_service_url)
         async with self._write_lock:
             if self._writer is None:
                 self._writer = self._connect()
@@ -330,7 +350,7 @@ class SqliteHotPath:
                     db, pass_id, device_library_id, max_registrations
                 )
                 if not full:
-                    created = _sqlite_register(db, pass_id, device_library_id, push_token, now_ms)
+                    created = _sqlite_register(db, pass_id, device_library_id, target, now_ms)
                     if created:  # one INSERT, a no-op unless a webhook takes the type
                         db.execute(
                             SQLITE_INSTALLED,
@@ -362,8 +382,14 @@ def _sqlite_full(db: sqlite3.Connection, pass_id: int, device_library_id: str, c
 
 
 def _sqlite_register(
-    db: sqlite3.Connection, pass_id: int, device_library_id: str, push_token: str, now_ms: int
+    db: sqlite3.Connection,
+    pass_id: int,
+    device_library_id: str,
+    target: tuple[str, str, str],
+    now_ms: int,
 ) -> bool:
+    """`target`: the push token, transport and push service URL."""
+    push_token, transport, push_service_url = target
     found = db.execute(
         "INSERT INTO devices (device_library_id, created_at) VALUES (?, ?) "
         "ON CONFLICT (device_library_id) DO NOTHING RETURNING id",
@@ -375,18 +401,19 @@ def _sqlite_register(
         ).fetchall()
     device_id = found[0][0]
     inserted = db.execute(
-        "INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms) "
-        "VALUES (?, ?, ?, ?) ON CONFLICT (device_id, pass_id) DO NOTHING RETURNING device_id",
-        (device_id, pass_id, push_token, now_ms),
+        "INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms, "
+        "transport, push_service_url) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (device_id, pass_id) DO NOTHING RETURNING device_id",
+        (device_id, pass_id, push_token, now_ms, transport, push_service_url),
     ).fetchall()
     if inserted:
         db.execute(_SQLITE_COUNT_INSTALL, (_hour_of(now_ms), pass_id))
         db.execute(_SQLITE_FIRST_INSTALL, (pass_id, now_ms))
         return True
     db.execute(
-        "UPDATE registrations SET push_token = ?, registered_at_ms = ? "
-        "WHERE device_id = ? AND pass_id = ?",
-        (push_token, now_ms, device_id, pass_id),
+        "UPDATE registrations SET push_token = ?, registered_at_ms = ?, transport = ?, "
+        "push_service_url = ? WHERE device_id = ? AND pass_id = ?",
+        (push_token, now_ms, transport, push_service_url, device_id, pass_id),
     )
     return False
 

@@ -36,6 +36,8 @@ RETRY = "retry"
 FAILED = "failed"
 DEVICE_GONE = "device_gone"
 BLOCKED = "blocked"
+# A relay that cannot send (no API key, or a refused one): the push is parked, not lost.
+SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class ClaimedPush:
     pass_type_id: str
     generation: int
     attempts: int
+    # How the device is woken (push/transports.py) and, for PassWallet, where.
+    transport: str = "apns"
+    push_service_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,8 @@ async def _enqueue(conn: AsyncConnection, where: sa.ColumnElement[bool], *, now_
         sa.select(
             registrations.c.push_token,
             passes.c.pass_type_id,
+            registrations.c.transport,
+            registrations.c.push_service_url,
             sa.literal(now_ms, sa.BigInteger).label("due_at_ms"),
             sa.literal(now_ms, sa.BigInteger).label("created_at_ms"),
         )
@@ -104,12 +111,26 @@ async def _enqueue(conn: AsyncConnection, where: sa.ColumnElement[bool], *, now_
         .select_from(registrations.join(passes, registrations.c.pass_id == passes.c.id))
         .where(where)
     )
-    columns = ["push_token", "pass_type_id", "due_at_ms", "created_at_ms"]
+    # One row per device and the way to wake it: the same token registered through two
+    # apps (or two PassWallet push services) is two pushes.
+    columns = [
+        "push_token",
+        "pass_type_id",
+        "transport",
+        "push_service_url",
+        "due_at_ms",
+        "created_at_ms",
+    ]
     is_pg = conn.dialect.name == "postgresql"
     # Only the generation changes on conflict: a job in backoff keeps its schedule and a
     # leased job keeps its lease; the worker sees the new generation when it finishes.
     set_ = {"generation": push_jobs.c.generation + 1}
-    index = [push_jobs.c.push_token, push_jobs.c.pass_type_id]
+    index = [
+        push_jobs.c.push_token,
+        push_jobs.c.pass_type_id,
+        push_jobs.c.transport,
+        push_jobs.c.push_service_url,
+    ]
     statement: sa.Executable
     if is_pg:
         statement = (
@@ -135,9 +156,13 @@ async def _enqueue(conn: AsyncConnection, where: sa.ColumnElement[bool], *, now_
 
 
 def _not_blocked() -> sa.ColumnElement[bool]:
-    return ~sa.exists().where(
-        pass_types.c.pass_type_id == push_jobs.c.pass_type_id,
-        pass_types.c.apns_error.is_not(None),
+    # A refused APNs certificate holds that pass type's APNs pushes, not its relay pushes.
+    return sa.or_(
+        push_jobs.c.transport != "apns",
+        ~sa.exists().where(
+            pass_types.c.pass_type_id == push_jobs.c.pass_type_id,
+            pass_types.c.apns_error.is_not(None),
+        ),
     )
 
 
@@ -163,6 +188,8 @@ async def claim_due(
             push_jobs.c.pass_type_id,
             push_jobs.c.generation,
             push_jobs.c.attempts,
+            push_jobs.c.transport,
+            push_jobs.c.push_service_url,
         )
     )
     rows = (await conn.execute(statement)).all()
@@ -214,6 +241,34 @@ async def reschedule(conn: AsyncConnection, jobs: Sequence[tuple[ClaimedPush, in
     )
 
 
+# `attempts` of a parked job: its transport could not send (a relay without its key).
+PARKED = -1
+
+
+async def park(conn: AsyncConnection, jobs: Sequence[ClaimedPush], *, until_ms: int) -> None:
+    """Keep jobs whose transport cannot send now out of the way until `until_ms`: they go
+    out once the relay is configured, and are never dropped. A later change to the pass
+    does not wake them early (enqueue only bumps the generation)."""
+    if jobs:
+        await conn.execute(
+            push_jobs.update()
+            .where(push_jobs.c.id.in_([job.id for job in jobs]))
+            .values(due_at_ms=until_ms, attempts=PARKED)
+        )
+
+
+async def unpark(conn: AsyncConnection, transports: Sequence[str], *, now_ms: int) -> int:
+    """Make the parked jobs of these (now configured) transports due at once."""
+    if not transports:
+        return 0
+    result = await conn.execute(
+        push_jobs.update()
+        .where(push_jobs.c.attempts == PARKED, push_jobs.c.transport.in_(list(transports)))
+        .values(due_at_ms=now_ms, attempts=0)
+    )
+    return max(result.rowcount, 0)
+
+
 async def give_up(conn: AsyncConnection, jobs: Sequence[ClaimedPush], *, now_ms: int) -> None:
     """Drop jobs out of attempts, unless a newer change arrived: that one is sent afresh."""
     await complete(conn, jobs, now_ms=now_ms)
@@ -242,14 +297,17 @@ async def forget_push_token(
     *,
     unregistered_at_ms: int,
     now_ms: int | None = None,
+    transport: str = "apns",
 ) -> int:
-    """APNs says the token is gone: drop its registrations for this pass type made up to
-    `unregistered_at_ms` (a later one means the device came back), then devices left with
-    no registration. Returns the registrations deleted (each a pass.uninstalled event)."""
+    """APNs (or a relay) says the token is gone: drop its registrations of that transport
+    for this pass type made up to `unregistered_at_ms` (a later one means the device came
+    back), then devices left with no registration. Returns the registrations deleted (each
+    a pass.uninstalled event)."""
     now_ms = unregistered_at_ms if now_ms is None else now_ms
     of_type = sa.select(passes.c.id).where(passes.c.pass_type_id == pass_type_id)
     doomed = sa.and_(
         registrations.c.push_token == push_token,
+        registrations.c.transport == transport,
         registrations.c.registered_at_ms <= unregistered_at_ms,
         registrations.c.pass_id.in_(of_type),
     )
@@ -281,8 +339,8 @@ async def forget_push_token(
 
 
 async def record_attempts(conn: AsyncConnection, attempts: Sequence[dict[str, Any]]) -> None:
-    """Append outcomes: dicts with push_token, pass_type_id, outcome, status, reason,
-    latency_ms, at_ms."""
+    """Append outcomes: dicts with push_token, pass_type_id, transport, outcome, status,
+    reason, latency_ms, at_ms."""
     if attempts:
         await conn.execute(push_attempts.insert(), list(attempts))
         await analytics.count_pushes(conn, attempts)
@@ -352,6 +410,7 @@ async def recent_attempts_for_pass(
     rows = await conn.execute(
         sa.select(
             push_attempts.c.push_token,
+            push_attempts.c.transport,
             push_attempts.c.outcome,
             push_attempts.c.status,
             push_attempts.c.reason,
@@ -414,31 +473,57 @@ async def queue_depth(conn: AsyncConnection) -> int:
 async def push_stats(
     conn: AsyncConnection, now_ms: int, *, stall_seconds: float = 60.0
 ) -> dict[str, Any]:
-    """Queue depth, due now, in backoff, sent and failed (within the kept attempt history),
-    oldest pending age, blocked pass types, and whether sending has stalled."""
+    """Queue depth, due now, in backoff, parked, sent, failed and skipped (within the kept
+    attempt history; also per transport), oldest pending age, blocked pass types, and
+    whether sending has stalled."""
     queue = (
         await conn.execute(
             sa.select(
                 sa.func.count(),
                 sa.func.count().filter(push_jobs.c.due_at_ms <= now_ms),
                 sa.func.count().filter(push_jobs.c.due_at_ms > now_ms, push_jobs.c.attempts > 0),
+                sa.func.count().filter(
+                    push_jobs.c.due_at_ms > now_ms, push_jobs.c.attempts == PARKED
+                ),
                 sa.func.min(push_jobs.c.created_at_ms),
             ).select_from(push_jobs)
         )
     ).one()
-    depth, due_now, in_backoff, oldest = queue
+    depth, due_now, in_backoff, parked, oldest = queue
+    transports: dict[str, dict[str, int]] = {}
+
+    def of(transport: str) -> dict[str, int]:
+        counts = {"queued": 0, "sent": 0, "retried": 0, "failed": 0, "skipped": 0}
+        return transports.setdefault(transport, counts)
+
+    queued = await conn.execute(
+        sa.select(push_jobs.c.transport, sa.func.count()).group_by(push_jobs.c.transport)
+    )
+    for transport, count in queued:
+        of(transport)["queued"] = int(count)
     outcomes = await conn.execute(
-        sa.select(push_attempts.c.outcome, push_attempts.c.reason, sa.func.count()).group_by(
-            push_attempts.c.outcome, push_attempts.c.reason
-        )
+        sa.select(
+            push_attempts.c.transport,
+            push_attempts.c.outcome,
+            push_attempts.c.reason,
+            sa.func.count(),
+        ).group_by(push_attempts.c.transport, push_attempts.c.outcome, push_attempts.c.reason)
     )
     by_outcome: dict[str, int] = {}
     failed_by_reason: dict[str, int] = {}
-    for outcome, reason, count in outcomes:
+    skipped_by_reason: dict[str, int] = {}
+    column = {DELIVERED: "sent", RETRY: "retried", FAILED: "failed", DEVICE_GONE: "failed"}
+    for transport, outcome, reason, count in outcomes:
         by_outcome[outcome] = by_outcome.get(outcome, 0) + int(count)
         if outcome in (FAILED, DEVICE_GONE):
             key = reason or "unknown"
             failed_by_reason[key] = failed_by_reason.get(key, 0) + int(count)
+        if outcome == SKIPPED:
+            key = f"{transport}: {reason or 'unknown'}"
+            skipped_by_reason[key] = skipped_by_reason.get(key, 0) + int(count)
+        name = SKIPPED if outcome == SKIPPED else column.get(outcome)
+        if name is not None:
+            of(transport)[name] += int(count)
     blocked = await blocked_pass_types(conn)
     progress = await push_progress(conn, now_ms=now_ms, stall_seconds=stall_seconds)
     return {
@@ -449,11 +534,15 @@ async def push_stats(
         "queue_depth": int(depth),
         "due_now": int(due_now),
         "in_backoff": int(in_backoff),
-        "leased": int(depth) - int(due_now) - int(in_backoff),
+        "leased": int(depth) - int(due_now) - int(in_backoff) - int(parked),
+        "parked": int(parked),
         "sent": by_outcome.get(DELIVERED, 0),
         "retried": by_outcome.get(RETRY, 0),
         "failed": sum(failed_by_reason.values()),
         "failed_by_reason": failed_by_reason,
+        "skipped": by_outcome.get(SKIPPED, 0),
+        "skipped_by_reason": skipped_by_reason,
+        "transports": dict(sorted(transports.items())),
         "oldest_pending_age_seconds": (
             0.0 if oldest is None else max(0.0, (now_ms - int(oldest)) / 1000)
         ),

@@ -60,15 +60,17 @@ async def _drop_orphan_push(conn: AsyncConnection, push_token: str, pass_id: int
 
 async def registrations_for_pass(
     conn: AsyncConnection, pass_id: int, *, after_device_id: int | None, limit: int
-) -> list[sa.Row[int, str, str, int]]:
-    """(device id, library id, push token, registered at) in device id order: a cursor
-    that stays put when a device re-registers."""
+) -> list[sa.Row[int, str, str, int, str, str]]:
+    """(device id, library id, push token, registered at, transport, push service URL) in
+    device id order: a cursor that stays put when a device re-registers."""
     query = (
         sa.select(
             registrations.c.device_id,
             devices.c.device_library_id,
             registrations.c.push_token,
             registrations.c.registered_at_ms,
+            registrations.c.transport,
+            registrations.c.push_service_url,
         )
         .select_from(registrations.join(devices, devices.c.id == registrations.c.device_id))
         .where(registrations.c.pass_id == pass_id)

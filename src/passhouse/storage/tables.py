@@ -153,6 +153,11 @@ registrations = sa.Table(
     sa.Column("push_token", sa.Text, nullable=False),
     # Unix milliseconds, compared with the timestamp of an APNs 410.
     sa.Column("registered_at_ms", sa.BigInteger, nullable=False),
+    # How this device is woken: "apns" (Apple Wallet), or the relay of an Android app
+    # (push/transports.py); set from the endpoint and headers of its registration.
+    sa.Column("transport", sa.String(16), nullable=False, server_default="apns"),
+    # PassWallet's pushServiceUrl (checked against PASSHOUSE_PASSWALLET_PUSH_HOSTS); "" otherwise.
+    sa.Column("push_service_url", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_registrations_pass_id", "pass_id"),
     sa.Index("ix_registrations_push_token", "push_token"),
 )
@@ -171,7 +176,12 @@ push_jobs = sa.Table(
     # worker killed mid-send leaves the job to be claimed again after the lease.
     sa.Column("due_at_ms", sa.BigInteger, nullable=False),
     sa.Column("created_at_ms", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("push_token", "pass_type_id", name="uq_push_jobs_token_type"),
+    # Which sender delivers it, and where (PassWallet's pushServiceUrl; "" for the others).
+    sa.Column("transport", sa.String(16), nullable=False, server_default="apns"),
+    sa.Column("push_service_url", sa.Text, nullable=False, server_default=""),
+    sa.UniqueConstraint(
+        "push_token", "pass_type_id", "transport", "push_service_url", name="uq_push_jobs_target"
+    ),
     sa.Index("ix_push_jobs_due_at_ms", "due_at_ms"),
 )
 
@@ -187,6 +197,7 @@ push_attempts = sa.Table(
     sa.Column("reason", sa.String(255), nullable=True),
     sa.Column("latency_ms", sa.Float, nullable=True),
     sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("transport", sa.String(16), nullable=False, server_default="apns"),
     sa.Index("ix_push_attempts_push_token", "push_token"),
     sa.Index("ix_push_attempts_at_ms", "at_ms"),
 )

@@ -272,6 +272,17 @@ class Registration(_Out):
     device_library_id: str = Field(description="Shortened: enough to tell devices apart")
     push_token: str = Field(description="Shortened")
     registered_at: str = Field(examples=[ISO_EXAMPLE])
+    transport: str = Field(
+        description="How the device is woken: apns, walletpasses, passwallet, pass2u, passworks",
+        examples=["apns"],
+    )
+    app: str = Field(
+        description="The wallet app the device registered from", examples=["Apple Wallet"]
+    )
+    push_service: str | None = Field(
+        description="Host of the push service the device named (PassWallet); else null",
+        examples=[None],
+    )
 
 
 class RegistrationList(_Out):
@@ -288,6 +299,7 @@ class PushAttempt(_Out):
     reason: str | None = Field(description="APNs' reason, when it gave one")
     latency_ms: float | None
     push_token: str = Field(description="Shortened")
+    transport: str = Field(description="apns, or the Android app's relay", examples=["apns"])
 
 
 class PushAttemptList(_Out):
@@ -300,6 +312,14 @@ class BlockedPassType(_Out):
     apns_error_at_ms: int | None
 
 
+class TransportStats(_Out):
+    queued: int
+    sent: int
+    retried: int
+    failed: int
+    skipped: int
+
+
 class PushStats(_Out):
     stalled: bool = Field(description="Pushes are due and no worker has sent any for a while")
     stall_reason: str | None = Field(description="Why it counts as stalled")
@@ -309,10 +329,21 @@ class PushStats(_Out):
     due_now: int
     in_backoff: int
     leased: int
+    parked: int = Field(
+        description="Held because their relay cannot send (no API key, or a refused one)"
+    )
     sent: int
     retried: int
     failed: int
     failed_by_reason: dict[str, int]
+    skipped: int = Field(description="Pushes parked because their relay could not send")
+    skipped_by_reason: dict[str, int] = Field(
+        description="`transport: reason` of the skipped pushes",
+        examples=[{"pass2u: RelayNotConfigured: set PASSHOUSE_RELAY_PASS2U_API_KEY": 3}],
+    )
+    transports: dict[str, TransportStats] = Field(
+        description="Queued pushes and recent outcomes per transport"
+    )
     oldest_pending_age_seconds: float
     blocked_pass_types: list[BlockedPassType]
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 from starlette.requests import ClientDisconnect, Request
@@ -27,6 +27,7 @@ from passhouse.metrics import DEVICE_LATENCY, DEVICE_REQUESTS
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.json_input import JsonRejected, parse_json
+from passhouse.push import transports
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, passes, registrations
 from passhouse.storage.database import Database
@@ -114,10 +115,16 @@ def _segments_ok(*values: str) -> bool:
 def _token_matches(request: Request, expected: str | None) -> bool:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    valid = scheme == "ApplePass" and expected is not None
+    # ApplePass, or the Android apps' AndroidPass and AttidoPass: the token decides.
+    valid = scheme in transports.SCHEMES and expected is not None
     # Constant time, and the same work whether or not the pass exists.
     same = secrets.compare_digest(token.encode(), (expected or _NO_TOKEN).encode())
     return valid and same
+
+
+def _text(value: Any) -> TypeGuard[str]:
+    """A non-blank string a text column can hold (PostgreSQL's cannot hold NUL)."""
+    return isinstance(value, str) and bool(value.strip()) and "\x00" not in value
 
 
 class _TooLarge(ValueError):
@@ -203,7 +210,18 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         return found
 
     async def register_device(request: Request) -> Response:
-        """developer.apple.com/documentation/walletpasses/register-a-pass-for-update-notifications"""
+        """developer.apple.com/documentation/walletpasses/register-a-pass-for-update-notifications
+
+        Also Wallet Passes, Pass2U and Passworks, told apart by their headers.
+        """
+        return await register(request, passwallet=False)
+
+    async def register_passwallet(request: Request) -> Response:
+        """github.com/Kwiket/passwallet README, "Registering a Device to Receive Push
+        Notifications for a Pass": Apple's call plus a pushServiceUrl to push to."""
+        return await register(request, passwallet=True)
+
+    async def register(request: Request, *, passwallet: bool) -> Response:
         limiter = context.registration_limiter
         if not limiter.allow(client_address(request, settings)):
             return limiter.refusal("registrations")
@@ -216,20 +234,45 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         except ValueError as error:
             return error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
         push_token = body.get("pushToken") if isinstance(body, dict) else None
-        # NUL cannot be stored in a PostgreSQL text column, and no APNs token holds one.
-        if not isinstance(push_token, str) or not push_token.strip() or "\x00" in push_token:
-            return error_response(400, 'The body must be {"pushToken": "<token>"}.')
+        if not _text(push_token):
+            extra = ', "pushServiceUrl": "<url>"' if passwallet else ""
+            return error_response(400, f'The body must be {{"pushToken": "<token>"{extra}}}.')
         if found.retired:
             # Nothing is pushed for a retired pass again: store nothing, and answer as for
             # a known registration so the device does not retry; the next time it asks for
             # the pass it gets the file that tells it to stop (ADR 0020).
             return Response(status_code=200)
+        if passwallet:
+            transport, push_service_url = transports.PASSWALLET, body.get("pushServiceUrl")
+            if not _text(push_service_url):
+                return error_response(400, "pushServiceUrl must be a URL.")
+            push_service_url = push_service_url.strip()
+            # Anyone holding the pass's public token can send this URL: it is only ever
+            # called on an allow-listed host (ADR 0017).
+            refusal = transports.push_service_refusal(
+                push_service_url, settings.passwallet_push_hosts
+            )
+            if refusal is not None:
+                # The reason names the host: an operator whose PassWallet users are
+                # refused learns what to add to the allow-list.
+                log.warning("registration_refused_push_service", pass_id=found.id, reason=refusal)
+                return error_response(403, refusal, code="push_service_not_allowed")
+        else:
+            headers = request.headers
+            push_service_url = ""
+            transport = transports.registration_transport(
+                headers.get("authorization", "").partition(" ")[0],
+                headers.get("x-pass-client"),
+                headers.get("user-agent"),
+            )
         registered = await hot.register(
             found.id,
             device_library_id,
             push_token.strip(),
             now_ms=issuing.now_ms(),
             max_registrations=settings.registrations_per_pass,
+            transport=transport,
+            push_service_url=push_service_url,
         )
         if registered is Registered.PASS_FULL:
             # Refused for good, so the device need not retry; the pass still works in
@@ -405,11 +448,19 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         return Route(path, by_method(handlers), methods=_ALL_METHODS)
 
     registration = "/passkit/v1/devices/{device_library_id}/registrations/{pass_type_id}"
+    attido = "/passkit/v1/devices/{device_library_id}/registrations_attido/{pass_type_id}"
     return [
         route(
             registration + "/{serial_number}",
             {
                 "POST": measured("register", register_device),
+                "DELETE": measured("unregister", unregister_device),
+            },
+        ),
+        route(
+            attido + "/{serial_number}",
+            {
+                "POST": measured("register_passwallet", register_passwallet),
                 "DELETE": measured("unregister", unregister_device),
             },
         ),

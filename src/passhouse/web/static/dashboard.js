@@ -1199,7 +1199,7 @@
 
     const share = safeHref(p.urls.share);
     const registrationRows = registrations.items.map((r) =>
-      h("tr", {}, h("td", {}, h("code", {}, shorten(r.device_library_id))), h("td", {}, h("code", {}, shorten(r.push_token))), h("td", {}, when(r.registered_at)))
+      h("tr", {}, h("td", {}, h("code", {}, shorten(r.device_library_id))), h("td", {}, r.app + (r.push_service ? ` (${r.push_service})` : "")), h("td", {}, h("code", {}, shorten(r.push_token))), h("td", {}, when(r.registered_at)))
     );
     const pushRows = pushes.items.map((a) =>
       h(
@@ -1252,7 +1252,7 @@
         ? table(["Version", "At", "Changed", "By"], p.versions.map((v) => h("tr", {}, h("td", { class: "num" }, v.version), h("td", {}, when(v.at)), h("td", {}, v.changes || "—"), h("td", {}, v.by || "—"))))
         : h("p", { class: "muted", id: "no-history" }, `Version ${p.version}, last changed `, when(p.modified_at), ". This server keeps the current version only: earlier versions and who made them are not recorded yet."),
       h("h2", {}, "Devices"),
-      registrationRows.length ? table(["Device", "Push token", "Registered"], registrationRows) : h("p", { class: "muted" }, "No device has registered this pass yet."),
+      registrationRows.length ? table(["Device", "App", "Push token", "Registered"], registrationRows) : h("p", { class: "muted" }, "No device has registered this pass yet."),
       h("h2", {}, "Recent pushes"),
       pushRows.length ? table(["At", "Outcome", "HTTP status", "Reason", "Latency (ms)", "Token"], pushRows) : h("p", { class: "muted" }, "No pushes yet."),
     ];
