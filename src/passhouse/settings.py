@@ -157,6 +157,16 @@ class Settings(BaseSettings):
     # and an issuer keeps the account id already in their configuration.
     passninja_account_id: str | None = None
 
+    # --- expiry and retirement (issue 9, ADR 0020) ---
+    # Void a pass when its rendered expirationDate passes (a new version and a push, done
+    # by the workers). Off by default: Wallet already shows an expired pass as expired, and
+    # voiding is for good (a voided pass can no longer change).
+    void_expired: bool = False
+    # Days a pass stays voided or expired before it is retired: its devices get a last
+    # file without webServiceURL (so Wallet stops asking), its registrations are removed,
+    # and nothing is pushed for it again. 30 days leaves time to renew an expired pass.
+    retention_days: float = Field(default=30.0, ge=0)
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:

@@ -21,7 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
+from passhouse import lifecycle
 from passhouse.bootstrap import Runtime
+from passhouse.issuing import PassBuilder
 from passhouse.metrics import (
     APNS_LATENCY,
     PASS_TYPE_APNS_ERRORS,
@@ -41,6 +43,9 @@ from passhouse.storage.push_jobs import ClaimedPush
 log = structlog.get_logger("passhouse.worker")
 
 HOUSEKEEPING_SECONDS = 10.0
+# The longest the lifecycle loop sleeps: a scheduled change made in another process is
+# applied at most this long after it is due (the issue asks for 2 s).
+LIFECYCLE_POLL_SECONDS = 1.0
 
 
 def _now_ms() -> int:
@@ -408,6 +413,47 @@ class _Doorbell:
                 await asyncio.sleep(1.0)
 
 
+async def run_lifecycle(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Until `stop`: apply due scheduled changes, render expiry that a template change made
+    unknown, void expired passes (PASSHOUSE_VOID_EXPIRED) and retire ended ones.
+
+    It sleeps until the next known due time, at most LIFECYCLE_POLL_SECONDS: a change that
+    is overdue after a restart is applied on the first round.
+    """
+    settings, database = runtime.settings, runtime.database
+    builder = PassBuilder(runtime.sealer, settings.web_service_url)
+    while not stop.is_set():
+        wait = LIFECYCLE_POLL_SECONDS
+        try:
+            while not stop.is_set() and await lifecycle.apply_due_change(database, builder):
+                pass
+            busy = await lifecycle.refresh_unknown_expiry(database, builder)
+            if settings.void_expired:
+                busy += await lifecycle.void_expired(database)
+            busy += await lifecycle.retire_ended(database, settings.retention_days)
+            if busy:
+                wait = 0.0  # a full batch may have more behind it
+            else:
+                wait = min(
+                    wait, await _seconds_to_next(database, void_expired=settings.void_expired)
+                )
+        except Exception as error:  # the database went away: log, wait, carry on
+            _log_failure(database, "lifecycle_failed", error)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await stop.wait()
+
+
+async def _seconds_to_next(database: Database, *, void_expired: bool) -> float:
+    now = time.time()
+    due = [await lifecycle.next_change_due_ms(database)]
+    if void_expired:
+        expiry = await lifecycle.next_expiry(database)
+        due.append(None if expiry is None else expiry * 1000)
+    known = [value / 1000 - now for value in due if value is not None]
+    return max(0.0, min(known, default=LIFECYCLE_POLL_SECONDS))
+
+
 async def _first(*awaitables: Any) -> None:
     tasks = [asyncio.ensure_future(a) for a in awaitables]
     try:
@@ -509,6 +555,7 @@ async def run_worker(
         asyncio.create_task(housekeeping()),
         asyncio.create_task(watch()),
         asyncio.create_task(stop_sending_on_stop()),
+        asyncio.create_task(run_lifecycle(runtime, stop)),
     ]
     if not database.is_sqlite:
         background.append(asyncio.create_task(doorbell.listen(stop)))

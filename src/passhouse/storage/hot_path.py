@@ -34,6 +34,8 @@ class PassAuth:
     authentication_token: str
     version: int
     modified_at: int
+    # Retired (ADR 0020): the device gets the last file, and no registration is stored.
+    retired: bool = False
 
 
 class Registered(enum.Enum):
@@ -66,7 +68,7 @@ class HotPath(Protocol):
 
 
 _SELECT_DEVICE_AUTH = (
-    "SELECT id, authentication_token, version, modified_at FROM passes "
+    "SELECT id, authentication_token, version, modified_at, retired_at IS NOT NULL FROM passes "
     "WHERE pass_type_id = {0} AND serial_number = {1}"
 )
 # Changed serials, written so the only plan is the device's row, then its registrations
@@ -230,7 +232,7 @@ class PostgresHotPath:
     async def pass_for_device(self, pass_type_id: str, serial_number: str) -> PassAuth | None:
         pool = await self._get_pool()
         row = await pool.fetchrow(_pg(_SELECT_DEVICE_AUTH, 2), pass_type_id, serial_number)
-        return None if row is None else PassAuth(row[0], row[1], row[2], row[3])
+        return None if row is None else PassAuth(row[0], row[1], row[2], row[3], bool(row[4]))
 
     async def serials_updated_since(
         self, device_library_id: str, pass_type_id: str, since: int
@@ -290,7 +292,7 @@ class SqliteHotPath:
             .execute(_sqlite(_SELECT_DEVICE_AUTH, 2), (pass_type_id, serial_number))
             .fetchone()
         )
-        return None if row is None else PassAuth(row[0], row[1], row[2], row[3])
+        return None if row is None else PassAuth(row[0], row[1], row[2], row[3], bool(row[4]))
 
     async def serials_updated_since(
         self, device_library_id: str, pass_type_id: str, since: int

@@ -73,8 +73,11 @@ async def save_new_version(
     data: Mapping[str, Any] | None = None,
     voided: bool | None = None,
     personalization: Mapping[str, Any] | None = None,
+    lifecycle: Mapping[str, int | None] | None = None,
 ) -> sa.Row[Any] | None:
     """Give a pass a new version (and optionally new data); returns the updated row.
+
+    `lifecycle` sets expires_at, voided_at or retired_at along with it.
 
     Personalization is stored once: for a pass that already holds some, nothing changes
     and the answer is None. The check is in the UPDATE, so of two concurrent attempts one
@@ -89,6 +92,7 @@ async def save_new_version(
     if personalization is not None:
         values["personalization"] = dict(personalization)
         where.append(passes.c.personalization.is_(None))
+    values.update(lifecycle or {})
     result = await conn.execute(passes.update().where(*where).values(**values).returning(*passes.c))
     updated = result.first()
     if updated is None:

@@ -120,6 +120,9 @@ class PassQuery:
     template_id: int | None = None
     voided: bool | None = None
     installed: bool | None = None
+    # Rendered expirationDate passed by `now` (Unix seconds; ADR 0020's expires_at).
+    expired: bool | None = None
+    now: int = 0
     words: tuple[str, ...] = ()
     sort: Sort = "-created"
     # The last row of the previous page: (id,) for created, (modified_at, id) for updated.
@@ -320,6 +323,9 @@ def list_statement(
     if query.installed is not None:
         installed = _is_installed(dialect)
         where.append(installed if query.installed else ~installed)
+    if query.expired is not None:
+        expired = sa.and_(passes.c.expires_at >= 0, passes.c.expires_at <= query.now)
+        where.append(expired if query.expired else sa.not_(sa.func.coalesce(expired, False)))
     if candidates is not None:
         if dialect == "postgresql":  # one array parameter: one statement text, one plan
             where.append(

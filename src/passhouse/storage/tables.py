@@ -105,8 +105,22 @@ passes = sa.Table(
     # What the person entered in Wallet's personalization sheet, once they did.
     sa.Column("personalization", sa.JSON, nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # Expiry and retirement (ADR 0020), Unix seconds. expires_at is the rendered
+    # expirationDate (NULL: none; EXPIRY_UNKNOWN: to be worked out again by a worker, after
+    # a template change); voided_at when it was voided; retired_at once its devices are
+    # told to stop asking for it.
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("voided_at", sa.BigInteger, nullable=True),
+    sa.Column("retired_at", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("pass_type_id", "serial_number", name="uq_passes_type_serial"),
+    # The workers' lookups: passes to void at expiry (and with unknown expiry), passes to
+    # retire once voided for the retention period; ranges on an index, never a scan.
+    sa.Index("ix_passes_voided_expires_at", "voided", "expires_at"),
+    sa.Index("ix_passes_retired_at_voided_at", "retired_at", "voided_at"),
 )
+
+# passes.expires_at of a pass whose expiry must be rendered again (a template changed).
+EXPIRY_UNKNOWN = -1
 
 # Signed .pkpass bytes of a pass's current version; built on first download.
 pkpass_cache = sa.Table(
@@ -253,4 +267,30 @@ pass_first_installs = sa.Table(
     metadata,
     sa.Column("pass_id", BigId, sa.ForeignKey("passes.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("at_ms", sa.BigInteger, nullable=False),
+)
+
+# Scheduled changes (issue 9): a merge patch or a void, for one pass or for the passes of a
+# template matching `where`, applied by the workers at `due_at_ms` (ADR 0020).
+scheduled_changes = sa.Table(
+    "scheduled_changes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # pending, then applied, failed or cancelled; only a pending change may be claimed.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("pass_type_id", sa.String(255), nullable=True),
+    sa.Column("serial_number", sa.String(255), nullable=True),
+    # No foreign key: a template deleted meanwhile makes the change fail, with the reason.
+    sa.Column("template_id", BigId, nullable=True),
+    sa.Column("matching", sa.JSON, nullable=True),  # the request's `where`
+    sa.Column("data", sa.JSON, nullable=True),
+    sa.Column("void", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("due_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("finished_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("passes_changed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("passes_failed", sa.Integer, nullable=False, server_default="0"),
+    # The first failures of a template change: [{"serial_number", "reason"}, ...].
+    sa.Column("failures", sa.JSON, nullable=True),
+    sa.Index("ix_scheduled_changes_status_due", "status", "due_at_ms"),
 )

@@ -30,7 +30,7 @@ from pydantic import (
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from passhouse import analytics as install_analytics
-from passhouse import issuing, search
+from passhouse import issuing, lifecycle, search
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
@@ -584,6 +584,7 @@ def _pass_view(
         "version": row.version,
         "data": row.data,
         "voided": row.voided,
+        **lifecycle.pass_state(row),
         "personalized": row.personalization is not None,
         "installs": installs.installs if installs else 0,
         "first_installed_at": None if first_ms is None else _iso(first_ms // 1000),
@@ -660,6 +661,13 @@ async def list_passes(
             examples=[True],
         ),
     ] = None,
+    expired: Annotated[
+        bool | None,
+        Query(
+            description="Only passes whose expirationDate has passed (true), or the others",
+            examples=[False],
+        ),
+    ] = None,
     sort: Annotated[
         search.Sort,
         Query(
@@ -672,7 +680,7 @@ async def list_passes(
     cursor: PassListCursor = None,
 ) -> dict[str, Any]:
     """Passes, a page at a time, newest first unless `sort` says otherwise; searched with
-    `q` and filtered by template, voided and installed. Pages are keyset pages: follow
+    `q` and filtered by template, voided, installed and expired. Pages are keyset pages: follow
     `next_cursor` (404 when `template` is unknown)."""
     page = await search.find_passes(
         conn,
@@ -680,6 +688,8 @@ async def list_passes(
         q=q,
         voided=voided,
         installed=installed,
+        expired=expired,
+        now=issuing.now_seconds(),
         sort=sort,
         cursor=cursor,
         limit=limit,

@@ -238,6 +238,14 @@ class PassView(_Out):
     version: int = Field(description="Goes up by one on every real change")
     data: dict[str, Any] = Field(examples=[{"name": "Ada", "balance": 12.5}])
     voided: bool
+    expires_at: str | None = Field(
+        description="The rendered expirationDate, if the pass has one", examples=[ISO_EXAMPLE]
+    )
+    expired: bool = Field(description="Its expirationDate has passed")
+    retired: bool = Field(
+        description="Voided or expired longer than PASSHOUSE_RETENTION_DAYS: devices were "
+        "told to stop asking for it, and nothing is pushed for it any more"
+    )
     personalized: bool
     installs: int = Field(description="Devices that hold the pass now (registered for updates)")
     first_installed_at: str | None = Field(

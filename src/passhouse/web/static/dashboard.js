@@ -424,14 +424,23 @@
 
   // --- passes ----------------------------------------------------------------------------
 
+  // A pass's state as a label and a pill class: retired, voided, expired or active.
+  function passState(p) {
+    if (p.retired) return ["retired", "expired"];
+    if (p.voided) return ["voided", "expired"];
+    if (p.expired) return ["expired", "soon"];
+    return ["active", "ok"];
+  }
+
   function passRow(p) {
+    const [label, kind] = passState(p);
     return h(
       "tr",
       {},
       h("td", {}, h("a", { href: passHash(p) }, p.serial_number)),
       h("td", {}, p.template),
       h("td", { class: "num" }, p.version),
-      h("td", {}, p.voided ? h("span", { class: "pill expired" }, "voided") : h("span", { class: "pill ok" }, "active")),
+      h("td", {}, h("span", { class: `pill ${kind}` }, label)),
       h("td", {}, when(p.modified_at))
     );
   }
@@ -664,13 +673,19 @@
     return [
       h("p", { class: "crumbs" }, h("a", { href: "#/passes" }, "Passes"), " / "),
       h("h1", {}, p.serial_number),
-      p.voided ? banner("warning", "This pass is void: Wallet shows it as such and it can no longer change.") : null,
+      p.retired
+        ? banner("warning", "This pass is retired: devices that ask for it get a void copy that stops Wallet asking again, and nothing is pushed for it.")
+        : p.voided
+          ? banner("warning", "This pass is void: Wallet shows it as such and it can no longer change.")
+          : null,
+      !p.voided && p.expired ? banner("warning", `This pass expired on ${p.expires_at}: Wallet shows it as expired. A change of its data can renew it.`) : null,
       h("p", { class: "actions" }, downloadButton, share ? h("a", { href: share, rel: "noopener noreferrer", target: "_blank" }, "Share page") : null, voidButton),
       definitions([
         ["Pass type", p.pass_type_id],
         ["Template", h("a", { href: templateHash(p.template) }, p.template)],
         ["Version", h("span", { id: "pass-version" }, p.version)],
-        ["Status", h("span", { id: "pass-status", class: `pill ${p.voided ? "expired" : "ok"}` }, p.voided ? "voided" : "active")],
+        ["Status", h("span", { id: "pass-status", class: `pill ${passState(p)[1]}` }, passState(p)[0])],
+        ["Expires", p.expires_at ? when(p.expires_at) : "never"],
         ["Personalized", p.personalized ? "yes" : "no"],
         ["Created", when(p.created_at)],
         ["Modified", when(p.modified_at)],
