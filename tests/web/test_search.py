@@ -286,3 +286,18 @@ async def test_installed_passes_page_by_page(
     else:
         assert seen == expected
     assert all(len(page) == 2 for page in pages[:-1])
+
+
+async def test_expired_filter(admin: httpx.AsyncClient, template: str, runtime: Runtime) -> None:
+    await issue_people(admin, template)
+    async with runtime.database.transaction() as conn:
+        for serial, expires_at in [("p-ada", 1_000), ("p-grace", 4_000_000_000), ("p-alan", -1)]:
+            await conn.execute(
+                passes.update()
+                .where(passes.c.serial_number == serial)
+                .values(expires_at=expires_at)
+            )
+
+    assert await serials(admin, expired="true") == ["p-ada"]
+    assert await serials(admin, expired="false") == ["x-adam", "p-alan", "p-grace"]
+    assert await serials(admin, expired="false", q="ada") == ["x-adam"]

@@ -120,6 +120,9 @@ class PassQuery:
     template_id: int | None = None
     voided: bool | None = None
     installed: bool | None = None
+    # Rendered expirationDate passed by `now` (Unix seconds; ADR 0020's expires_at).
+    expired: bool | None = None
+    now: int = 0
     words: tuple[str, ...] = ()
     sort: Sort = "-created"
     # The last row of the previous page: (id,) for created, (modified_at, id) for updated.
@@ -316,10 +319,18 @@ def list_statement(
     if query.template_id is not None:
         where.append(passes.c.template_id == query.template_id)
     if query.voided is not None:
-        where.append(passes.c.voided.is_(query.voided))
+        voided: sa.ColumnElement[Any] = passes.c.voided
+        if dialect == "sqlite":
+            # Not through ix_passes_voided_expires_at, which is not in the page's order: a
+            # function of the column keeps SQLite on the sort order's index.
+            voided = sa.func.coalesce(passes.c.voided, sa.false())
+        where.append(voided.is_(query.voided))
     if query.installed is not None:
         installed = _is_installed(dialect)
         where.append(installed if query.installed else ~installed)
+    if query.expired is not None:
+        expired = sa.and_(passes.c.expires_at >= 0, passes.c.expires_at <= query.now)
+        where.append(expired if query.expired else sa.not_(sa.func.coalesce(expired, False)))
     if candidates is not None:
         if dialect == "postgresql":  # one array parameter: one statement text, one plan
             where.append(

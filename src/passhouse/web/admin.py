@@ -678,6 +678,13 @@ async def list_passes(
             examples=[True],
         ),
     ] = None,
+    expired: Annotated[
+        bool | None,
+        Query(
+            description="Only passes whose expirationDate has passed (true), or the others",
+            examples=[False],
+        ),
+    ] = None,
     sort: Annotated[
         search.Sort,
         Query(
@@ -690,7 +697,7 @@ async def list_passes(
     cursor: PassListCursor = None,
 ) -> dict[str, Any]:
     """Passes, a page at a time, newest first unless `sort` says otherwise; searched with
-    `q` and filtered by template, voided and installed. Pages are keyset pages: follow
+    `q` and filtered by template, voided, installed and expired. Pages are keyset pages: follow
     `next_cursor` (404 when `template` is unknown)."""
     page = await search.find_passes(
         conn,
@@ -698,6 +705,8 @@ async def list_passes(
         q=q,
         voided=voided,
         installed=installed,
+        expired=expired,
+        now=issuing.now_seconds(),
         sort=sort,
         cursor=cursor,
         limit=limit,
