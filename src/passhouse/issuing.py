@@ -49,9 +49,11 @@ from passhouse.storage import (
     push_jobs,
     registrations,
     templates,
+    webhooks,
 )
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
+from passhouse.storage.tables import passes as passes_table
 
 # Keys the server owns in every pass.json: identity and the web service pair.
 SERVER_KEYS = (
@@ -386,6 +388,9 @@ async def replace_template(
     version = await pass_types.next_version(conn, row.pass_type_id)
     changed = await passes.bump_template_passes(conn, row.id, version=version, now=now)
     await push_jobs.enqueue_for_template(conn, row.id, now_ms=now_ms())
+    await webhooks.emit_pass_events(
+        conn, "pass.updated", passes_table.c.template_id == row.id, now_ms=now_ms()
+    )
     return row.id, changed
 
 
@@ -472,6 +477,9 @@ async def issue_pass(
             "created_at": now,
             "expires_at": expiry_of(rendered),
         },
+    )
+    await webhooks.emit_pass_events(
+        conn, "pass.created", passes_table.c.id == pass_id, now_ms=now_ms()
     )
     row = await passes.get_pass_by_id(conn, pass_id)
     assert row is not None
@@ -599,6 +607,8 @@ async def _save_change(
         )
     # Queued in the same transaction: devices hear about the change iff it is saved.
     await push_jobs.enqueue_for_pass(conn, row.id, now_ms=now_ms())
+    event = "pass.voided" if voided else "pass.updated"
+    await webhooks.emit_pass_events(conn, event, passes_table.c.id == row.id, now_ms=now_ms())
     return updated
 
 

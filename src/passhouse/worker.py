@@ -35,10 +35,11 @@ from passhouse.push.apns import make_sender
 from passhouse.push.pacing import Pacer
 from passhouse.push.sender import NOT_SENT, PushOutcome, PushResult, PushSender
 from passhouse.settings import Settings
-from passhouse.storage import pass_types, push_jobs
+from passhouse.storage import pass_types, push_jobs, webhooks
 from passhouse.storage.database import Database
 from passhouse.storage.faults import database_fault
 from passhouse.storage.push_jobs import ClaimedPush
+from passhouse.webhooks.worker import run_webhook_worker
 
 log = structlog.get_logger("passhouse.worker")
 
@@ -241,6 +242,7 @@ async def _finish(
     blocked: dict[str, str] = {}
     attempts: list[dict[str, Any]] = []
     counted: list[PushResult] = []
+    failed: list[tuple[ClaimedPush, PushResult]] = []
     for job, result in answered:
         if result.status is None and result.reason == NOT_SENT:
             held.append(job.id)  # shutting down: due again at once, attempts unchanged
@@ -268,6 +270,7 @@ async def _finish(
             # Out of attempts, or refused for good: give up (unless a newer change came).
             done.append(job)
             stored = push_jobs.FAILED
+            failed.append((job, result))
         attempts.append(
             {
                 "push_token": job.push_token,
@@ -291,8 +294,10 @@ async def _finish(
         await push_jobs.reschedule(conn, retry)
         await push_jobs.release(conn, held, now_ms=now)
         for pass_type_id, reason in blocked.items():
+            await webhooks.announce_apns_blocked(conn, pass_type_id, reason, now_ms=now)
             await push_jobs.set_apns_error(conn, pass_type_id, reason, now_ms=now)
         await push_jobs.record_attempts(conn, attempts)
+        await webhooks.emit_push_failures(conn, failed, now_ms=now)
     # Counted once recorded: the answers of a heartbeat that failed are recorded again.
     for result in counted:
         PUSHES.labels(result.outcome.value).inc()
@@ -559,6 +564,8 @@ async def run_worker(
     ]
     if not database.is_sqlite:
         background.append(asyncio.create_task(doorbell.listen(stop)))
+    # Webhook events go out from the same worker process (webhooks/worker.py).
+    background.append(asyncio.create_task(run_webhook_worker(runtime, stop)))
     try:
         await asyncio.gather(*(lane() for _ in range(settings.push_concurrency)))
     finally:

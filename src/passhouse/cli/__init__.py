@@ -19,6 +19,7 @@ def _register_commands() -> None:
     from passhouse.cli import pkpass as _pkpass  # noqa: F401
     from passhouse.cli import schedule as _schedule  # noqa: F401
     from passhouse.cli import server as _server  # noqa: F401
+    from passhouse.cli import webhooks as _webhooks  # noqa: F401
     from passhouse.cli import worker as _worker  # noqa: F401
 
 

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import make_url
 
+from passhouse.storage.webhooks import PG_INSTALLED_CTE, SQLITE_INSTALLED, shorten_device_id
+
 
 @dataclass(frozen=True, slots=True)
 class PassAuth:
@@ -115,8 +117,9 @@ def _sqlite(sql: str, count: int) -> str:
 # no-op DO UPDATE on devices makes RETURNING yield the id of an existing row; xmax = 0
 # tells a fresh insert from an update. A fresh one (a new install) is also counted in its
 # hour's counter row and, the first time a pass is installed, recorded with the time
-# (storage/analytics.py); a renewal writes nothing more.
-_PG_REGISTER = """
+# (storage/analytics.py), and records its pass.installed event when some webhook takes it
+# (storage/webhooks.py); a renewal writes nothing more.
+_PG_REGISTER_SQL = """
 WITH device AS (
     INSERT INTO devices (device_library_id, created_at) VALUES ($1, $2)
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
@@ -138,7 +141,7 @@ WITH device AS (
     INSERT INTO pass_first_installs (pass_id, at_ms)
     SELECT pass_id, $5 FROM registered WHERE created
     ON CONFLICT (pass_id) DO NOTHING
-)
+){installed}
 SELECT created FROM registered
 """
 
@@ -147,7 +150,7 @@ SELECT created FROM registered
 # The count reads ix_registrations_pass_id and stops at the cap. Under PostgreSQL's read
 # committed, registrations committing at the same moment can overshoot the cap by the
 # number in flight at once; SQLite writes one at a time and holds it exactly.
-_PG_REGISTER_CAPPED = """
+_PG_REGISTER_CAPPED_SQL = """
 WITH room AS (
     SELECT EXISTS (
         SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id
@@ -176,9 +179,14 @@ WITH room AS (
     INSERT INTO pass_first_installs (pass_id, at_ms)
     SELECT pass_id, $5 FROM registered WHERE created
     ON CONFLICT (pass_id) DO NOTHING
-)
+){installed}
 SELECT created FROM registered
 """
+
+# A new registration also records its pass.installed event (storage/webhooks.py), in the
+# same statement, when some webhook endpoint takes that type.
+_PG_REGISTER = _PG_REGISTER_SQL.format(installed=PG_INSTALLED_CTE.format(device="$6"))
+_PG_REGISTER_CAPPED = _PG_REGISTER_CAPPED_SQL.format(installed=PG_INSTALLED_CTE.format(device="$7"))
 
 _SQLITE_COUNT_INSTALL = (
     "INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs) "
@@ -252,12 +260,13 @@ class PostgresHotPath:
     ) -> Registered:
         pool = await self._get_pool()
         args = (device_library_id, now_ms // 1000, pass_id, push_token, now_ms)
+        device = shorten_device_id(device_library_id)
         if max_registrations:
-            created = await pool.fetchval(_PG_REGISTER_CAPPED, *args, max_registrations)
+            created = await pool.fetchval(_PG_REGISTER_CAPPED, *args, max_registrations, device)
             if created is None:
                 return Registered.PASS_FULL
         else:
-            created = await pool.fetchval(_PG_REGISTER, *args)
+            created = await pool.fetchval(_PG_REGISTER, *args, device)
         return Registered.CREATED if created else Registered.UPDATED
 
     async def close(self) -> None:
@@ -322,6 +331,11 @@ class SqliteHotPath:
                 )
                 if not full:
                     created = _sqlite_register(db, pass_id, device_library_id, push_token, now_ms)
+                    if created:  # one INSERT, a no-op unless a webhook takes the type
+                        db.execute(
+                            SQLITE_INSTALLED,
+                            (shorten_device_id(device_library_id), now_ms, pass_id),
+                        )
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

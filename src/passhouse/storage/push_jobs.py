@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse.storage import analytics
+from passhouse.storage import analytics, webhooks
 from passhouse.storage.passes import current_file_built_for_another_key
 from passhouse.storage.tables import (
     devices,
@@ -234,10 +234,12 @@ async def forget_push_token(
     pass_type_id: str,
     *,
     unregistered_at_ms: int,
+    now_ms: int | None = None,
 ) -> int:
     """APNs says the token is gone: drop its registrations for this pass type made up to
     `unregistered_at_ms` (a later one means the device came back), then devices left with
-    no registration. Returns the registrations deleted."""
+    no registration. Returns the registrations deleted (each a pass.uninstalled event)."""
+    now_ms = unregistered_at_ms if now_ms is None else now_ms
     of_type = sa.select(passes.c.id).where(passes.c.pass_type_id == pass_type_id)
     doomed = sa.and_(
         registrations.c.push_token == push_token,
@@ -249,20 +251,18 @@ async def forget_push_token(
         .scalars()
         .all()
     )
-    deleted = list(
-        (
-            await conn.execute(
-                registrations.delete().where(doomed).returning(registrations.c.pass_id)
-            )
-        )
-        .scalars()
-        .all()
+    uninstalled = await webhooks.registrations_to_forget(conn, doomed)
+    result = await conn.execute(
+        registrations.delete().where(doomed).returning(registrations.c.pass_id)
     )
+    deleted = list(result.scalars().all())
     if deleted:
         # A device that no longer holds its pass: an uninstall, when APNs says it happened.
         await analytics.count_pass_events(
             conn, passes.c.id.in_(deleted), at=unregistered_at_ms // 1000, uninstalls=1
         )
+    for pass_id, device_library_id in uninstalled:
+        await webhooks.emit_uninstalled(conn, pass_id, device_library_id, now_ms=now_ms)
     if device_ids:
         await conn.execute(
             devices.delete().where(

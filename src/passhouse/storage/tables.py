@@ -294,3 +294,104 @@ scheduled_changes = sa.Table(
     sa.Column("failures", sa.JSON, nullable=True),
     sa.Index("ix_scheduled_changes_status_due", "status", "due_at_ms"),
 )
+
+# --- webhooks (issue 9, ADR 0018) ---------------------------------------------------------
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.Text, nullable=False),
+    # Fernet token of the signing secret (the secret must be read back to sign).
+    sa.Column("secret_encrypted", sa.LargeBinary, nullable=False),
+    # The event types as given (["*"] or names), for display; webhook_subscriptions is
+    # what fan-out reads.
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Unix ms of the first failed attempt since the last success; None while healthy.
+    sa.Column("failing_since_ms", sa.BigInteger, nullable=True),
+    # Set when the worker disabled the endpoint after failing for too long.
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("disabled_at", sa.BigInteger, nullable=True),
+)
+
+# Which event types an endpoint took, and when: an event goes to the endpoints whose
+# interval covers its time, so "subscribed when it happened" holds whenever it is fanned
+# out. Closed (until_ms set) by a change of events, a disable, or a delete.
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "endpoint_id",
+        BigId,
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("event_type", sa.String(64), nullable=False),  # a type, or "*"
+    sa.Column("from_ms", sa.BigInteger, nullable=False),
+    sa.Column("until_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_webhook_subscriptions_event_type", "event_type", "until_ms"),
+)
+
+# The event outbox: written in the transaction of the change that caused the event (only
+# when some endpoint takes its type), fanned out to deliveries by the worker.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # What receivers see as the event id: random, stable across retries.
+    sa.Column("public_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("fanned_out", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index(
+        "ix_webhook_events_pending",
+        "id",
+        sqlite_where=sa.text("NOT fanned_out"),
+        postgresql_where=sa.text("NOT fanned_out"),
+    ),
+    sa.Index("ix_webhook_events_created_at_ms", "created_at_ms"),
+)
+
+# One row per (event, endpoint): the delivery queue (leased like push_jobs) and its record.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "event_id", BigId, sa.ForeignKey("webhook_events.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "endpoint_id",
+        BigId,
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("state", sa.String(16), nullable=False),  # pending, delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # When it may next be claimed (a claim moves it forward by a lease); None once done.
+    sa.Column("due_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_attempt_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("finished_at_ms", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+    sa.Index("ix_webhook_deliveries_due_at_ms", "due_at_ms"),
+    sa.Index("ix_webhook_deliveries_endpoint_id", "endpoint_id", "id"),
+)
+
+# certificate.expiring thresholds already announced, per certificate (its not_after).
+certificate_notices = sa.Table(
+    "certificate_notices",
+    metadata,
+    sa.Column("pass_type_id", sa.String(255), primary_key=True),
+    sa.Column("not_after", sa.BigInteger, primary_key=True),
+    sa.Column("days_before", sa.Integer, primary_key=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+)

@@ -251,7 +251,7 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         device_library_id = request.path_params["device_library_id"]
         async with database.transaction() as conn:
             await registrations.unregister_device(
-                conn, found.id, device_library_id, now=issuing.now_seconds()
+                conn, found.id, device_library_id, now_ms=issuing.now_ms()
             )
         return Response(status_code=200)
 
