@@ -29,11 +29,12 @@ from passhouse.storage import migrate
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @uses_database
 def worker(log_level: str, metrics_port: int, metrics_host: str) -> None:
-    """Send queued pushes to APNs.
+    """Send queued pushes to APNs, and apply scheduled changes, expiry and retirement.
 
-    Run as many as you like against PostgreSQL; they share the queue. SIGTERM or Ctrl-C
-    finishes the pushes in flight and exits; a worker killed outright loses nothing (its
-    pushes are sent again once their lease runs out).
+    Run as many as you like against PostgreSQL; they share the queue, and each scheduled
+    change is applied by one of them. SIGTERM or Ctrl-C finishes the pushes in flight and
+    exits; a worker killed outright loses nothing (its pushes are sent again once their
+    lease runs out; a change it was applying is still pending).
     """
     settings = load_settings()
     _configure_logging(log_level)
