@@ -30,8 +30,9 @@ from passhouse.errors import Conflict, InvalidInput, PasshouseError, TooLarge
 from passhouse.issuing import PassBuilder, merge_patch, now_ms, now_seconds
 from passhouse.settings import Settings
 from passhouse.storage import idempotency as idempotency_store
-from passhouse.storage import jobs, pass_types, passes, push_jobs, templates
+from passhouse.storage import jobs, pass_types, passes, push_jobs, templates, webhooks
 from passhouse.storage.database import Database
+from passhouse.storage.tables import passes as passes_table
 
 log = structlog.get_logger("passhouse.jobs")
 
@@ -180,11 +181,19 @@ async def apply_items(
             "A pass with one of these serial numbers was created at the same moment; retry."
         ) from None
     applied.created = [(seq, row) for (seq, _), row in zip(new_values, rows, strict=True)]
+    if rows:
+        await webhooks.emit_pass_events(
+            conn, "pass.created", passes_table.c.id.in_([row.id for row in rows]), now_ms=now_ms()
+        )
     if changes:
         await passes.save_new_data_many(
             conn, [(pass_id, data, next(versions)) for _, pass_id, data in changes], now=now
         )
-        await push_jobs.enqueue_for_passes(conn, [pid for _, pid, _ in changes], now_ms=now_ms())
+        changed_ids = [pid for _, pid, _ in changes]
+        await push_jobs.enqueue_for_passes(conn, changed_ids, now_ms=now_ms())
+        await webhooks.emit_pass_events(
+            conn, "pass.updated", passes_table.c.id.in_(changed_ids), now_ms=now_ms()
+        )
         applied.updated = [seq for seq, _, _ in changes]
     return applied
 
@@ -608,7 +617,11 @@ async def _bulk_update_chunk(
             now=now_seconds(),
         )
         # One INSERT ... SELECT per chunk: a push per device holding a changed pass.
-        await push_jobs.enqueue_for_passes(conn, [pid for pid, _ in changes], now_ms=now_ms())
+        changed_ids = [pid for pid, _ in changes]
+        await push_jobs.enqueue_for_passes(conn, changed_ids, now_ms=now_ms())
+        await webhooks.emit_pass_events(
+            conn, "pass.updated", passes_table.c.id.in_(changed_ids), now_ms=now_ms()
+        )
     await jobs.record_chunk(
         conn,
         job.id,

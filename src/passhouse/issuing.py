@@ -42,9 +42,18 @@ from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP, MAX_NU
 from passhouse.pkpass.pass_json import validate_pass_json
 from passhouse.pkpass.signing import PassSigner
 from passhouse.pkpass.template import Template
-from passhouse.storage import pass_types, passes, push_jobs, registrations, templates
+from passhouse.storage import (
+    pass_lifecycle,
+    pass_types,
+    passes,
+    push_jobs,
+    registrations,
+    templates,
+    webhooks,
+)
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
+from passhouse.storage.tables import passes as passes_table
 
 # Keys the server owns in every pass.json: identity and the web service pair.
 SERVER_KEYS = (
@@ -372,11 +381,16 @@ async def replace_template(
     await templates.replace_template(
         conn, row.id, name=new_name, pass_json=pass_json, assets=assets, now=now
     )
+    # The template may move its passes' expirationDate: a worker renders it again (ADR 0020).
+    await pass_lifecycle.forget_template_expiry(conn, row.id)
     if await templates.count_passes(conn, row.id) == 0:
         return row.id, 0
     version = await pass_types.next_version(conn, row.pass_type_id)
     changed = await passes.bump_template_passes(conn, row.id, version=version, now=now)
     await push_jobs.enqueue_for_template(conn, row.id, now_ms=now_ms())
+    await webhooks.emit_pass_events(
+        conn, "pass.updated", passes_table.c.template_id == row.id, now_ms=now_ms()
+    )
     return row.id, changed
 
 
@@ -443,7 +457,7 @@ async def issue_pass(
     if await passes.serial_exists(conn, pass_type_id, serial_number):
         raise Conflict(f"Pass {serial_number!r} of {pass_type_id!r} already exists.")
     token = secrets.token_urlsafe(24)  # 192 bits; Apple asks for at least 16 characters
-    await builder.check_renders(
+    rendered = await builder.check_renders(
         conn, template_row, serial_number=serial_number, token=token, data=data
     )
     version = await pass_types.next_version(conn, pass_type_id)
@@ -461,7 +475,11 @@ async def issue_pass(
             "version": version,
             "modified_at": now,
             "created_at": now,
+            "expires_at": expiry_of(rendered),
         },
+    )
+    await webhooks.emit_pass_events(
+        conn, "pass.created", passes_table.c.id == pass_id, now_ms=now_ms()
     )
     row = await passes.get_pass_by_id(conn, pass_id)
     assert row is not None
@@ -512,7 +530,7 @@ async def change_pass_data(
     if new_data == row.data:
         return row, False
     template_row = await _template_or_404(conn, row.template_id)
-    await builder.check_renders(
+    rendered = await builder.check_renders(
         conn,
         template_row,
         serial_number=serial_number,
@@ -520,7 +538,23 @@ async def change_pass_data(
         data=new_data,
         personalization=row.personalization,
     )
-    return await _save_change(conn, row, data=new_data), True
+    lifecycle = {"expires_at": expiry_of(rendered)}
+    return await _save_change(conn, row, data=new_data, lifecycle=lifecycle), True
+
+
+def expiry_of(pass_json: Mapping[str, Any]) -> int | None:
+    """The rendered expirationDate in Unix seconds; None when there is none (or it cannot
+    be read: the pass check refuses such a date before anything is saved)."""
+    value = pass_json.get("expirationDate")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:  # Apple's dates carry a zone; read a bare one as UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp())
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -542,7 +576,7 @@ async def void_pass(
     row = await get_pass_or_404(conn, pass_type_id, serial_number)
     if row.voided:
         return row, False
-    return await _save_change(conn, row, voided=True), True
+    return await _save_change(conn, row, voided=True, lifecycle={"voided_at": now_seconds()}), True
 
 
 async def _save_change(
@@ -552,6 +586,7 @@ async def _save_change(
     data: Mapping[str, Any] | None = None,
     voided: bool | None = None,
     personalization: Mapping[str, Any] | None = None,
+    lifecycle: Mapping[str, int | None] | None = None,
 ) -> sa.Row[Any]:
     version = await pass_types.next_version(conn, row.pass_type_id)
     updated = await passes.save_new_version(
@@ -562,6 +597,7 @@ async def _save_change(
         data=data,
         voided=voided,
         personalization=personalization,
+        lifecycle=lifecycle,
     )
     if updated is None:  # personalization was given, and the pass already holds some
         # Raised before the pushes are queued; the caller's transaction rolls back the
@@ -571,6 +607,8 @@ async def _save_change(
         )
     # Queued in the same transaction: devices hear about the change iff it is saved.
     await push_jobs.enqueue_for_pass(conn, row.id, now_ms=now_ms())
+    event = "pass.voided" if voided else "pass.updated"
+    await webhooks.emit_pass_events(conn, event, passes_table.c.id == row.id, now_ms=now_ms())
     return updated
 
 
@@ -796,10 +834,26 @@ class PassBuilder:
             data=row.data,
             personalization=row.personalization,
             voided=row.voided,
+            retired=row.retired_at is not None,
         )
         signer = await self.signer(conn, row.pass_type_id)
         PASSES_SIGNED.inc()
         return build_pkpass(pass_json, assets, signer)
+
+    async def rendered_pass_json(self, conn: AsyncConnection, row: sa.Row[Any]) -> dict[str, Any]:
+        """pass.json of a pass as its current version renders (nothing signed)."""
+        template_row = await _template_or_404(conn, row.template_id)
+        pass_json, _ = await self._render(
+            conn,
+            template_row,
+            serial_number=row.serial_number,
+            token=row.authentication_token,
+            data=row.data,
+            personalization=row.personalization,
+            voided=row.voided,
+            retired=row.retired_at is not None,
+        )
+        return pass_json
 
     async def check_renders(
         self,
@@ -810,8 +864,9 @@ class PassBuilder:
         token: str,
         data: Mapping[str, Any],
         personalization: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Refuse data that would make an invalid pass, before anything is saved."""
+    ) -> dict[str, Any]:
+        """Refuse data that would make an invalid pass, before anything is saved; returns
+        the rendered pass.json."""
         pass_json, _ = await self._render(
             conn,
             template_row,
@@ -824,6 +879,7 @@ class PassBuilder:
         report = validate_pass_json(pass_json)
         if report.errors:
             raise InvalidInput("The pass would be invalid: " + "; ".join(report.errors))
+        return pass_json
 
     async def _render(
         self,
@@ -835,6 +891,7 @@ class PassBuilder:
         data: Mapping[str, Any],
         personalization: Mapping[str, Any] | None,
         voided: bool,
+        retired: bool = False,
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         template = await self.template(conn, template_row)
         team_id = await pass_types.team_id(conn, template_row.pass_type_id)
@@ -847,6 +904,7 @@ class PassBuilder:
             data=data,
             personalization=personalization,
             voided=voided,
+            retired=retired,
         )
 
     async def render_checker(self, conn: AsyncConnection, template_row: sa.Row[Any]) -> RenderCheck:
@@ -893,6 +951,7 @@ class PassBuilder:
         data: Mapping[str, Any],
         personalization: Mapping[str, Any] | None,
         voided: bool,
+        retired: bool = False,
     ) -> tuple[dict[str, Any], dict[str, bytes]]:
         overrides: dict[str, Any] = {
             "passTypeIdentifier": pass_type_id,
@@ -903,6 +962,10 @@ class PassBuilder:
         }
         if voided:
             overrides["voided"] = True
+        if retired:
+            # Apple's advice for passes the server is done with: a voided pass with neither
+            # webServiceURL nor authenticationToken, so Wallet stops asking (ADR 0020).
+            overrides.update(voided=True, webServiceURL=None, authenticationToken=None)
         render_data = dict(data)
         if personalization:
             render_data.setdefault("personalization", dict(personalization))

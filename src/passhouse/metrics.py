@@ -32,3 +32,12 @@ PUSH_STALLED = Gauge(
     "1 while pushes are due and none has been sent for PASSHOUSE_PUSH_STALL_SECONDS",
 )
 PASSES_SIGNED = Counter("passhouse_passes_signed_total", "Pass files built and signed")
+# --- webhooks (ADR 0018) ---
+WEBHOOK_ATTEMPTS = Counter(
+    "passhouse_webhook_attempts_total",
+    "Webhook delivery attempts by outcome (delivered, retry, failed)",
+    ["outcome"],
+)
+WEBHOOK_PENDING = Gauge(
+    "passhouse_webhook_deliveries_pending", "Webhook deliveries waiting to be delivered"
+)

@@ -176,6 +176,37 @@ class Settings(BaseSettings):
     job_keep_seconds: int = Field(default=7 * 86_400, ge=60)
     # An Idempotency-Key answers its first answer again for this long (24 h, as Stripe).
     idempotency_keep_seconds: int = Field(default=86_400, ge=60)
+    # --- expiry and retirement (issue 9, ADR 0020) ---
+    # Void a pass when its rendered expirationDate passes (a new version and a push, done
+    # by the workers). Off by default: Wallet already shows an expired pass as expired, and
+    # voiding is for good (a voided pass can no longer change).
+    void_expired: bool = False
+    # Days a pass stays voided or expired before it is retired: its devices get a last
+    # file without webServiceURL (so Wallet stops asking), its registrations are removed,
+    # and nothing is pushed for it again. 30 days leaves time to renew an expired pass.
+    retention_days: float = Field(default=30.0, ge=0)
+    # --- webhooks (issue 9, ADR 0018) ---
+    # Allow webhook URLs with http:// and ones that resolve to loopback, private, link-local
+    # or other non-public addresses. Off: a key holder cannot make the server probe the
+    # internal network. For local development and tests.
+    webhooks_allow_private: bool = False
+    # A delivery succeeds on a 2xx within this time; anything else is retried.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Retries go on (exponential backoff with jitter) until an event is this old, then the
+    # delivery is recorded as failed. At least a day: a receiver down over a night catches up.
+    webhook_retry_seconds: int = Field(default=24 * 3600, ge=60)
+    webhook_backoff_base_seconds: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    # An endpoint whose every attempt has failed for this long is disabled (logged, and
+    # flagged in the API and the dashboard) until someone enables it again.
+    webhook_disable_after_seconds: int = Field(default=3 * 24 * 3600, ge=60)
+    # Requests in flight to one endpoint at once (one event per request).
+    webhook_concurrency: int = Field(default=64, ge=1, le=1000)
+    # A claimed delivery is hidden from other workers this long; a worker killed mid-send
+    # leaves it to be sent again once the lease runs out. Above the timeout, with margin.
+    webhook_lease_seconds: float = Field(default=60.0, gt=0)
+    # Delivered and failed deliveries, and their events, are kept this long for the API.
+    webhook_keep_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     @field_validator("public_url")
     @classmethod

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
+from passhouse import lifecycle
 from passhouse.bootstrap import Runtime
 from passhouse.bulk import run_job_worker
 from passhouse.issuing import PassBuilder
@@ -35,14 +36,18 @@ from passhouse.push.apns import make_sender
 from passhouse.push.pacing import Pacer
 from passhouse.push.sender import NOT_SENT, PushOutcome, PushResult, PushSender
 from passhouse.settings import Settings
-from passhouse.storage import pass_types, push_jobs
+from passhouse.storage import pass_types, push_jobs, webhooks
 from passhouse.storage.database import Database
 from passhouse.storage.faults import database_fault
 from passhouse.storage.push_jobs import ClaimedPush
+from passhouse.webhooks.worker import run_webhook_worker
 
 log = structlog.get_logger("passhouse.worker")
 
 HOUSEKEEPING_SECONDS = 10.0
+# The longest the lifecycle loop sleeps: a scheduled change made in another process is
+# applied at most this long after it is due (the issue asks for 2 s).
+LIFECYCLE_POLL_SECONDS = 1.0
 
 
 def _now_ms() -> int:
@@ -238,6 +243,7 @@ async def _finish(
     blocked: dict[str, str] = {}
     attempts: list[dict[str, Any]] = []
     counted: list[PushResult] = []
+    failed: list[tuple[ClaimedPush, PushResult]] = []
     for job, result in answered:
         if result.status is None and result.reason == NOT_SENT:
             held.append(job.id)  # shutting down: due again at once, attempts unchanged
@@ -265,6 +271,7 @@ async def _finish(
             # Out of attempts, or refused for good: give up (unless a newer change came).
             done.append(job)
             stored = push_jobs.FAILED
+            failed.append((job, result))
         attempts.append(
             {
                 "push_token": job.push_token,
@@ -288,8 +295,10 @@ async def _finish(
         await push_jobs.reschedule(conn, retry)
         await push_jobs.release(conn, held, now_ms=now)
         for pass_type_id, reason in blocked.items():
+            await webhooks.announce_apns_blocked(conn, pass_type_id, reason, now_ms=now)
             await push_jobs.set_apns_error(conn, pass_type_id, reason, now_ms=now)
         await push_jobs.record_attempts(conn, attempts)
+        await webhooks.emit_push_failures(conn, failed, now_ms=now)
     # Counted once recorded: the answers of a heartbeat that failed are recorded again.
     for result in counted:
         PUSHES.labels(result.outcome.value).inc()
@@ -410,6 +419,47 @@ class _Doorbell:
                 await asyncio.sleep(1.0)
 
 
+async def run_lifecycle(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Until `stop`: apply due scheduled changes, render expiry that a template change made
+    unknown, void expired passes (PASSHOUSE_VOID_EXPIRED) and retire ended ones.
+
+    It sleeps until the next known due time, at most LIFECYCLE_POLL_SECONDS: a change that
+    is overdue after a restart is applied on the first round.
+    """
+    settings, database = runtime.settings, runtime.database
+    builder = PassBuilder(runtime.sealer, settings.web_service_url)
+    while not stop.is_set():
+        wait = LIFECYCLE_POLL_SECONDS
+        try:
+            while not stop.is_set() and await lifecycle.apply_due_change(database, builder):
+                pass
+            busy = await lifecycle.refresh_unknown_expiry(database, builder)
+            if settings.void_expired:
+                busy += await lifecycle.void_expired(database)
+            busy += await lifecycle.retire_ended(database, settings.retention_days)
+            if busy:
+                wait = 0.0  # a full batch may have more behind it
+            else:
+                wait = min(
+                    wait, await _seconds_to_next(database, void_expired=settings.void_expired)
+                )
+        except Exception as error:  # the database went away: log, wait, carry on
+            _log_failure(database, "lifecycle_failed", error)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await stop.wait()
+
+
+async def _seconds_to_next(database: Database, *, void_expired: bool) -> float:
+    now = time.time()
+    due = [await lifecycle.next_change_due_ms(database)]
+    if void_expired:
+        expiry = await lifecycle.next_expiry(database)
+        due.append(None if expiry is None else expiry * 1000)
+    known = [value / 1000 - now for value in due if value is not None]
+    return max(0.0, min(known, default=LIFECYCLE_POLL_SECONDS))
+
+
 async def _first(*awaitables: Any) -> None:
     tasks = [asyncio.ensure_future(a) for a in awaitables]
     try:
@@ -511,12 +561,15 @@ async def run_worker(
         asyncio.create_task(housekeeping()),
         asyncio.create_task(watch()),
         asyncio.create_task(stop_sending_on_stop()),
+        asyncio.create_task(run_lifecycle(runtime, stop)),
     ]
     if not database.is_sqlite:
         background.append(asyncio.create_task(doorbell.listen(stop)))
     # Bulk jobs (CSV imports, bulk updates): one job at a time per worker, in chunks.
     jobs_builder = PassBuilder(runtime.sealer, settings.web_service_url)
     background.append(asyncio.create_task(run_job_worker(database, jobs_builder, settings, stop)))
+    # Webhook events go out from the same worker process (webhooks/worker.py).
+    background.append(asyncio.create_task(run_webhook_worker(runtime, stop)))
     try:
         await asyncio.gather(*(lane() for _ in range(settings.push_concurrency)))
     finally:

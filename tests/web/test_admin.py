@@ -770,7 +770,10 @@ async def test_a_voided_pass_cannot_change(
     assert_error(response, 409, "conflict")
 
 
-async def test_passes_are_listed_page_by_page(admin: httpx.AsyncClient, template: str) -> None:
+@pytest.mark.parametrize(("sort", "newest_first"), [(None, True), ("created", False)])
+async def test_passes_are_listed_page_by_page(
+    admin: httpx.AsyncClient, template: str, sort: str | None, newest_first: bool
+) -> None:
     serials = [f"page-{n}" for n in range(5)]
     for serial in serials:
         await admin.post(
@@ -782,6 +785,8 @@ async def test_passes_are_listed_page_by_page(admin: httpx.AsyncClient, template
     pages = 0
     while True:
         params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        if sort:
+            params["sort"] = sort
         page = (await admin.get("/api/v1/passes", params=params)).json()
         seen += [item["serial_number"] for item in page["items"]]
         pages += 1
@@ -789,7 +794,8 @@ async def test_passes_are_listed_page_by_page(admin: httpx.AsyncClient, template
         if cursor is None:
             break
 
-    assert seen == serials
+    # Newest first unless sort=created asks for the issuing order.
+    assert seen == (serials[::-1] if newest_first else serials)
     assert pages == 3
 
 

@@ -628,3 +628,40 @@ async def test_the_issue_form_fills_dotted_placeholders_nested(
     assert prefilled == {"name": "", "balance": "", "seat": {"section": "", "number": ""}}
     issued = await _api_pass(admin, "seats")
     assert issued["data"] == filled
+
+
+async def test_an_expired_pass_shows_as_expired_in_the_list_and_on_its_page(
+    browser_page: Any, server_url: str, admin: httpx.AsyncClient, pass_type: str
+) -> None:
+    page = browser_page
+    assets = {name: base64.b64encode(data).decode() for name, data in devmode.demo_assets().items()}
+    pass_json = {**TEMPLATE_JSON, "expirationDate": "{{expires}}"}
+    created = await admin.post(
+        "/api/v1/templates",
+        json={"name": "dated", "pass_type_id": pass_type, "pass_json": pass_json, "assets": assets},
+    )
+    assert created.status_code == 201, created.text
+    for serial, expires in [
+        ("gone-1", "2020-01-01T00:00:00Z"),
+        ("fresh-1", "2999-01-01T00:00:00Z"),
+    ]:
+        issued = await admin.post(
+            "/api/v1/passes",
+            json={"template": "dated", "serial_number": serial,
+                  "data": {"name": "Ada", "balance": 1, "expires": expires}},
+        )  # fmt: skip
+        assert issued.status_code == 201, issued.text
+
+    await page.goto(f"{server_url}/dashboard#/passes")
+    await page.get_by_label("API key").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    rows = page.locator("tbody tr")
+    await rows.filter(has_text="gone-1").locator(".pill", has_text="expired").wait_for()
+    assert "active" in await rows.filter(has_text="fresh-1").inner_text()
+    await page.get_by_role("link", name="gone-1").click()
+    await page.locator("#pass-status", has_text="expired").wait_for()
+
+    assert "This pass expired on 2020-01-01T00:00:00Z" in await page.locator("main").inner_text()
+    assert await page.get_by_role("button", name="Void pass").is_enabled()
+    await _assert_reads_cleanly(page)
+    await _shot(page, "pass-expired")

@@ -18,7 +18,9 @@ def _register_commands() -> None:
     from passhouse.cli import bulk as _bulk  # noqa: F401
     from passhouse.cli import manage as _manage  # noqa: F401
     from passhouse.cli import pkpass as _pkpass  # noqa: F401
+    from passhouse.cli import schedule as _schedule  # noqa: F401
     from passhouse.cli import server as _server  # noqa: F401
+    from passhouse.cli import webhooks as _webhooks  # noqa: F401
     from passhouse.cli import worker as _worker  # noqa: F401
 
 

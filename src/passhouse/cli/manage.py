@@ -15,7 +15,7 @@ import click
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse import issuing
+from passhouse import issuing, lifecycle
 from passhouse.bootstrap import Runtime, open_runtime
 from passhouse.cli.server import (
     in_transaction,
@@ -150,6 +150,7 @@ def _pass_record(row: sa.Row[Any], template_name: str, public_url: str) -> dict[
         "version": row.version,
         "data": row.data,
         "voided": row.voided,
+        **lifecycle.pass_state(row),
         "personalized": row.personalization is not None,
         "created_at": _iso(row.created_at),
         "modified_at": _iso(row.modified_at),
@@ -158,7 +159,11 @@ def _pass_record(row: sa.Row[Any], template_name: str, public_url: str) -> dict[
 
 
 def _state(record: dict[str, Any]) -> str:
-    return "voided" if record["voided"] else "active"
+    if record["retired"]:
+        return "retired"
+    if record["voided"]:
+        return "voided"
+    return "expired" if record["expired"] else "active"
 
 
 @pass_group.command("list")

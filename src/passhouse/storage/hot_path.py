@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import make_url
 
+from passhouse.storage.webhooks import PG_INSTALLED_CTE, SQLITE_INSTALLED, shorten_device_id
+
 
 @dataclass(frozen=True, slots=True)
 class PassAuth:
@@ -34,6 +36,8 @@ class PassAuth:
     authentication_token: str
     version: int
     modified_at: int
+    # Retired (ADR 0020): the device gets the last file, and no registration is stored.
+    retired: bool = False
 
 
 class Registered(enum.Enum):
@@ -66,7 +70,7 @@ class HotPath(Protocol):
 
 
 _SELECT_DEVICE_AUTH = (
-    "SELECT id, authentication_token, version, modified_at FROM passes "
+    "SELECT id, authentication_token, version, modified_at, retired_at IS NOT NULL FROM passes "
     "WHERE pass_type_id = {0} AND serial_number = {1}"
 )
 # Changed serials, written so the only plan is the device's row, then its registrations
@@ -111,18 +115,34 @@ def _sqlite(sql: str, count: int) -> str:
 
 # One round trip: the device row (created or found) and the registration upsert. The
 # no-op DO UPDATE on devices makes RETURNING yield the id of an existing row; xmax = 0
-# tells a fresh insert from an update.
-_PG_REGISTER = """
+# tells a fresh insert from an update. A fresh one (a new install) is also counted in its
+# hour's counter row and, the first time a pass is installed, recorded with the time
+# (storage/analytics.py), and records its pass.installed event when some webhook takes it
+# (storage/webhooks.py); a renewal writes nothing more.
+_PG_REGISTER_SQL = """
 WITH device AS (
     INSERT INTO devices (device_library_id, created_at) VALUES ($1, $2)
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
     RETURNING id
+), registered AS (
+    INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
+    SELECT id, $3, $4, $5 FROM device
+    ON CONFLICT (device_id, pass_id) DO UPDATE
+        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
+    RETURNING (xmax = 0) AS created, pass_id
 )
-INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
-SELECT id, $3, $4, $5 FROM device
-ON CONFLICT (device_id, pass_id) DO UPDATE
-    SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
-RETURNING (xmax = 0) AS created
+, counted AS (
+    INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs)
+    SELECT p.pass_type_id, p.template_id, $5 / 1000 - $5 / 1000 % 3600, 1
+    FROM registered r JOIN passes p ON p.id = r.pass_id WHERE r.created
+    ON CONFLICT (pass_type_id, template_id, bucket)
+        DO UPDATE SET installs = stats_counters.installs + 1
+), first_install AS (
+    INSERT INTO pass_first_installs (pass_id, at_ms)
+    SELECT pass_id, $5 FROM registered WHERE created
+    ON CONFLICT (pass_id) DO NOTHING
+){installed}
+SELECT created FROM registered
 """
 
 # The same, with the cap checked first in the same round trip: when the pass is full and
@@ -130,7 +150,7 @@ RETURNING (xmax = 0) AS created
 # The count reads ix_registrations_pass_id and stops at the cap. Under PostgreSQL's read
 # committed, registrations committing at the same moment can overshoot the cap by the
 # number in flight at once; SQLite writes one at a time and holds it exactly.
-_PG_REGISTER_CAPPED = """
+_PG_REGISTER_CAPPED_SQL = """
 WITH room AS (
     SELECT EXISTS (
         SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id
@@ -142,13 +162,49 @@ WITH room AS (
     INSERT INTO devices (device_library_id, created_at) SELECT $1, $2 FROM room WHERE ok
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
     RETURNING id
+), registered AS (
+    INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
+    SELECT id, $3, $4, $5 FROM device
+    ON CONFLICT (device_id, pass_id) DO UPDATE
+        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
+    RETURNING (xmax = 0) AS created, pass_id
 )
-INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)
-SELECT id, $3, $4, $5 FROM device
-ON CONFLICT (device_id, pass_id) DO UPDATE
-    SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms
-RETURNING (xmax = 0) AS created
+, counted AS (
+    INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs)
+    SELECT p.pass_type_id, p.template_id, $5 / 1000 - $5 / 1000 % 3600, 1
+    FROM registered r JOIN passes p ON p.id = r.pass_id WHERE r.created
+    ON CONFLICT (pass_type_id, template_id, bucket)
+        DO UPDATE SET installs = stats_counters.installs + 1
+), first_install AS (
+    INSERT INTO pass_first_installs (pass_id, at_ms)
+    SELECT pass_id, $5 FROM registered WHERE created
+    ON CONFLICT (pass_id) DO NOTHING
+){installed}
+SELECT created FROM registered
 """
+
+# A new registration also records its pass.installed event (storage/webhooks.py), in the
+# same statement, when some webhook endpoint takes that type.
+_PG_REGISTER = _PG_REGISTER_SQL.format(installed=PG_INSTALLED_CTE.format(device="$6"))
+_PG_REGISTER_CAPPED = _PG_REGISTER_CAPPED_SQL.format(installed=PG_INSTALLED_CTE.format(device="$7"))
+
+_SQLITE_COUNT_INSTALL = (
+    "INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs) "
+    "SELECT pass_type_id, template_id, ?, 1 FROM passes WHERE id = ? "
+    "ON CONFLICT (pass_type_id, template_id, bucket) DO UPDATE SET installs = installs + 1"
+)
+_SQLITE_FIRST_INSTALL = (
+    "INSERT INTO pass_first_installs (pass_id, at_ms) VALUES (?, ?) "
+    "ON CONFLICT (pass_id) DO NOTHING"
+)
+
+
+def _hour_of(now_ms: int) -> int:
+    """The counter bucket of a moment: the start of its hour in Unix seconds (as
+    storage.analytics.bucket_of)."""
+    seconds = now_ms // 1000
+    return seconds - seconds % 3600
+
 
 _SQLITE_REGISTERED = (
     "SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id "
@@ -184,7 +240,7 @@ class PostgresHotPath:
     async def pass_for_device(self, pass_type_id: str, serial_number: str) -> PassAuth | None:
         pool = await self._get_pool()
         row = await pool.fetchrow(_pg(_SELECT_DEVICE_AUTH, 2), pass_type_id, serial_number)
-        return None if row is None else PassAuth(row[0], row[1], row[2], row[3])
+        return None if row is None else PassAuth(row[0], row[1], row[2], row[3], bool(row[4]))
 
     async def serials_updated_since(
         self, device_library_id: str, pass_type_id: str, since: int
@@ -204,12 +260,13 @@ class PostgresHotPath:
     ) -> Registered:
         pool = await self._get_pool()
         args = (device_library_id, now_ms // 1000, pass_id, push_token, now_ms)
+        device = shorten_device_id(device_library_id)
         if max_registrations:
-            created = await pool.fetchval(_PG_REGISTER_CAPPED, *args, max_registrations)
+            created = await pool.fetchval(_PG_REGISTER_CAPPED, *args, max_registrations, device)
             if created is None:
                 return Registered.PASS_FULL
         else:
-            created = await pool.fetchval(_PG_REGISTER, *args)
+            created = await pool.fetchval(_PG_REGISTER, *args, device)
         return Registered.CREATED if created else Registered.UPDATED
 
     async def close(self) -> None:
@@ -244,7 +301,7 @@ class SqliteHotPath:
             .execute(_sqlite(_SELECT_DEVICE_AUTH, 2), (pass_type_id, serial_number))
             .fetchone()
         )
-        return None if row is None else PassAuth(row[0], row[1], row[2], row[3])
+        return None if row is None else PassAuth(row[0], row[1], row[2], row[3], bool(row[4]))
 
     async def serials_updated_since(
         self, device_library_id: str, pass_type_id: str, since: int
@@ -274,6 +331,11 @@ class SqliteHotPath:
                 )
                 if not full:
                     created = _sqlite_register(db, pass_id, device_library_id, push_token, now_ms)
+                    if created:  # one INSERT, a no-op unless a webhook takes the type
+                        db.execute(
+                            SQLITE_INSTALLED,
+                            (shorten_device_id(device_library_id), now_ms, pass_id),
+                        )
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -318,6 +380,8 @@ def _sqlite_register(
         (device_id, pass_id, push_token, now_ms),
     ).fetchall()
     if inserted:
+        db.execute(_SQLITE_COUNT_INSTALL, (_hour_of(now_ms), pass_id))
+        db.execute(_SQLITE_FIRST_INSTALL, (pass_id, now_ms))
         return True
     db.execute(
         "UPDATE registrations SET push_token = ?, registered_at_ms = ? "

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse.storage import analytics, search
 from passhouse.storage.tables import passes, pkpass_cache
 
 
@@ -53,6 +54,13 @@ async def serial_exists(conn: AsyncConnection, pass_type_id: str, serial_number:
 async def insert_pass(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
     pass_id = await conn.scalar(passes.insert().values(**values).returning(passes.c.id))
     assert pass_id is not None
+    # Searchable in the same transaction as it exists.
+    await search.index_passes(
+        conn, [(int(pass_id), values["serial_number"], values["data"])], replace=False
+    )
+    await analytics.count_template_event(
+        conn, values["pass_type_id"], values["template_id"], at=values["created_at"], issued=1
+    )
     return int(pass_id)
 
 
@@ -65,8 +73,11 @@ async def save_new_version(
     data: Mapping[str, Any] | None = None,
     voided: bool | None = None,
     personalization: Mapping[str, Any] | None = None,
+    lifecycle: Mapping[str, int | None] | None = None,
 ) -> sa.Row[Any] | None:
     """Give a pass a new version (and optionally new data); returns the updated row.
+
+    `lifecycle` sets expires_at, voided_at or retired_at along with it.
 
     Personalization is stored once: for a pass that already holds some, nothing changes
     and the answer is None. The check is in the UPDATE, so of two concurrent attempts one
@@ -81,15 +92,31 @@ async def save_new_version(
     if personalization is not None:
         values["personalization"] = dict(personalization)
         where.append(passes.c.personalization.is_(None))
+    values.update(lifecycle or {})
     result = await conn.execute(passes.update().where(*where).values(**values).returning(*passes.c))
-    return result.first()
+    updated = result.first()
+    if updated is None:
+        return None
+    if data is not None:
+        await search.index_passes(conn, [(updated.id, updated.serial_number, updated.data)])
+    counted = {"voided": 1} if voided else {"updated": 1}
+    await analytics.count_template_event(
+        conn, updated.pass_type_id, updated.template_id, at=now, **counted
+    )
+    return updated
 
 
 async def bump_template_passes(
     conn: AsyncConnection, template_id: int, *, version: int, now: int
 ) -> int:
-    """Give every pass of a template a new version in one statement; returns how many."""
-    return await _bump(conn, passes.c.template_id == template_id, version=version, now=now)
+    """Give every pass of a template a new version in one statement (a change of the
+    template: each counts as updated); returns how many."""
+    changed = await _bump(conn, passes.c.template_id == template_id, version=version, now=now)
+    if changed:
+        await analytics.count_pass_events(
+            conn, passes.c.template_id == template_id, at=now, updated=1
+        )
+    return changed
 
 
 async def bump_pass_type_passes(
@@ -111,6 +138,8 @@ async def _bump(
 async def list_passes(
     conn: AsyncConnection, *, template_id: int | None, after_id: int | None, limit: int
 ) -> list[sa.Row[Any]]:
+    """Oldest first (the CLI's and the PassNinja API's order); the admin API lists with
+    storage.search.list_passes."""
     query = sa.select(passes).order_by(passes.c.id).limit(limit)
     if template_id is not None:
         query = query.where(passes.c.template_id == template_id)
@@ -214,7 +243,15 @@ async def insert_passes(conn: AsyncConnection, values: list[dict[str, Any]]) -> 
     result = await conn.execute(
         passes.insert().returning(*passes.c, sort_by_parameter_order=True), values
     )
-    return list(result.all())
+    rows = list(result.all())
+    # Searchable and counted in the same transaction, as insert_pass does.
+    await search.index_passes(
+        conn, [(row.id, row.serial_number, row.data) for row in rows], replace=False
+    )
+    await analytics.count_pass_events(
+        conn, passes.c.id.in_([row.id for row in rows]), at=values[0]["created_at"], issued=1
+    )
+    return rows
 
 
 async def save_new_data_many(
@@ -236,6 +273,12 @@ async def save_new_data_many(
         statement,
         [{"b_id": i, "b_data": data, "b_version": version} for i, data, version in changes],
     )
+    ids = [i for i, _, _ in changes]
+    found = await conn.execute(
+        sa.select(passes.c.id, passes.c.serial_number, passes.c.data).where(passes.c.id.in_(ids))
+    )
+    await search.index_passes(conn, [(row.id, row.serial_number, row.data) for row in found])
+    await analytics.count_pass_events(conn, passes.c.id.in_(ids), at=now, updated=1)
 
 
 async def template_candidates(

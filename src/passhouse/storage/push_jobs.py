@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse.storage import analytics, webhooks
 from passhouse.storage.passes import current_file_built_for_another_key
 from passhouse.storage.tables import (
     devices,
@@ -240,10 +241,12 @@ async def forget_push_token(
     pass_type_id: str,
     *,
     unregistered_at_ms: int,
+    now_ms: int | None = None,
 ) -> int:
     """APNs says the token is gone: drop its registrations for this pass type made up to
     `unregistered_at_ms` (a later one means the device came back), then devices left with
-    no registration. Returns the registrations deleted."""
+    no registration. Returns the registrations deleted (each a pass.uninstalled event)."""
+    now_ms = unregistered_at_ms if now_ms is None else now_ms
     of_type = sa.select(passes.c.id).where(passes.c.pass_type_id == pass_type_id)
     doomed = sa.and_(
         registrations.c.push_token == push_token,
@@ -255,7 +258,18 @@ async def forget_push_token(
         .scalars()
         .all()
     )
-    result = await conn.execute(registrations.delete().where(doomed))
+    uninstalled = await webhooks.registrations_to_forget(conn, doomed)
+    result = await conn.execute(
+        registrations.delete().where(doomed).returning(registrations.c.pass_id)
+    )
+    deleted = list(result.scalars().all())
+    if deleted:
+        # A device that no longer holds its pass: an uninstall, when APNs says it happened.
+        await analytics.count_pass_events(
+            conn, passes.c.id.in_(deleted), at=unregistered_at_ms // 1000, uninstalls=1
+        )
+    for pass_id, device_library_id in uninstalled:
+        await webhooks.emit_uninstalled(conn, pass_id, device_library_id, now_ms=now_ms)
     if device_ids:
         await conn.execute(
             devices.delete().where(
@@ -263,7 +277,7 @@ async def forget_push_token(
                 ~sa.exists().where(registrations.c.device_id == devices.c.id),
             )
         )
-    return max(result.rowcount, 0)
+    return len(deleted)
 
 
 async def record_attempts(conn: AsyncConnection, attempts: Sequence[dict[str, Any]]) -> None:
@@ -271,6 +285,7 @@ async def record_attempts(conn: AsyncConnection, attempts: Sequence[dict[str, An
     latency_ms, at_ms."""
     if attempts:
         await conn.execute(push_attempts.insert(), list(attempts))
+        await analytics.count_pushes(conn, attempts)
 
 
 async def prune_attempts(conn: AsyncConnection, *, older_than_ms: int) -> int:

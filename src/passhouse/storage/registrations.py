@@ -5,11 +5,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse.storage import analytics, webhooks
 from passhouse.storage.tables import devices, passes, push_jobs, registrations
 
 
-async def unregister_device(conn: AsyncConnection, pass_id: int, device_library_id: str) -> bool:
-    """Remove one registration, and the device once it holds none; True if one existed."""
+async def unregister_device(
+    conn: AsyncConnection, pass_id: int, device_library_id: str, *, now_ms: int
+) -> bool:
+    """Remove one registration (counted as an uninstall, and a pass.uninstalled event), and
+    the device once it holds none; True if one existed."""
     device_id = await conn.scalar(
         sa.select(devices.c.id).where(devices.c.device_library_id == device_library_id)
     )
@@ -24,6 +28,10 @@ async def unregister_device(conn: AsyncConnection, pass_id: int, device_library_
     ).all()
     for (push_token,) in removed:
         await _drop_orphan_push(conn, push_token, pass_id)
+    if removed:
+        await analytics.count_pass_event(conn, pass_id, at=now_ms // 1000, uninstalls=1)
+        # In milliseconds: an event goes to the endpoints subscribed at its exact time.
+        await webhooks.emit_uninstalled(conn, pass_id, device_library_id, now_ms=now_ms)
     remaining = await conn.scalar(
         sa.select(registrations.c.pass_id).where(registrations.c.device_id == device_id).limit(1)
     )

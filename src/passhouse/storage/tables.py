@@ -105,8 +105,22 @@ passes = sa.Table(
     # What the person entered in Wallet's personalization sheet, once they did.
     sa.Column("personalization", sa.JSON, nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # Expiry and retirement (ADR 0020), Unix seconds. expires_at is the rendered
+    # expirationDate (NULL: none; EXPIRY_UNKNOWN: to be worked out again by a worker, after
+    # a template change); voided_at when it was voided; retired_at once its devices are
+    # told to stop asking for it.
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("voided_at", sa.BigInteger, nullable=True),
+    sa.Column("retired_at", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("pass_type_id", "serial_number", name="uq_passes_type_serial"),
+    # The workers' lookups: passes to void at expiry (and with unknown expiry), passes to
+    # retire once voided for the retention period; ranges on an index, never a scan.
+    sa.Index("ix_passes_voided_expires_at", "voided", "expires_at"),
+    sa.Index("ix_passes_retired_at_voided_at", "retired_at", "voided_at"),
 )
+
+# passes.expires_at of a pass whose expiry must be rendered again (a template changed).
+EXPIRY_UNKNOWN = -1
 
 # Signed .pkpass bytes of a pass's current version; built on first download.
 pkpass_cache = sa.Table(
@@ -199,6 +213,189 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
 )
+
+# --- search and install analytics (ADR 0021) ---------------------------------------------
+
+# Lists sorted newest first, page after page, stay on an index whatever their depth: the
+# cursor is the last row's sort key, never an OFFSET.
+sa.Index("ix_passes_template_id_id", passes.c.template_id, passes.c.id)
+sa.Index("ix_passes_modified_at_id", passes.c.modified_at, passes.c.id)
+sa.Index(
+    "ix_passes_template_id_modified_at_id", passes.c.template_id, passes.c.modified_at, passes.c.id
+)
+
+# The words of each pass's serial and data values, case-folded: written in the same
+# transaction as the pass (storage/search.py). A prefix is a range of this primary key.
+# Byte order ("C") on PostgreSQL, so a prefix range is exact whatever the database locale.
+SEARCH_TERM_LENGTH = 64
+pass_search_terms = sa.Table(
+    "pass_search_terms",
+    metadata,
+    sa.Column(
+        "term",
+        sa.String(SEARCH_TERM_LENGTH).with_variant(
+            sa.String(SEARCH_TERM_LENGTH, collation="C"), "postgresql"
+        ),
+        primary_key=True,
+    ),
+    sa.Column("pass_id", BigId, sa.ForeignKey("passes.id", ondelete="CASCADE"), primary_key=True),
+    sa.Index("ix_pass_search_terms_pass_id_term", "pass_id", "term"),
+)
+
+# Counters per hour, kept as things happen: upserted in the transaction of the event.
+# template_id 0 holds what belongs to the pass type alone (pushes go to a device, which
+# then fetches every changed pass of the type).
+stats_counters = sa.Table(
+    "stats_counters",
+    metadata,
+    sa.Column("pass_type_id", sa.String(255), primary_key=True),
+    sa.Column("template_id", sa.BigInteger, primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),  # Unix seconds of the hour's start
+    sa.Column("issued", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("voided", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("installs", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("uninstalls", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("pushes_sent", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("pushes_failed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_stats_counters_bucket", "bucket"),
+)
+
+# When a device first registered for each pass; written once (INSERT ... DO NOTHING).
+pass_first_installs = sa.Table(
+    "pass_first_installs",
+    metadata,
+    sa.Column("pass_id", BigId, sa.ForeignKey("passes.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+)
+
+# Scheduled changes (issue 9): a merge patch or a void, for one pass or for the passes of a
+# template matching `where`, applied by the workers at `due_at_ms` (ADR 0020).
+scheduled_changes = sa.Table(
+    "scheduled_changes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # pending, then applied, failed or cancelled; only a pending change may be claimed.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("pass_type_id", sa.String(255), nullable=True),
+    sa.Column("serial_number", sa.String(255), nullable=True),
+    # No foreign key: a template deleted meanwhile makes the change fail, with the reason.
+    sa.Column("template_id", BigId, nullable=True),
+    sa.Column("matching", sa.JSON, nullable=True),  # the request's `where`
+    sa.Column("data", sa.JSON, nullable=True),
+    sa.Column("void", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("due_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("finished_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("passes_changed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("passes_failed", sa.Integer, nullable=False, server_default="0"),
+    # The first failures of a template change: [{"serial_number", "reason"}, ...].
+    sa.Column("failures", sa.JSON, nullable=True),
+    sa.Index("ix_scheduled_changes_status_due", "status", "due_at_ms"),
+)
+
+# --- webhooks (issue 9, ADR 0018) ---------------------------------------------------------
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.Text, nullable=False),
+    # Fernet token of the signing secret (the secret must be read back to sign).
+    sa.Column("secret_encrypted", sa.LargeBinary, nullable=False),
+    # The event types as given (["*"] or names), for display; webhook_subscriptions is
+    # what fan-out reads.
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # Unix ms of the first failed attempt since the last success; None while healthy.
+    sa.Column("failing_since_ms", sa.BigInteger, nullable=True),
+    # Set when the worker disabled the endpoint after failing for too long.
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("disabled_at", sa.BigInteger, nullable=True),
+)
+
+# Which event types an endpoint took, and when: an event goes to the endpoints whose
+# interval covers its time, so "subscribed when it happened" holds whenever it is fanned
+# out. Closed (until_ms set) by a change of events, a disable, or a delete.
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "endpoint_id",
+        BigId,
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("event_type", sa.String(64), nullable=False),  # a type, or "*"
+    sa.Column("from_ms", sa.BigInteger, nullable=False),
+    sa.Column("until_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_webhook_subscriptions_event_type", "event_type", "until_ms"),
+)
+
+# The event outbox: written in the transaction of the change that caused the event (only
+# when some endpoint takes its type), fanned out to deliveries by the worker.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    # What receivers see as the event id: random, stable across retries.
+    sa.Column("public_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("fanned_out", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index(
+        "ix_webhook_events_pending",
+        "id",
+        sqlite_where=sa.text("NOT fanned_out"),
+        postgresql_where=sa.text("NOT fanned_out"),
+    ),
+    sa.Index("ix_webhook_events_created_at_ms", "created_at_ms"),
+)
+
+# One row per (event, endpoint): the delivery queue (leased like push_jobs) and its record.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "event_id", BigId, sa.ForeignKey("webhook_events.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "endpoint_id",
+        BigId,
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("state", sa.String(16), nullable=False),  # pending, delivered, failed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # When it may next be claimed (a claim moves it forward by a lease); None once done.
+    sa.Column("due_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_attempt_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("finished_at_ms", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+    sa.Index("ix_webhook_deliveries_due_at_ms", "due_at_ms"),
+    sa.Index("ix_webhook_deliveries_endpoint_id", "endpoint_id", "id"),
+)
+
+# certificate.expiring thresholds already announced, per certificate (its not_after).
+certificate_notices = sa.Table(
+    "certificate_notices",
+    metadata,
+    sa.Column("pass_type_id", sa.String(255), primary_key=True),
+    sa.Column("not_after", sa.BigInteger, primary_key=True),
+    sa.Column("days_before", sa.Integer, primary_key=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+)
+
 
 # --- bulk jobs and idempotent calls (issue 9) ---------------------------------------------
 

@@ -20,16 +20,24 @@ from fastapi import (
     UploadFile,
     status,
 )
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from starlette.convertors import StringConvertor, register_url_convertor
 
-from passhouse import issuing
+from passhouse import analytics as install_analytics
+from passhouse import issuing, lifecycle, search
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.template import Template
 from passhouse.settings import Settings
-from passhouse.storage import device_logs, pass_types, passes, push_jobs, templates
+from passhouse.storage import analytics, device_logs, pass_types, push_jobs, templates
 from passhouse.storage.sealing import Sealer
 from passhouse.web.admin_schema import (
     NO_NUL,
@@ -46,6 +54,7 @@ from passhouse.web.admin_schema import (
     PushAttemptList,
     PushStats,
     RegistrationList,
+    StatsView,
     TemplateList,
     TemplateReplaced,
     TemplateView,
@@ -179,8 +188,8 @@ class PassTypeIn(_Body):
     )
 
 
-def _pass_type_view(
-    row: sa.Row[Any], sealer: Sealer, warnings: list[str] | None = None
+async def _pass_type_view(
+    conn: Any, row: sa.Row[Any], sealer: Sealer, warnings: list[str] | None = None
 ) -> dict[str, Any]:
     view = {
         "pass_type_id": row.pass_type_id,
@@ -198,6 +207,9 @@ def _pass_type_view(
         "created_at": _iso(row.created_at),
         # Everything that makes (error) or may make (warning) Wallet reject its passes.
         "problems": issuing.pass_type_problems(row, sealer),
+        "totals": await install_analytics.totals(
+            conn, analytics.Scope(pass_type_id=row.pass_type_id)
+        ),
     }
     if warnings is not None:
         view["warnings"] = warnings
@@ -252,7 +264,7 @@ async def add_pass_type(
         response.status_code = status.HTTP_200_OK
     row = await pass_types.get_pass_type(conn, pass_type_id)
     assert row is not None
-    return _pass_type_view(row, runtime.sealer, warnings)
+    return await _pass_type_view(conn, row, runtime.sealer, warnings)
 
 
 @router.get(
@@ -261,7 +273,7 @@ async def add_pass_type(
 async def list_pass_types(conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
     """Every pass type, with the problems that would make Wallet reject its passes."""
     rows = await pass_types.list_pass_types(conn)
-    return {"items": [_pass_type_view(row, runtime.sealer) for row in rows]}
+    return {"items": [await _pass_type_view(conn, row, runtime.sealer) for row in rows]}
 
 
 @router.get(
@@ -277,7 +289,7 @@ async def get_pass_type(
     row = await pass_types.get_pass_type(conn, pass_type_id)
     if row is None:
         raise NotFound(f"No pass type {pass_type_id!r}.")
-    return _pass_type_view(row, runtime.sealer)
+    return await _pass_type_view(conn, row, runtime.sealer)
 
 
 @router.delete(
@@ -347,6 +359,9 @@ async def _template_view(conn: Any, row: sa.Row[Any]) -> dict[str, Any]:
         "assets": await templates.asset_names(conn, row.id),
         "revision": row.revision,
         "pass_count": await templates.count_passes(conn, row.id),
+        "totals": await install_analytics.totals(
+            conn, analytics.Scope(pass_type_id=row.pass_type_id, template_id=row.id)
+        ),
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
@@ -556,8 +571,14 @@ class PassData(_Body):
     )
 
 
-def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[str, Any]:
+def _pass_view(
+    row: sa.Row[Any],
+    public_url: str,
+    template_name: str,
+    installs: analytics.PassInstalls | None = None,
+) -> dict[str, Any]:
     base = f"{public_url}/api/v1/passes/{row.pass_type_id}/{row.serial_number}"
+    first_ms = installs.first_installed_at_ms if installs else None
     return {
         "pass_type_id": row.pass_type_id,
         "serial_number": row.serial_number,
@@ -565,7 +586,10 @@ def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[st
         "version": row.version,
         "data": row.data,
         "voided": row.voided,
+        **lifecycle.pass_state(row),
         "personalized": row.personalization is not None,
+        "installs": installs.installs if installs else 0,
+        "first_installed_at": None if first_ms is None else _iso(first_ms // 1000),
         "created_at": _iso(row.created_at),
         "modified_at": _iso(row.modified_at),
         "urls": {"pkpass": f"{base}/pkpass", "share": f"{public_url}/p/{row.share_id}"},
@@ -575,7 +599,8 @@ def _pass_view(row: sa.Row[Any], public_url: str, template_name: str) -> dict[st
 async def _pass_response(conn: Any, row: sa.Row[Any], runtime: Any) -> dict[str, Any]:
     template_row = await templates.get_template(conn, row.template_id)
     name = template_row.name if template_row is not None else str(row.template_id)
-    return _pass_view(row, runtime.settings.public_url, name)
+    installs = await analytics.pass_installs(conn, [row.id])
+    return _pass_view(row, runtime.settings.public_url, name, installs[row.id])
 
 
 @router.post(
@@ -613,6 +638,17 @@ async def issue_pass(
     return await answer_once(conn, request, idempotency_key, content, 201, action)
 
 
+PassListCursor = Annotated[
+    str | None,
+    Query(
+        pattern=search.CURSOR_PATTERN,
+        description="next_cursor of the previous page, with the same sort; leave out for "
+        "the first page",
+        examples=["100"],
+    ),
+]
+
+
 @router.get("/passes", tags=["passes"], response_model=PassList, responses=error_responses(404))
 async def list_passes(
     conn: ReadConn,
@@ -621,23 +657,60 @@ async def list_passes(
         str | None,
         Query(description="Only the passes of this template (name or id)", examples=["loyalty"]),
     ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=search.MAX_QUERY_LENGTH,
+            pattern=NO_NUL,
+            description="Search: each word must start a word of the serial number or of a "
+            "data value (case-insensitive), e.g. `ada love` finds Ada Lovelace",
+            examples=["ada"],
+        ),
+    ] = None,
+    voided: Annotated[
+        bool | None,
+        Query(description="Only voided (true) or only active (false) passes", examples=[False]),
+    ] = None,
+    installed: Annotated[
+        bool | None,
+        Query(
+            description="Only passes on at least one device (true), or on none (false)",
+            examples=[True],
+        ),
+    ] = None,
+    sort: Annotated[
+        search.Sort,
+        Query(
+            description="created or updated (Last-Modified) order; a leading - for newest "
+            "first (the default)",
+            examples=["-created"],
+        ),
+    ] = "-created",
     limit: PageLimit = 100,
-    cursor: PageCursor = None,
+    cursor: PassListCursor = None,
 ) -> dict[str, Any]:
-    """Passes, a page at a time, oldest first (404 when `template` is unknown)."""
-    template_id = None
-    if template is not None:
-        template_row = await templates.get_template(conn, template)
-        if template_row is None:
-            raise NotFound(f"No template {template!r}.")
-        template_id = template_row.id
-    after_id = _after_id(cursor)
-    rows = await passes.list_passes(conn, template_id=template_id, after_id=after_id, limit=limit)
-    names = {row.id: row.name for row in await templates.list_templates(conn)}
+    """Passes, a page at a time, newest first unless `sort` says otherwise; searched with
+    `q` and filtered by template, voided and installed. Pages are keyset pages: follow
+    `next_cursor` (404 when `template` is unknown)."""
+    page = await search.find_passes(
+        conn,
+        template=template,
+        q=q,
+        voided=voided,
+        installed=installed,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+    )
     public_url = runtime.settings.public_url
     return {
-        "items": [_pass_view(r, public_url, names.get(r.template_id, "")) for r in rows],
-        "next_cursor": _next_cursor(rows[-1].id if rows else None, len(rows), limit),
+        "items": [
+            _pass_view(
+                row, public_url, page.template_names.get(row.template_id, ""), page.installs[row.id]
+            )
+            for row in page.rows
+        ],
+        "next_cursor": page.next_cursor,
     }
 
 
@@ -789,6 +862,65 @@ async def list_pushes(
     """Recent push attempts to the devices holding this pass, newest first."""
     row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
     return {"items": await issuing.recent_pushes(conn, row.id)}
+
+
+@router.get(
+    "/stats",
+    tags=["stats"],
+    response_model=StatsView,
+    response_model_by_alias=True,
+    responses=error_responses(404),
+)
+async def get_stats(
+    conn: ReadConn,
+    template: Annotated[
+        str | None,
+        Query(description="Only this template's passes (name or id)", examples=["loyalty"]),
+    ] = None,
+    pass_type_id: Annotated[
+        str | None,
+        Query(
+            max_length=255,
+            pattern=NO_NUL,
+            description="Only this pass type's passes and pushes",
+            examples=["pass.com.example.loyalty"],
+        ),
+    ] = None,
+    start: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="from",
+            description="ISO 8601 with a zone; rounded down to its hour or day. Default: "
+            "the 30 days (interval=day) or 48 hours (interval=hour) up to `to`, its own included",
+            examples=["2026-11-01T00:00:00Z"],
+        ),
+    ] = None,
+    end: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="to",
+            description="ISO 8601 with a zone, excluded; default now",
+            examples=["2026-12-01T00:00:00Z"],
+        ),
+    ] = None,
+    interval: Annotated[
+        install_analytics.Interval,
+        Query(description="One point per hour or per day (UTC)", examples=["day"]),
+    ] = "day",
+) -> dict[str, Any]:
+    """Install analytics: passes issued, updated and voided, installs and uninstalls,
+    pushes sent and failed, per hour or day, and all-time totals (active passes and
+    installs). Read from counters kept as things happen; 404 for an unknown template or
+    pass type, 422 for more than 2,400 points."""
+    return await install_analytics.stats(
+        conn,
+        template=template,
+        pass_type_id=pass_type_id,
+        start=start,
+        end=end,
+        interval=interval,
+        now=issuing.now_seconds(),
+    )
 
 
 @router.get("/push/stats", tags=["push"], response_model=PushStats, responses=error_responses())

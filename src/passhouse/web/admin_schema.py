@@ -99,6 +99,61 @@ PKPASS_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
+# --- install analytics --------------------------------------------------------------------
+
+
+class StatsPoint(_Out):
+    start: str = Field(description="Start of the hour or day (UTC)", examples=[ISO_EXAMPLE])
+    issued: int = Field(description="Passes issued", examples=[120])
+    updated: int = Field(
+        description="Passes that got a new version (a data change, personalization, or "
+        "their template's change)",
+        examples=[40],
+    )
+    voided: int = Field(description="Passes voided", examples=[2])
+    installs: int = Field(
+        description="Devices that registered for a pass they did not hold", examples=[90]
+    )
+    uninstalls: int = Field(
+        description="Devices that unregistered, or whose push token APNs said is gone",
+        examples=[5],
+    )
+    pushes_sent: int | None = Field(
+        description="Pushes APNs accepted (null for a template: a push belongs to a pass type)",
+        examples=[300],
+    )
+    pushes_failed: int | None = Field(
+        description="Pushes given up on after their attempts (null for a template)",
+        examples=[1],
+    )
+
+
+class StatsTotals(_Out):
+    """All-time figures, whatever from and to say."""
+
+    passes: int = Field(description="Passes issued", examples=[1000])
+    voided: int = Field(description="Passes voided", examples=[10])
+    active_passes: int = Field(description="Passes issued and not voided", examples=[990])
+    active_installs: int = Field(
+        description="Devices holding a pass now (installs minus uninstalls)", examples=[700]
+    )
+    installs: int = Field(examples=[750])
+    uninstalls: int = Field(examples=[50])
+    updated: int = Field(description="New versions of passes", examples=[3000])
+    pushes_sent: int | None = Field(description="Null for a template", examples=[9000])
+    pushes_failed: int | None = Field(description="Null for a template", examples=[12])
+
+
+class StatsView(_Out):
+    interval: Literal["hour", "day"]
+    from_: str = Field(
+        alias="from", description="Start of the first point (UTC)", examples=[ISO_EXAMPLE]
+    )
+    to: str = Field(description="End of the series (excluded)", examples=[ISO_EXAMPLE])
+    series: list[StatsPoint] = Field(description="One point per hour or day, oldest first")
+    totals: StatsTotals
+
+
 # --- pass types -------------------------------------------------------------------------
 
 
@@ -133,6 +188,7 @@ class PassTypeView(_Out):
     problems: list[Problem] = Field(
         description="What makes (error) or may make (warning) Wallet reject its passes"
     )
+    totals: StatsTotals = Field(description="Its passes, installs and pushes (GET /stats)")
 
 
 class PassTypeSaved(PassTypeView):
@@ -154,6 +210,7 @@ class TemplateView(_Out):
     assets: list[str] = Field(description="Asset file names", examples=[["icon.png", "logo.png"]])
     revision: int = Field(description="Goes up by one on every replacement")
     pass_count: int = Field(description="Passes made from this template")
+    totals: StatsTotals = Field(description="Its passes and installs (GET /stats)")
     created_at: str | None = Field(examples=[ISO_EXAMPLE])
     updated_at: str | None = Field(examples=[ISO_EXAMPLE])
 
@@ -181,7 +238,20 @@ class PassView(_Out):
     version: int = Field(description="Goes up by one on every real change")
     data: dict[str, Any] = Field(examples=[{"name": "Ada", "balance": 12.5}])
     voided: bool
+    expires_at: str | None = Field(
+        description="The rendered expirationDate, if the pass has one", examples=[ISO_EXAMPLE]
+    )
+    expired: bool = Field(description="Its expirationDate has passed")
+    retired: bool = Field(
+        description="Voided or expired longer than PASSHOUSE_RETENTION_DAYS: devices were "
+        "told to stop asking for it, and nothing is pushed for it any more"
+    )
     personalized: bool
+    installs: int = Field(description="Devices that hold the pass now (registered for updates)")
+    first_installed_at: str | None = Field(
+        description="When a device first registered for the pass; null if none ever did",
+        examples=[ISO_EXAMPLE],
+    )
     created_at: str | None = Field(examples=[ISO_EXAMPLE])
     modified_at: str | None = Field(examples=[ISO_EXAMPLE])
     urls: PassUrls

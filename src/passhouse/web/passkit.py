@@ -219,6 +219,11 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         # NUL cannot be stored in a PostgreSQL text column, and no APNs token holds one.
         if not isinstance(push_token, str) or not push_token.strip() or "\x00" in push_token:
             return error_response(400, 'The body must be {"pushToken": "<token>"}.')
+        if found.retired:
+            # Nothing is pushed for a retired pass again: store nothing, and answer as for
+            # a known registration so the device does not retry; the next time it asks for
+            # the pass it gets the file that tells it to stop (ADR 0020).
+            return Response(status_code=200)
         registered = await hot.register(
             found.id,
             device_library_id,
@@ -245,7 +250,9 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
             return found
         device_library_id = request.path_params["device_library_id"]
         async with database.transaction() as conn:
-            await registrations.unregister_device(conn, found.id, device_library_id)
+            await registrations.unregister_device(
+                conn, found.id, device_library_id, now_ms=issuing.now_ms()
+            )
         return Response(status_code=200)
 
     async def list_updatable_passes(request: Request) -> Response:

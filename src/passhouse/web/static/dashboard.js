@@ -52,7 +52,7 @@
     view.querySelector(":scope > .banner.error.transient")?.remove();
   }
 
-  const NUMERIC = new Set(["Passes", "Revision", "Version", "HTTP status", "Latency (ms)"]);
+  const NUMERIC = new Set(["Passes", "Revision", "Version", "HTTP status", "Latency (ms)", "Pending", "Delivered", "Failed", "Attempts"]);
 
   function head(headers) {
     return h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col", class: NUMERIC.has(name) ? "num" : null }, name))));
@@ -275,6 +275,8 @@
         if (rest[0] === "new") return issueForm(params.get("template"));
         if (rest.length >= 2) return passDetail(rest[0], rest.slice(1).join("/"));
         return passList(params.get("template"));
+      case "webhooks":
+        return rest.length ? webhookDetail(rest[0]) : webhookList();
       case "device-logs":
         return deviceLogs();
       default:
@@ -424,14 +426,23 @@
 
   // --- passes ----------------------------------------------------------------------------
 
+  // A pass's state as a label and a pill class: retired, voided, expired or active.
+  function passState(p) {
+    if (p.retired) return ["retired", "expired"];
+    if (p.voided) return ["voided", "expired"];
+    if (p.expired) return ["expired", "soon"];
+    return ["active", "ok"];
+  }
+
   function passRow(p) {
+    const [label, kind] = passState(p);
     return h(
       "tr",
       {},
       h("td", {}, h("a", { href: passHash(p) }, p.serial_number)),
       h("td", {}, p.template),
       h("td", { class: "num" }, p.version),
-      h("td", {}, p.voided ? h("span", { class: "pill expired" }, "voided") : h("span", { class: "pill ok" }, "active")),
+      h("td", {}, h("span", { class: `pill ${kind}` }, label)),
       h("td", {}, when(p.modified_at))
     );
   }
@@ -664,13 +675,19 @@
     return [
       h("p", { class: "crumbs" }, h("a", { href: "#/passes" }, "Passes"), " / "),
       h("h1", {}, p.serial_number),
-      p.voided ? banner("warning", "This pass is void: Wallet shows it as such and it can no longer change.") : null,
+      p.retired
+        ? banner("warning", "This pass is retired: devices that ask for it get a void copy that stops Wallet asking again, and nothing is pushed for it.")
+        : p.voided
+          ? banner("warning", "This pass is void: Wallet shows it as such and it can no longer change.")
+          : null,
+      !p.voided && p.expired ? banner("warning", `This pass expired on ${p.expires_at}: Wallet shows it as expired. A change of its data can renew it.`) : null,
       h("p", { class: "actions" }, downloadButton, share ? h("a", { href: share, rel: "noopener noreferrer", target: "_blank" }, "Share page") : null, voidButton),
       definitions([
         ["Pass type", p.pass_type_id],
         ["Template", h("a", { href: templateHash(p.template) }, p.template)],
         ["Version", h("span", { id: "pass-version" }, p.version)],
-        ["Status", h("span", { id: "pass-status", class: `pill ${p.voided ? "expired" : "ok"}` }, p.voided ? "voided" : "active")],
+        ["Status", h("span", { id: "pass-status", class: `pill ${passState(p)[1]}` }, passState(p)[0])],
+        ["Expires", p.expires_at ? when(p.expires_at) : "never"],
         ["Personalized", p.personalized ? "yes" : "no"],
         ["Created", when(p.created_at)],
         ["Modified", when(p.modified_at)],
@@ -689,6 +706,133 @@
     const node = banner("note transient-note", message);
     view.querySelector("h1")?.after(node);
     node.scrollIntoView({ block: "nearest" }); // the button that caused it may be far below
+  }
+
+  // --- webhooks --------------------------------------------------------------------------
+
+  // The secret of a webhook just added, shown once on its page (the API never shows it again).
+  let createdSecret = null;
+
+  function webhookState(w) {
+    if (!w.enabled) return h("span", { class: "pill expired" }, w.disabled_reason ? "disabled automatically" : "disabled");
+    if (w.failing_since) return h("span", { class: "pill soon" }, "failing since ", when(w.failing_since));
+    return h("span", { class: "pill ok" }, "enabled");
+  }
+
+  async function webhookList() {
+    const list = await api("/webhooks");
+    const rows = list.items.map((w) =>
+      h(
+        "tr",
+        {},
+        h("td", { class: "break" }, h("a", { href: `#/webhooks/${w.id}` }, w.url)),
+        h("td", {}, w.events.join(", ")),
+        h("td", {}, webhookState(w)),
+        h("td", { class: "num" }, String(w.deliveries.pending)),
+        h("td", { class: "num" }, String(w.deliveries.delivered)),
+        h("td", { class: "num" }, String(w.deliveries.failed))
+      )
+    );
+    const alerts = list.items
+      .filter((w) => !w.enabled && w.disabled_reason)
+      .map((w) => banner("error", h("strong", {}, `${w.url}: `), w.disabled_reason));
+    const url = h("input", { id: "webhook-url", name: "url", type: "url", required: true, placeholder: "https://hooks.example.com/passhouse" });
+    const events = h("input", { id: "webhook-events", name: "events", value: "*", required: true });
+    const form = h(
+      "form",
+      { id: "webhook-form", class: "actions" },
+      h("label", { for: "webhook-url" }, "URL"),
+      url,
+      h("label", { for: "webhook-events" }, "Events (comma-separated, * for all)"),
+      events,
+      h("button", { type: "submit" }, "Add webhook")
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      try {
+        const types = events.value.split(",").map((t) => t.trim()).filter(Boolean);
+        const created = await api("/webhooks", { method: "POST", json: { url: url.value, events: types } });
+        createdSecret = { id: String(created.id), secret: created.secret };
+        location.hash = `#/webhooks/${created.id}`;
+      } catch (error) {
+        showError(error);
+      }
+    });
+    return [
+      h("h1", {}, "Webhooks"),
+      ...alerts,
+      h("p", { class: "muted" }, "Endpoints told of pass changes, installs and push failures by signed POSTs."),
+      rows.length
+        ? table(["URL", "Events", "State", "Pending", "Delivered", "Failed"], rows)
+        : h("p", { class: "muted" }, "No webhook yet."),
+      h("h2", {}, "Add a webhook"),
+      form,
+    ];
+  }
+
+  async function webhookDetail(id) {
+    const [w, deliveries] = await Promise.all([api(`/webhooks/${encodeURIComponent(id)}`), api(`/webhooks/${encodeURIComponent(id)}/deliveries?limit=${PAGE_SIZE}`)]);
+    const rows = deliveries.items.map((d) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, when(d.created_at)),
+        h("td", {}, d.event),
+        h("td", {}, h("span", { class: `pill ${d.state === "delivered" ? "ok" : d.state === "failed" ? "expired" : "soon"}` }, d.state)),
+        h("td", { class: "num" }, String(d.attempts)),
+        h("td", { class: "num" }, d.last_status === null ? "—" : String(d.last_status)),
+        h("td", { class: "break" }, d.last_error || "—"),
+        h("td", {}, when(d.last_attempt_at)),
+        h("td", { class: "break" }, d.event_id)
+      )
+    );
+    const act = (label, action) =>
+      h("button", {
+        type: "button",
+        class: "quiet",
+        onclick: async () => {
+          clearError();
+          try {
+            const message = await action();
+            await route();
+            if (message) showNotice(message);
+          } catch (error) {
+            showError(error);
+          }
+        },
+      }, label);
+    const path = `/webhooks/${encodeURIComponent(id)}`;
+    const secret = createdSecret && createdSecret.id === String(w.id) ? createdSecret.secret : null;
+    createdSecret = null;
+    return [
+      h("p", { class: "crumbs" }, h("a", { href: "#/webhooks" }, "Webhooks"), " / ", String(w.id)),
+      h("h1", { class: "break" }, w.url),
+      secret ? banner("note", "Signing secret, shown only now: ", h("code", {}, secret)) : null,
+      !w.enabled && w.disabled_reason ? banner("error", w.disabled_reason) : null,
+      definitions([
+        ["State", webhookState(w)],
+        ["Events", w.events.join(", ")],
+        ["Deliveries", `${w.deliveries.pending} pending, ${w.deliveries.delivered} delivered, ${w.deliveries.failed} failed`],
+        ["Added", when(w.created_at)],
+      ]),
+      h(
+        "div",
+        { class: "actions" },
+        w.enabled ? act("Send a ping", async () => { await api(`${path}/ping`, { method: "POST" }); return "Ping queued: it shows below once a worker sends it."; }) : null,
+        act(w.enabled ? "Disable" : "Enable", async () => { await api(path, { method: "PATCH", json: { enabled: !w.enabled } }); return null; }),
+        act("Delete", async () => {
+          if (!window.confirm(`Delete the webhook ${w.url}?`)) return null;
+          await api(path, { method: "DELETE" });
+          location.hash = "#/webhooks";
+          return null;
+        })
+      ),
+      h("h2", {}, "Recent deliveries"),
+      rows.length
+        ? table(["Created", "Event", "State", "Attempts", "HTTP status", "Last error", "Last attempt", "Event ID"], rows)
+        : h("p", { class: "muted" }, "No deliveries yet."),
+    ];
   }
 
   // --- device logs -----------------------------------------------------------------------

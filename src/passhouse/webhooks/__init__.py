@@ -1,0 +1,1 @@
+"""Webhooks: tell an issuer's systems what happened (ADR 0018)."""
