@@ -1,7 +1,7 @@
 """bulk jobs (CSV imports, bulk updates) and idempotency keys
 
 Revision ID: 0019
-Revises: 0012
+Revises: 0018
 Create Date: 2026-12-02 01:15:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0019"
-down_revision: str | None = "0012"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
