@@ -420,3 +420,27 @@ async def test_concurrent_duplicates_create_one_pass(
     assert {a.status_code for a in batches} == {200}
     assert len({a.content for a in batches}) == 1
     assert await count_passes(runtime) == 2
+
+
+async def test_passes_made_and_changed_in_bulk_are_searchable(
+    admin: httpx.AsyncClient, runtime: Runtime, builder: issuing.PassBuilder, template: str
+) -> None:
+    await admin.post(
+        "/api/v1/passes/batch",
+        json={"template": template, "items": [{"data": {"name": "Zelda", "balance": 1}}]},
+    )
+    await import_csv(admin, "serial_number,name,balance\ns-1,Ygritte,2\n")
+    await run_jobs(runtime, builder)
+    await admin.post(
+        "/api/v1/passes/bulk-update",
+        json={"template": template, "where": {"name": "Ygritte"}, "data": {"name": "Xena"}},
+    )
+    await run_jobs(runtime, builder)
+
+    async def found(q: str) -> list[str]:
+        page = (await admin.get("/api/v1/passes", params={"q": q})).json()
+        return [item["data"]["name"] for item in page["items"]]
+
+    assert await found("zel") == ["Zelda"]
+    assert await found("xen") == ["Xena"]
+    assert await found("ygr") == []
