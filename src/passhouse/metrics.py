@@ -32,3 +32,14 @@ PUSH_STALLED = Gauge(
     "1 while pushes are due and none has been sent for PASSHOUSE_PUSH_STALL_SECONDS",
 )
 PASSES_SIGNED = Counter("passhouse_passes_signed_total", "Pass files built and signed")
+# Google Wallet (issue 12)
+GOOGLE_SYNCS = Counter(
+    "passhouse_google_syncs_total",
+    "Google Wallet class and object writes by outcome (synced, retry, failed)",
+    ["kind", "outcome"],
+)
+GOOGLE_FAILED_OBJECTS = Gauge(
+    "passhouse_google_failed_objects",
+    "Google objects whose last write Google refused for good (shown on the pass)",
+)
+GOOGLE_QUEUE_DEPTH = Gauge("passhouse_google_queue_depth", "Google syncs waiting in the queue")

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 import structlog
 
 from passhouse.bootstrap import Runtime
+from passhouse.google_sync import run_google_sync
 from passhouse.metrics import (
     APNS_LATENCY,
     PASS_TYPE_APNS_ERRORS,
@@ -509,6 +510,8 @@ async def run_worker(
         asyncio.create_task(housekeeping()),
         asyncio.create_task(watch()),
         asyncio.create_task(stop_sending_on_stop()),
+        # Google Wallet objects: their own queue and client, the same stop and database.
+        asyncio.create_task(run_google_sync(runtime, stop)),
     ]
     if not database.is_sqlite:
         background.append(asyncio.create_task(doorbell.listen(stop)))

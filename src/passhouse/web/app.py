@@ -21,7 +21,7 @@ from passhouse.bootstrap import Runtime
 from passhouse.issuing import PassBuilder, now_ms
 from passhouse.metrics import PUSH_QUEUE_DEPTH, PUSH_STALLED
 from passhouse.storage import push_jobs
-from passhouse.web import admin, dashboard, passninja, share
+from passhouse.web import admin, dashboard, google, passninja, share
 from passhouse.web.errors import EXCEPTION_HANDLERS
 from passhouse.web.health import health_routes
 from passhouse.web.limits import RequestLimits
@@ -70,6 +70,8 @@ def create_app(
     app.state.runtime = runtime
     app.state.builder = builder
     app.include_router(admin.router)
+    app.include_router(google.router)
+    app.include_router(google.public_router)
     app.include_router(share.router)
     app.include_router(dashboard.router)
     # /api/openapi.json describes passhouse's own admin API (ADR 0015); the PassNinja-
