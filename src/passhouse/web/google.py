@@ -228,7 +228,7 @@ async def google_callback(request: Request, conn: WriteConn) -> dict[str, Any]:
     """
     try:
         body = parse_json(await request.body(), max_depth=8)
-    except JsonRejected:
+    except (JsonRejected, ValueError):
         raise InvalidInput("The callback is not a JSON object Google sends.") from None
     outcome, _ = await google_wallet.apply_callback(
         conn, body, root_keys=await _root_keys(request).get()
