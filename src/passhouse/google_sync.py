@@ -26,6 +26,7 @@ import structlog
 from passhouse.bootstrap import Runtime
 from passhouse.google import mapping
 from passhouse.google.render import parse_config, render_class, render_object
+from passhouse.google.service_account import ServiceAccount
 from passhouse.google_wallet import CALLBACK_PATH, account_of, image_urls
 from passhouse.metrics import GOOGLE_FAILED_OBJECTS, GOOGLE_QUEUE_DEPTH, GOOGLE_SYNCS
 from passhouse.pkpass.errors import PkpassError
@@ -33,7 +34,7 @@ from passhouse.pkpass.template import Template
 from passhouse.push.google import DONE, FAILED, QUOTA, RETRY, GoogleAnswer, GoogleWalletClient
 from passhouse.settings import Settings
 from passhouse.storage import google_wallet as store
-from passhouse.storage import passes, templates
+from passhouse.storage import templates
 from passhouse.storage.database import Database
 from passhouse.storage.faults import database_fault
 from passhouse.storage.google_wallet import CLASS, ClaimedSync
@@ -74,6 +75,7 @@ def backoff_ms(settings: Settings, attempts: int, retry_after: float | None) -> 
 @dataclass
 class _Caches:
     templates: dict[tuple[int, int], Template] = field(default_factory=dict)
+    accounts: dict[tuple[str, bytes], ServiceAccount] = field(default_factory=dict)
 
 
 class GoogleSync:
@@ -119,41 +121,55 @@ class GoogleSync:
                 timeout = min(timeout, (due - now) / 1000)
             await _sleep(stop, timeout)
 
+    def lease_ms(self) -> int:
+        """A claimed job's lease. A sync is up to three requests (patch, insert, patch) and a
+        token fetch, each up to the request timeout; the lease outlasts them all, so no
+        other worker can claim an object while a write to it may still be on the wire."""
+        settings = self.settings
+        return int(
+            max(settings.push_lease_seconds, 4 * settings.google_request_timeout_seconds) * 1000
+        )
+
     async def sync_due(self) -> int:
-        """Claim one batch of due syncs and write them; returns how many were claimed."""
-        limit = self.settings.google_concurrency * 4
+        """Claim one batch of due syncs and write them; returns how many were claimed.
+
+        Classes first, one by one; then the batch's objects, read in one transaction,
+        written concurrently, their outcomes recorded in one transaction.
+        """
+        limit = self.settings.google_concurrency * 8
         rate = self.settings.google_rate_per_second
         if rate > 0:
-            # Paced jobs wait for the pacer while leased: keep a batch well inside a lease.
-            limit = max(1, min(limit, int(rate * self.settings.push_lease_seconds / 4)))
+            # Paced jobs wait for the pacer while leased: keep a batch to a few seconds.
+            limit = max(1, min(limit, int(rate * 4)))
         async with self.database.transaction() as conn:
             claimed = await store.claim_due(
-                conn,
-                now_ms=_now_ms(),
-                lease_ms=int(self.settings.push_lease_seconds * 1000),
-                limit=limit,
+                conn, now_ms=_now_ms(), lease_ms=self.lease_ms(), limit=limit
             )
         if not claimed:
             return 0
-        classes = [job for job in claimed if job.kind == CLASS]
-        objects = [job for job in claimed if job.kind != CLASS]
-        for job in classes:
-            await self._guarded(job)
-        lanes = asyncio.Semaphore(self.settings.google_concurrency)
-
-        async def one(job: ClaimedSync) -> None:
-            async with lanes:
+        for job in claimed:
+            if job.kind == CLASS:
                 await self._guarded(job)
-
-        await asyncio.gather(*(one(job) for job in objects))
+        objects = [job for job in claimed if job.kind != CLASS]
+        if objects:
+            try:
+                await self.sync_objects(objects)
+            except Exception as error:
+                # A bug or an outage: the batch is retried later like a 5xx.
+                _log_failure(error)
+                with contextlib.suppress(Exception):
+                    async with self.database.transaction() as conn:
+                        for job in objects:
+                            await store.reschedule(
+                                conn,
+                                job,
+                                due_at_ms=_now_ms() + backoff_ms(self.settings, job.attempts, None),
+                            )
         return len(claimed)
 
     async def _guarded(self, job: ClaimedSync) -> None:
         try:
-            if job.kind == CLASS:
-                await self.sync_class(job)
-            else:
-                await self.sync_object(job)
+            await self.sync_class(job)
         except Exception as error:
             # A bug or an outage for this one job: retry it later like a 5xx.
             _log_failure(error)
@@ -250,46 +266,68 @@ class GoogleSync:
             self._caches.templates[key] = cached
         return cached
 
-    async def sync_object(self, job: ClaimedSync) -> None:
+    def _account(self, issuer: sa.Row[Any]) -> ServiceAccount:
+        key = (issuer.issuer_id, bytes(issuer.private_key_encrypted))
+        cached = self._caches.accounts.get(key)
+        if cached is None:
+            cached = self._caches.accounts[key] = account_of(issuer, self.sealer)
+        return cached
+
+    async def sync_objects(self, jobs: list[ClaimedSync]) -> None:
+        ids_ = [job.target_id for job in jobs]
         async with self.database.reader() as conn:
-            obj = await store.get_object(conn, job.target_id)
-            pass_row = await passes.get_pass_by_id(conn, job.target_id)
-            config_row = (
-                await store.get_template_config(conn, obj.template_id) if obj is not None else None
-            )
-            template_row = (
-                await templates.get_template(conn, obj.template_id) if obj is not None else None
-            )
-            issuer = (
-                await store.get_issuer(conn, config_row.issuer_id)
-                if config_row is not None
-                else None
-            )
-            template = await self._template(conn, template_row) if template_row else None
+            loaded = await store.load_for_sync(conn, ids_)
+            for template_row in loaded.templates.values():
+                await self._template(conn, template_row)
+        lanes = asyncio.Semaphore(self.settings.google_concurrency)
+        results: list[_Result] = []
+
+        async def one(job: ClaimedSync) -> None:
+            async with lanes:
+                try:
+                    results.append(await self._sync_one(job, loaded))
+                except Exception as error:
+                    _log_failure(error)
+                    results.append(
+                        _Result(
+                            job,
+                            None,
+                            None,
+                            GoogleAnswer(RETRY, None, "error", str(error)[:300]),
+                            {},
+                        )
+                    )
+
+        await asyncio.gather(*(one(job) for job in jobs))
+        await self._record(results)
+
+    async def _sync_one(self, job: ClaimedSync, loaded: store.SyncRows) -> _Result:
+        obj = loaded.objects.get(job.target_id)
+        pass_row = loaded.passes.get(job.target_id)
+        config_row = loaded.configs.get(obj.template_id) if obj is not None else None
+        template_row = loaded.templates.get(obj.template_id) if obj is not None else None
+        issuer = loaded.issuers.get(config_row.issuer_id) if config_row is not None else None
         if (
             obj is None
             or pass_row is None
             or config_row is None
             or issuer is None
-            or template is None
+            or template_row is None
         ):
-            async with self.database.transaction() as conn:
-                await store.complete(conn, [job], now_ms=_now_ms())
-            return
-        config = parse_config(config_row.config, template_row.pass_json)  # type: ignore[union-attr]
+            return _Result(job, None, None, GoogleAnswer(DONE), {})  # gone: nothing to write
+        template = self._caches.templates[(template_row.id, template_row.revision)]
+        config = parse_config(config_row.config, template_row.pass_json)
         data = dict(pass_row.data)
         if pass_row.personalization:
             data.setdefault("personalization", dict(pass_row.personalization))
-        now = dt.datetime.now(dt.UTC)
         try:
             apple, _ = template.render(
                 data, overrides={"serialNumber": pass_row.serial_number, "voided": None}
             )
         except PkpassError as error:
-            await self._finish_object(
+            return _Result(
                 job, obj, pass_row, GoogleAnswer(FAILED, None, "invalid", error.message), {}
             )
-            return
         google_object, report = render_object(
             config,
             apple,
@@ -299,18 +337,17 @@ class GoogleSync:
             pass_type_id=pass_row.pass_type_id,
             serial_number=pass_row.serial_number,
             voided=pass_row.voided,
-            now=now,
+            now=dt.datetime.now(dt.UTC),
         )
         if report.errors:
             answer = GoogleAnswer(FAILED, None, "invalid", "; ".join(report.errors))
-            await self._finish_object(job, obj, pass_row, answer, {})
-            return
+            return _Result(job, obj, pass_row, answer, {})
         notice = _Notice.of(obj, apple, pass_row.version, config.type)
         body = dict(google_object)
         for key in obj.synced_keys or ():
             if key not in body and key not in _KEPT_KEYS:
                 body[key] = None  # dropped from the pass since the last write: remove it
-        account = account_of(issuer, self.sealer)
+        account = self._account(issuer)
         resource = f"{config.type}Object"
         answer = await self._write(
             account, resource, body, notice, exists=obj.synced_version is not None
@@ -323,7 +360,7 @@ class GoogleSync:
             "notify_times": notice.times(),
             "messages": notice.messages if config.type != "generic" else obj.messages,
         }
-        await self._finish_object(job, obj, pass_row, answer, state)
+        return _Result(job, obj, pass_row, answer, state)
 
     async def _write(
         self, account: Any, resource: str, body: dict[str, Any], notice: _Notice, *, exists: bool
@@ -357,73 +394,88 @@ class GoogleSync:
             answer = await self.client.add_message(account, resource, object_id, notice.message)
         return written if answer.outcome == DONE else answer
 
-    async def _finish_object(
-        self,
-        job: ClaimedSync,
-        obj: sa.Row[Any],
-        pass_row: sa.Row[Any],
-        answer: GoogleAnswer,
-        state: Mapping[str, Any],
-    ) -> None:
-        GOOGLE_SYNCS.labels("object", answer.outcome).inc()
+    async def _record(self, results: list[_Result]) -> None:
+        """Every outcome of a batch in one transaction."""
         now = _now_ms()
+        failed_any = False
         async with self.database.transaction() as conn:
-            if answer.outcome == DONE:
-                await store.update_object(
-                    conn,
-                    obj.pass_id,
-                    {
-                        "status": "synced",
-                        "synced_version": pass_row.version,
-                        "synced_at_ms": now,
-                        "error_status": None,
-                        "error_reason": None,
-                        "error_message": None,
-                        **state,
-                    },
+            for result in results:
+                job, obj, answer = result.job, result.obj, result.answer
+                if obj is None or result.pass_row is None:
+                    if answer.outcome == RETRY:
+                        await store.reschedule(
+                            conn, job, due_at_ms=now + backoff_ms(self.settings, job.attempts, None)
+                        )
+                    else:
+                        await store.complete(conn, [job], now_ms=now)
+                    continue
+                GOOGLE_SYNCS.labels("object", answer.outcome).inc()
+                if answer.outcome == DONE:
+                    await store.update_object(
+                        conn,
+                        obj.pass_id,
+                        {
+                            "status": "synced",
+                            "synced_version": result.pass_row.version,
+                            "synced_at_ms": now,
+                            "error_status": None,
+                            "error_reason": None,
+                            "error_message": None,
+                            **result.state,
+                        },
+                    )
+                    await store.complete(conn, [job], now_ms=now)
+                elif answer.outcome == RETRY and job.attempts + 1 < self.settings.push_max_attempts:
+                    await store.update_object(
+                        conn,
+                        obj.pass_id,
+                        {
+                            "error_status": answer.status,
+                            "error_reason": answer.reason,
+                            "error_message": answer.message,
+                        },
+                    )
+                    await store.reschedule(
+                        conn,
+                        job,
+                        due_at_ms=now + backoff_ms(self.settings, job.attempts, answer.retry_after),
+                    )
+                else:
+                    failed_any = True
+                    log.warning(
+                        "google_object_failed",
+                        object_id=obj.object_id,
+                        status=answer.status,
+                        reason=answer.reason,
+                        message=answer.message,
+                    )
+                    await store.update_object(
+                        conn,
+                        obj.pass_id,
+                        {
+                            "status": "failed",
+                            "error_status": answer.status,
+                            "error_reason": answer.reason,
+                            "error_message": answer.message,
+                        },
+                    )
+                    await store.complete(conn, [job], now_ms=now)
+            if failed_any:
+                failed = await conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(google_objects)
+                    .where(google_objects.c.status == "failed")
                 )
-                await store.complete(conn, [job], now_ms=now)
-                return
-            if answer.outcome == RETRY and job.attempts + 1 < self.settings.push_max_attempts:
-                await store.update_object(
-                    conn,
-                    obj.pass_id,
-                    {
-                        "error_status": answer.status,
-                        "error_reason": answer.reason,
-                        "error_message": answer.message,
-                    },
-                )
-                await store.reschedule(
-                    conn,
-                    job,
-                    due_at_ms=now + backoff_ms(self.settings, job.attempts, answer.retry_after),
-                )
-                return
-            log.warning(
-                "google_object_failed",
-                object_id=obj.object_id,
-                status=answer.status,
-                reason=answer.reason,
-                message=answer.message,
-            )
-            await store.update_object(
-                conn,
-                obj.pass_id,
-                {
-                    "status": "failed",
-                    "error_status": answer.status,
-                    "error_reason": answer.reason,
-                    "error_message": answer.message,
-                },
-            )
-            await store.complete(conn, [job], now_ms=now)
-            failed = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(google_objects)
-                .where(google_objects.c.status == "failed")
-            )
-            GOOGLE_FAILED_OBJECTS.set(int(failed or 0))
+                GOOGLE_FAILED_OBJECTS.set(int(failed or 0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    job: ClaimedSync
+    obj: sa.Row[Any] | None
+    pass_row: sa.Row[Any] | None
+    answer: GoogleAnswer
+    state: Mapping[str, Any]
 
 
 @dataclass

@@ -19,6 +19,7 @@ from passhouse.storage.tables import (
     google_sync_jobs,
     google_templates,
     passes,
+    templates,
 )
 
 CLASS = "class"
@@ -226,6 +227,50 @@ async def prune_nonces(conn: AsyncConnection, *, older_than_ms: int) -> None:
     await conn.execute(
         google_callback_nonces.delete().where(google_callback_nonces.c.at_ms < older_than_ms)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRows:
+    """Everything a batch of object syncs reads, keyed by id."""
+
+    objects: dict[int, sa.Row[Any]]
+    passes: dict[int, sa.Row[Any]]
+    configs: dict[int, sa.Row[Any]]
+    templates: dict[int, sa.Row[Any]]
+    issuers: dict[str, sa.Row[Any]]
+
+
+async def load_for_sync(conn: AsyncConnection, pass_ids: Sequence[int]) -> SyncRows:
+    """Five queries for a whole batch, whatever its size."""
+    objects = {
+        r.pass_id: r
+        for r in await conn.execute(
+            sa.select(google_objects).where(google_objects.c.pass_id.in_(pass_ids))
+        )
+    }
+    pass_rows = {
+        r.id: r for r in await conn.execute(sa.select(passes).where(passes.c.id.in_(pass_ids)))
+    }
+    template_ids = {r.template_id for r in objects.values()}
+    configs = {
+        r.template_id: r
+        for r in await conn.execute(
+            sa.select(google_templates).where(google_templates.c.template_id.in_(template_ids))
+        )
+    }
+    template_rows = {
+        r.id: r
+        for r in await conn.execute(sa.select(templates).where(templates.c.id.in_(template_ids)))
+    }
+    issuer_rows = {
+        r.issuer_id: r
+        for r in await conn.execute(
+            sa.select(google_issuers).where(
+                google_issuers.c.issuer_id.in_({c.issuer_id for c in configs.values()})
+            )
+        )
+    }
+    return SyncRows(objects, pass_rows, configs, template_rows, issuer_rows)
 
 
 # --- the queue ---------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import httpx
 import sqlalchemy as sa
 
 from conftest import SECRET_KEY
-from google.fake_google import FakeGoogle
-from google.test_google_api import issue, make_template
+from google_wallet.fake_google import FakeGoogle
+from google_wallet.test_google_api import issue, make_template
 from passhouse.bootstrap import Runtime
 from passhouse.settings import Settings
 from passhouse.storage.tables import google_objects, google_sync_jobs

@@ -10,9 +10,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conftest import TEMPLATE_JSON
-from google.conftest import drain
-from google.fake_google import FakeGoogle, Fault
-from google.keys import CLIENT_EMAIL, ISSUER_ID, service_account_info
+from google_wallet.conftest import drain
+from google_wallet.fake_google import FakeGoogle, Fault
+from google_wallet.keys import CLIENT_EMAIL, ISSUER_ID, service_account_info
 from passhouse import devmode
 from passhouse.google_sync import GoogleSync
 from passhouse.push.google import ssl_context
@@ -154,7 +154,7 @@ async def test_a_change_void_and_template_change_reach_google(
     second = (await admin.get(f"/api/v1/passes/{pass_type}/p1")).json()["google"]["object_id"]
     assert fake_google.objects[second]["state"] == "INACTIVE"
     writes_before = len(fake_google.writes)
-    changed = {**TEMPLATE_JSON, "description": "New programme"}
+    changed = {**TEMPLATE_JSON, "logoText": "New programme"}
     response = await admin.put(
         f"/api/v1/templates/{template['id']}", json={"pass_json": changed, "assets": ASSETS}
     )
@@ -165,7 +165,12 @@ async def test_a_change_void_and_template_change_reach_google(
     object_writes = [w for w in after if "Object" in w.path]
     assert len(object_writes) == 100
     assert len({w.path for w in object_writes}) == 100  # each object at most once
-    assert fake_google.classes[f"{ISSUER_ID}.ph-t{template['id']}"]["programName"] == "Demo café"
+    assert (
+        fake_google.classes[f"{ISSUER_ID}.ph-t{template['id']}"]["programName"] == "New programme"
+    )
+    view = (await admin.get(f"/api/v1/templates/{template['id']}")).json()["google"]
+    assert view["class_synced"] is True
+    assert view["error"] is None
     assert fake_google.max_concurrent_per_object <= 1
 
 

@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from google.keys import ISSUER_ID, CallbackKeys, service_account_info
+from google_wallet.keys import ISSUER_ID, CallbackKeys, service_account_info
 from passhouse.google import callbacks, ids, mapping
 from passhouse.google.render import GoogleConfigError, parse_config, render_class, render_object
 from passhouse.google.service_account import (

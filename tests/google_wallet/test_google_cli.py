@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import SECRET_KEY
-from google.keys import CLIENT_EMAIL, ISSUER_ID
+from google_wallet.keys import CLIENT_EMAIL, ISSUER_ID
 from passhouse.settings import Settings
 
 

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
 from conftest import ADMIN_TOKEN, SECRET_KEY
-from google.fake_google import FakeGoogle
-from google.keys import CLIENT_EMAIL, ISSUER_ID, CallbackKeys, service_account_info
+from google_wallet.fake_google import FakeGoogle
+from google_wallet.keys import CLIENT_EMAIL, ISSUER_ID, CallbackKeys, service_account_info
 from passhouse.bootstrap import Runtime
 from passhouse.google_sync import GoogleSync
 from passhouse.pkpass.devcerts import issue_server_certificate, make_dev_credentials

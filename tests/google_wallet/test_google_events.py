@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 
 from conftest import TEMPLATE_JSON
-from google.conftest import drain
-from google.fake_google import FakeGoogle
-from google.keys import ISSUER_ID, CallbackKeys
-from google.test_google_api import ASSETS, issue, make_template
+from google_wallet.conftest import drain
+from google_wallet.fake_google import FakeGoogle
+from google_wallet.keys import ISSUER_ID, CallbackKeys
+from google_wallet.test_google_api import ASSETS, issue, make_template
 from passhouse import devmode
 from passhouse.bootstrap import Runtime
 from passhouse.google_sync import GoogleSync

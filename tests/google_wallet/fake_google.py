@@ -300,6 +300,8 @@ class FakeGoogle:
             return google_error(
                 409, f"Wallet Object {noun} {resource_id} already exists.", "duplicate"
             )
+        if what == "Class" and (bad_status := self._review_status_problem(body)) is not None:
+            return bad_status
         _upper_enums(body)
         problem = self._problem(kind, what, body)
         if problem is not None:
@@ -315,14 +317,21 @@ class FakeGoogle:
         self.kinds[resource_id] = kind
         return JSONResponse(self._view(kind, what, body))
 
+    @staticmethod
+    def _review_status_problem(body: Any) -> Response | None:
+        """Only DRAFT or UNDER_REVIEW may be sent (in any write of a class)."""
+        status = body.get("reviewStatus") if isinstance(body, dict) else None
+        if isinstance(status, str) and not status.isupper():
+            status = re.sub(r"(?<!^)(?=[A-Z])", "_", status).upper()
+        if status not in (None, "UNDER_REVIEW", "DRAFT"):
+            return google_error(400, f"Invalid reviewStatus {status}", "invalid")
+        return None
+
     def _problem(self, kind: str, what: str, body: dict[str, Any]) -> Response | None:
         required = CLASS_REQUIRED[kind] if what == "Class" else OBJECT_REQUIRED[kind]
         for key in required:
             if body.get(key) in (None, "", [], {}):
                 return google_error(400, f"Missing required field: {key}", "required")
-        status = body.get("reviewStatus")
-        if what == "Class" and status not in (None, "UNDER_REVIEW", "DRAFT"):
-            return google_error(400, f"Invalid reviewStatus {status}", "invalid")
         if what == "Object":
             class_id = body["classId"]
             parent = self.classes.get(class_id)
@@ -389,6 +398,8 @@ class FakeGoogle:
             await asyncio.sleep(0)
             if current is None or self.kinds[resource_id] != kind:
                 return google_error(404, f"Wallet Object {resource_id} not found.", "notFound")
+            if what == "Class" and (bad_status := self._review_status_problem(body)) is not None:
+                return bad_status
             updated = merge(current, body) if request.method == "PATCH" else dict(body)
             updated["id"] = resource_id
             _upper_enums(updated)
