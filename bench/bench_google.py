@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import subprocess
 import sys
@@ -155,6 +156,7 @@ async def fill(runtime: Runtime, service_account: dict[str, Any], count: int) ->
 async def drain(sync: GoogleSync, deadline: float | None = None) -> tuple[int, float]:
     """Run the queue until empty (or the deadline); (jobs claimed, seconds)."""
     started = time.perf_counter()
+    sync.cpu_started = time.process_time()  # type: ignore[attr-defined]
     total = 0
     while deadline is None or time.perf_counter() < deadline:
         claimed = await sync.sync_due()
@@ -233,6 +235,7 @@ async def main() -> None:
         template_id = await fill(runtime, service_account, args.objects)
         print(f"database: {database.dialect}; objects: {args.objects}; fake Google: {base}")
         print(f"concurrency: {settings.google_concurrency} syncs in flight, one worker")
+        print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
         sync = GoogleSync(runtime)
         claimed, seconds = await drain(sync)
@@ -242,9 +245,11 @@ async def main() -> None:
 
         await change_template(runtime, template_id, "Changed once")
         claimed, seconds = await drain(sync)
+        cpu = time.process_time() - sync.cpu_started  # type: ignore[attr-defined]
         print(
             f"template change, pacing off: {claimed} jobs (class + objects) in {seconds:.1f} s "
-            f"= {claimed / seconds:.0f} syncs/s"
+            f"= {claimed / seconds:.0f} syncs/s; worker CPU {cpu:.1f} s = "
+            f"{claimed / cpu:.0f} syncs per CPU-second"
         )
         await sync.aclose()
 
