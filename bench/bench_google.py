@@ -26,6 +26,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ def start_fake(folder: Path, public_key_pem: bytes) -> tuple[subprocess.Popen[st
     assert process.stdout is not None
     line = process.stdout.readline().split()
     assert line[0] == "PORT", line
+    # Its COUNT lines are read (and dropped) so a full pipe never blocks the fake.
+    threading.Thread(target=lambda: [None for _ in process.stdout or ()], daemon=True).start()
     return process, int(line[1])
 
 
