@@ -12,6 +12,7 @@ from typing import Any
 from conftest import SECRET_KEY
 from google_wallet.keys import CLIENT_EMAIL, ISSUER_ID
 from passhouse.settings import Settings
+from passhouse.storage.database import Database
 
 
 async def _cli(settings: Settings, database_url: str, *args: str) -> tuple[int, str, str]:
@@ -39,7 +40,11 @@ async def _cli(settings: Settings, database_url: str, *args: str) -> tuple[int, 
 
 
 async def test_add_list_remove(
-    settings: Settings, database_url: str, service_account: dict[str, Any], tmp_path: Path
+    settings: Settings,
+    database: Database,  # an empty database (PostgreSQL: truncated)
+    database_url: str,
+    service_account: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "key.json"
     key_file.write_text(json.dumps(service_account))
@@ -58,7 +63,11 @@ async def test_add_list_remove(
 
 
 async def test_a_bad_key_file_is_one_line(
-    settings: Settings, database_url: str, service_account: dict[str, Any], tmp_path: Path
+    settings: Settings,
+    database: Database,  # an empty database (PostgreSQL: truncated)
+    database_url: str,
+    service_account: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "key.json"
     key_file.write_text(json.dumps({**service_account, "private_key": "garbage"}))
