@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse import issuing
+from passhouse import google_wallet, issuing
 from passhouse.errors import Conflict, InvalidInput, PasshouseError, TooLarge
 from passhouse.issuing import PassBuilder, merge_patch, now_ms, now_seconds
 from passhouse.settings import Settings
@@ -182,12 +182,14 @@ async def apply_items(
         ) from None
     applied.created = [(seq, row) for (seq, _), row in zip(new_values, rows, strict=True)]
     await _announce(conn, "pass.created", [row.id for row in rows])
+    await google_wallet.passes_issued(conn, template_row.id, rows)
     if changes:
         await passes.save_new_data_many(
             conn, [(pass_id, data, next(versions)) for _, pass_id, data in changes], now=now
         )
         await push_jobs.enqueue_for_passes(conn, [pid for _, pid, _ in changes], now_ms=now_ms())
         await _announce(conn, "pass.updated", [pid for _, pid, _ in changes])
+        await google_wallet.passes_changed(conn, [pid for _, pid, _ in changes])
         applied.updated = [seq for seq, _, _ in changes]
     return applied
 
@@ -621,6 +623,7 @@ async def _bulk_update_chunk(
         # One INSERT ... SELECT per chunk: a push per device holding a changed pass.
         await push_jobs.enqueue_for_passes(conn, [pid for pid, _ in changes], now_ms=now_ms())
         await _announce(conn, "pass.updated", [pid for pid, _ in changes])
+        await google_wallet.passes_changed(conn, [pid for pid, _ in changes])
     await jobs.record_chunk(
         conn,
         job.id,

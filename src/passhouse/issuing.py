@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse import google_wallet
 from passhouse.errors import AlreadyPersonalized, Conflict, InvalidInput, NotFound
 from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.bundle import build_pkpass
@@ -337,13 +338,15 @@ async def create_template(
     pass_json: Mapping[str, Any],
     assets: Mapping[str, bytes],
     max_json_depth: int = DEFAULT_MAX_DEPTH,
+    google: Mapping[str, Any] | None = None,
 ) -> int:
+    assets, google = google_wallet.split_google_json(assets, google)
     if await pass_types.get_pass_type(conn, pass_type_id) is None:
         raise NotFound(f"No pass type {pass_type_id!r}: add its certificate first.")
     if await templates.name_taken(conn, name):
         raise Conflict(f"A template named {name!r} already exists.")
     checked_template(name, pass_json, assets, max_json_depth=max_json_depth)
-    return await templates.create_template(
+    template_id = await templates.create_template(
         conn,
         name=name,
         pass_type_id=pass_type_id,
@@ -351,6 +354,8 @@ async def create_template(
         assets=assets,
         now=now_seconds(),
     )
+    await google_wallet.save_template(conn, template_id, pass_json, assets, google)
+    return template_id
 
 
 async def replace_template(
@@ -362,12 +367,14 @@ async def replace_template(
     assets: Mapping[str, bytes],
     max_json_depth: int = DEFAULT_MAX_DEPTH,
     pass_type_id: str | None = None,
+    google: Mapping[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Replace a template; every pass made from it gets a new version and a push.
 
     Returns (template id, number of passes changed). Set-based: one UPDATE for the
     passes and one INSERT ... SELECT for the pushes, whatever their number.
     """
+    assets, google = google_wallet.split_google_json(assets, google)
     row = await _template_or_404(conn, ref)
     if pass_type_id is not None and pass_type_id != row.pass_type_id:
         # Its passes carry the pass type in their identity and signature.
@@ -385,6 +392,8 @@ async def replace_template(
     )
     # The template may move its passes' expirationDate: a worker renders it again (ADR 0020).
     await pass_lifecycle.forget_template_expiry(conn, row.id)
+    # The class once, and every object of the template, through the Google queue.
+    await google_wallet.save_template(conn, row.id, pass_json, assets, google)
     if await templates.count_passes(conn, row.id) == 0:
         return row.id, 0
     version = await pass_types.next_version(conn, row.pass_type_id)
@@ -485,6 +494,7 @@ async def issue_pass(
     )
     row = await passes.get_pass_by_id(conn, pass_id)
     assert row is not None
+    await google_wallet.pass_issued(conn, row)
     return row
 
 
@@ -611,6 +621,7 @@ async def _save_change(
     await push_jobs.enqueue_for_pass(conn, row.id, now_ms=now_ms())
     event = "pass.voided" if voided else "pass.updated"
     await webhooks.emit_pass_events(conn, event, passes_table.c.id == row.id, now_ms=now_ms())
+    await google_wallet.pass_changed(conn, row.id)
     return updated
 
 

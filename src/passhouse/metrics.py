@@ -41,3 +41,14 @@ WEBHOOK_ATTEMPTS = Counter(
 WEBHOOK_PENDING = Gauge(
     "passhouse_webhook_deliveries_pending", "Webhook deliveries waiting to be delivered"
 )
+# Google Wallet (issue 12)
+GOOGLE_SYNCS = Counter(
+    "passhouse_google_syncs_total",
+    "Google Wallet class and object writes by outcome (synced, retry, failed)",
+    ["kind", "outcome"],
+)
+GOOGLE_FAILED_OBJECTS = Gauge(
+    "passhouse_google_failed_objects",
+    "Google objects whose last write Google refused for good (shown on the pass)",
+)
+GOOGLE_QUEUE_DEPTH = Gauge("passhouse_google_queue_depth", "Google syncs waiting in the queue")

@@ -264,6 +264,22 @@ class Settings(BaseSettings):
     # Tokens per relay call, for the relays that take lists (Pass2U takes at most 1,000).
     relay_batch_size: int = Field(default=500, ge=1, le=1000)
 
+    # --- Google Wallet (issue 12) ---
+    # Google's REST API, save page and callback root keys; tests point them at a fake. The
+    # token URL is each service account key file's token_uri.
+    google_api_url: str = "https://walletobjects.googleapis.com"
+    google_save_url: str = "https://pay.google.com/gp/v/save/"
+    google_callback_keys_url: str = "https://pay.google.com/gp/m/issuer/keys"
+    # Extra trusted roots (PEM) for those hosts, as apns_ca_file for APNs.
+    google_ca_file: Path | None = None
+    # Google allows 20 requests per second; 15 leaves room for a second tool or a retry
+    # burst. 0 sends as fast as the worker can (for tests and benchmarks).
+    google_rate_per_second: float = Field(default=15.0, ge=0)
+    # Object syncs in flight at once per worker (each is one or two requests).
+    google_concurrency: int = Field(default=16, ge=1, le=256)
+    # Seconds per request to Google before it counts as a connection error (retried).
+    google_request_timeout_seconds: float = Field(default=20.0, gt=0)
+
     @field_validator("relay_walletpasses_url", "relay_pass2u_url", "relay_passworks_url")
     @classmethod
     def _relay_url(cls, value: str) -> str:

@@ -24,6 +24,7 @@ import structlog
 from passhouse import lifecycle
 from passhouse.bootstrap import Runtime
 from passhouse.bulk import run_job_worker
+from passhouse.google_sync import run_google_sync
 from passhouse.issuing import PassBuilder
 from passhouse.metrics import (
     APNS_LATENCY,
@@ -624,6 +625,8 @@ async def run_worker(
         asyncio.create_task(watch()),
         asyncio.create_task(stop_sending_on_stop()),
         asyncio.create_task(run_lifecycle(runtime, stop)),
+        # Google Wallet objects: their own queue and client, the same stop and database.
+        asyncio.create_task(run_google_sync(runtime, stop)),
     ]
     if not database.is_sqlite:
         background.append(asyncio.create_task(doorbell.listen(stop)))

@@ -16,6 +16,7 @@ def main() -> None:
 def _register_commands() -> None:
     # Each area adds its commands in its own module; imported here so `main` sees them all.
     from passhouse.cli import bulk as _bulk  # noqa: F401
+    from passhouse.cli import google as _google  # noqa: F401
     from passhouse.cli import manage as _manage  # noqa: F401
     from passhouse.cli import pkpass as _pkpass  # noqa: F401
     from passhouse.cli import schedule as _schedule  # noqa: F401

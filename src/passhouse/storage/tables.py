@@ -483,3 +483,114 @@ idempotency_keys = sa.Table(
     sa.UniqueConstraint("scope", "key", name="uq_idempotency_keys_scope_key"),
     sa.Index("ix_idempotency_keys_created_at", "created_at"),
 )
+
+# --- Google Wallet (issue 12) ------------------------------------------------------------
+
+# An issuer account and the service account that acts for it.
+google_issuers = sa.Table(
+    "google_issuers",
+    metadata,
+    sa.Column("issuer_id", sa.String(32), primary_key=True),
+    sa.Column("client_email", sa.String(320), nullable=False),
+    sa.Column("private_key_id", sa.String(128), nullable=True),
+    sa.Column("token_uri", sa.Text, nullable=False),
+    sa.Column("project_id", sa.String(128), nullable=True),
+    # Fernet token of the service account's PEM key, as pass_types.private_key_encrypted.
+    sa.Column("private_key_encrypted", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# A template's opt-in to Google Wallet and its class's sync state.
+google_templates = sa.Table(
+    "google_templates",
+    metadata,
+    sa.Column(
+        "template_id", BigId, sa.ForeignKey("templates.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "issuer_id",
+        sa.String(32),
+        sa.ForeignKey("google_issuers.issuer_id", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    sa.Column("type", sa.String(16), nullable=False),
+    # The template's `google` section as given (issuer_id, type, class?, object?).
+    sa.Column("config", sa.JSON, nullable=False),
+    # Apple image name (logo, strip, thumbnail) -> sha256 of the bytes in google_images.
+    sa.Column("images", sa.JSON, nullable=False),
+    sa.Column("class_id", sa.String(255), nullable=False, unique=True),
+    # Bumped by every template change; the class is written when synced_revision lags.
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("synced_revision", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_status", sa.Integer, nullable=True),
+    sa.Column("error_reason", sa.String(255), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("synced_at_ms", sa.BigInteger, nullable=True),
+)
+
+# One pass's Google object: what was last written, and what Google said about it.
+google_objects = sa.Table(
+    "google_objects",
+    metadata,
+    sa.Column("pass_id", BigId, sa.ForeignKey("passes.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "template_id",
+        BigId,
+        sa.ForeignKey("templates.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("object_id", sa.String(255), nullable=False, unique=True),
+    # The pass version last written to Google (NULL: never inserted).
+    sa.Column("synced_version", sa.BigInteger, nullable=True),
+    # Top-level keys last sent: a key the object no longer has is sent as null (removed).
+    sa.Column("synced_keys", sa.JSON, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("error_status", sa.Integer, nullable=True),
+    sa.Column("error_reason", sa.String(255), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    sa.Column("synced_at_ms", sa.BigInteger, nullable=True),
+    # Values of the fields with a changeMessage at the last sync, and the times (Unix ms)
+    # of the notifications sent in the last 24 hours (Google allows 3).
+    sa.Column("notified_values", sa.JSON, nullable=True),
+    sa.Column("notify_times", sa.JSON, nullable=True),
+    sa.Column("messages", sa.JSON, nullable=True),
+    # Saves and deletes reported by Google's callbacks.
+    sa.Column("saves", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deletes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("saved", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("last_event_at_ms", sa.BigInteger, nullable=True),
+)
+
+# The Google outbox: one row per class (kind "class", target = template id) or object
+# (kind "object", target = pass id) coalesces bursts; `generation` as in push_jobs.
+google_sync_jobs = sa.Table(
+    "google_sync_jobs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("target_id", sa.BigInteger, nullable=False),
+    sa.Column("generation", sa.BigInteger, nullable=False, server_default="1"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("kind", "target_id", name="uq_google_sync_jobs_kind_target"),
+    sa.Index("ix_google_sync_jobs_due_at_ms", "due_at_ms"),
+)
+
+# Nonces of callbacks already applied (Google may deliver one twice); pruned by age.
+google_callback_nonces = sa.Table(
+    "google_callback_nonces",
+    metadata,
+    sa.Column("nonce", sa.String(255), primary_key=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False, index=True),
+)
+
+# Template images Google fetches itself, by the SHA-256 of their bytes.
+google_images = sa.Table(
+    "google_images",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)

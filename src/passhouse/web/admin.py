@@ -31,13 +31,14 @@ from pydantic import (
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from passhouse import analytics as install_analytics
-from passhouse import issuing, lifecycle, search
+from passhouse import google_wallet, issuing, lifecycle, search
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.template import Template
 from passhouse.settings import Settings
 from passhouse.storage import analytics, device_logs, pass_types, push_jobs, templates
+from passhouse.storage import google_wallet as google_storage
 from passhouse.storage.sealing import Sealer
 from passhouse.web.admin_schema import (
     NO_NUL,
@@ -335,6 +336,13 @@ class TemplateIn(_Body):
     )
     pass_json: JsonObject = Field(description="pass.json, with {{placeholders}} for pass data")
     assets: Assets = Field(default_factory=dict)
+    google: JsonObject | None = Field(
+        None,
+        description="Opt in to Google Wallet: {issuer_id, type?, class?, object?} (README, "
+        "Google Wallet); class and object are derived from pass_json when left out. "
+        "PUT without it keeps the template's current Google section",
+        examples=[{"issuer_id": "3388000000012345678", "type": "loyalty"}],
+    )
 
 
 class TemplateReplace(_Body):
@@ -348,6 +356,13 @@ class TemplateReplace(_Body):
     )
     pass_json: JsonObject = Field(description="pass.json, with {{placeholders}} for pass data")
     assets: Assets = Field(default_factory=dict)
+    google: JsonObject | None = Field(
+        None,
+        description="Opt in to Google Wallet: {issuer_id, type?, class?, object?} (README, "
+        "Google Wallet); class and object are derived from pass_json when left out. "
+        "PUT without it keeps the template's current Google section",
+        examples=[{"issuer_id": "3388000000012345678", "type": "loyalty"}],
+    )
 
 
 async def _template_view(conn: Any, row: sa.Row[Any]) -> dict[str, Any]:
@@ -362,6 +377,7 @@ async def _template_view(conn: Any, row: sa.Row[Any]) -> dict[str, Any]:
         "totals": await install_analytics.totals(
             conn, analytics.Scope(pass_type_id=row.pass_type_id, template_id=row.id)
         ),
+        "google": await google_wallet.template_view(conn, row.id, row.pass_json),
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
@@ -402,6 +418,7 @@ async def create_template(body: TemplateIn, conn: WriteConn, runtime: RuntimeDep
         pass_json=body.pass_json,
         assets=issuing.decode_assets(body.assets),
         max_json_depth=runtime.settings.json_max_depth,
+        google=body.google,
     )
     return await _template_by_id(conn, template_id)
 
@@ -491,6 +508,7 @@ async def replace_template(
         pass_json=body.pass_json,
         assets=issuing.decode_assets(body.assets),
         max_json_depth=runtime.settings.json_max_depth,
+        google=body.google,
     )
     return {**await _template_by_id(conn, template_id), "passes_changed": changed}
 
@@ -600,7 +618,11 @@ async def _pass_response(conn: Any, row: sa.Row[Any], runtime: Any) -> dict[str,
     template_row = await templates.get_template(conn, row.template_id)
     name = template_row.name if template_row is not None else str(row.template_id)
     installs = await analytics.pass_installs(conn, [row.id])
-    return _pass_view(row, runtime.settings.public_url, name, installs[row.id])
+    view = _pass_view(row, runtime.settings.public_url, name, installs[row.id])
+    view["google"] = await google_wallet.pass_view(conn, runtime.settings, runtime.sealer, row)
+    if view["google"] is not None:
+        view["urls"]["google"] = view["google"]["save_url"]
+    return view
 
 
 @router.post(
@@ -935,9 +957,10 @@ async def get_stats(
 @router.get("/push/stats", tags=["push"], response_model=PushStats, responses=error_responses())
 async def push_stats(conn: ReadConn, runtime: RuntimeDep) -> dict[str, Any]:
     """The push queue: depth, due, backing off, sent, failed, stalled, blocked pass types."""
-    return await push_jobs.push_stats(
+    stats = await push_jobs.push_stats(
         conn, issuing.now_ms(), stall_seconds=runtime.settings.push_stall_seconds
     )
+    return {**stats, "google": await google_storage.stats(conn)}
 
 
 @router.get(

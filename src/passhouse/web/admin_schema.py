@@ -211,6 +211,9 @@ class TemplateView(_Out):
     revision: int = Field(description="Goes up by one on every replacement")
     pass_count: int = Field(description="Passes made from this template")
     totals: StatsTotals = Field(description="Its passes and installs (GET /stats)")
+    google: GoogleTemplateState | None = Field(
+        None, description="Google Wallet opt-in and class state; null when not opted in"
+    )
     created_at: str | None = Field(examples=[ISO_EXAMPLE])
     updated_at: str | None = Field(examples=[ISO_EXAMPLE])
 
@@ -229,6 +232,50 @@ class TemplateList(_Out):
 class PassUrls(_Out):
     pkpass: str = Field(description="The .pkpass download (admin API, needs the key)")
     share: str = Field(description="The public share page a holder opens to add the pass")
+    google: str | None = Field(
+        None, description="The 'Add to Google Wallet' link, for passes of opted-in templates"
+    )
+
+
+class GoogleError(_Out):
+    status: int | None = Field(description="Google's HTTP status, if it answered", examples=[400])
+    reason: str | None = Field(description="Google's errors[0].reason", examples=["invalid"])
+    message: str | None = Field(description="Google's message")
+
+
+class GooglePassState(_Out):
+    save_url: str | None = Field(description="The 'Add to Google Wallet' link")
+    object_id: str = Field(examples=["3388000000012345678.ph-1a2b3c4d5e-c0ffee-42"])
+    status: Literal["pending", "synced", "failed"] = Field(
+        description="pending: not written yet; failed: Google refused it (see error)"
+    )
+    synced_version: int | None = Field(description="The pass version last written to Google")
+    up_to_date: bool = Field(description="Google holds the pass's current version")
+    last_sync_at: str | None = Field(examples=[ISO_EXAMPLE])
+    error: GoogleError | None
+    saves: int = Field(description="Saves reported by Google's callbacks")
+    deletes: int = Field(description="Deletes reported by Google's callbacks")
+    saved: bool = Field(description="Saved in at least one Google Wallet, as last reported")
+    notifications_last_24h: int = Field(description="Of Google's 3 per object per day")
+
+
+class GoogleTemplateState(_Out):
+    issuer_id: str = Field(examples=["3388000000012345678"])
+    type: str = Field(examples=["loyalty"])
+    class_id: str = Field(examples=["3388000000012345678.ph-t1"])
+    class_synced: bool = Field(description="Google holds the class of the current template")
+    error: GoogleError | None
+    warnings: list[str] = Field(description="What of pass.json Google Wallet cannot show")
+    config: dict[str, Any] = Field(description="The template's Google section as given")
+
+
+class GoogleStats(_Out):
+    objects: int
+    synced: int
+    pending: int
+    failed: int
+    queued: int = Field(description="Class and object syncs waiting in the queue")
+    saved: int = Field(description="Objects saved in a Google Wallet, per the callbacks")
 
 
 class PassView(_Out):
@@ -255,6 +302,9 @@ class PassView(_Out):
     created_at: str | None = Field(examples=[ISO_EXAMPLE])
     modified_at: str | None = Field(examples=[ISO_EXAMPLE])
     urls: PassUrls
+    google: GooglePassState | None = Field(
+        None, description="Google Wallet state, for passes of opted-in templates"
+    )
 
 
 class PassChanged(PassView):
@@ -346,6 +396,7 @@ class PushStats(_Out):
     )
     oldest_pending_age_seconds: float
     blocked_pass_types: list[BlockedPassType]
+    google: GoogleStats | None = Field(None, description="Google Wallet objects and queue")
 
 
 class DeviceLog(_Out):

@@ -26,6 +26,7 @@ from passhouse.web import (
     admin_preview,
     bulk,
     dashboard,
+    google,
     passninja,
     scheduled,
     share,
@@ -83,6 +84,8 @@ def create_app(
     app.include_router(webhooks_api.router)
     app.include_router(bulk.router)
     app.include_router(admin_preview.router)
+    app.include_router(google.router)
+    app.include_router(google.public_router)
     app.include_router(share.router)
     app.include_router(dashboard.router)
     # /api/openapi.json describes passhouse's own admin API (ADR 0015); the PassNinja-

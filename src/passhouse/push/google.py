@@ -1,0 +1,266 @@
+"""The Google Wallet REST client: access tokens, insert-or-patch, addMessage, outcomes.
+
+It knows nothing of storage: the sync worker (google_sync.py) gives it a service account
+and a resource and gets back what Google answered, classified the way the queue needs
+(done, retry later, failed for good, notification quota used up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from passhouse.google.service_account import GRANT_TYPE, ServiceAccount, token_assertion
+
+# Token lifetimes are an hour; refresh when less than this is left (google-auth's margin).
+REFRESH_MARGIN_SECONDS = 225
+RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+RETRY_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "backendError"}
+
+DONE = "done"
+RETRY = "retry"
+FAILED = "failed"
+QUOTA = "quota"  # notification quota used up: resend without notifying
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleAnswer:
+    outcome: str
+    status: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    body: Any = None
+    retry_after: float | None = None
+
+
+class Pacer:
+    """A token bucket shared by every request of a worker (0 per second: no pacing)."""
+
+    def __init__(self, rate_per_second: float) -> None:
+        self.rate = rate_per_second
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if self.rate <= 0:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next = max(self._next, now) + 1.0 / self.rate
+
+
+def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
+def classify(response: httpx.Response) -> GoogleAnswer:
+    """Google's answer as an outcome: keyed on the status, then on errors[0].reason."""
+    if response.is_success:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return GoogleAnswer(DONE, response.status_code, body=body)
+    reason, message = _error_of(response)
+    retry_after = _retry_after(response.headers.get("retry-after"))
+    status = response.status_code
+    if status == 403 and reason == "quotaExceeded":
+        return GoogleAnswer(QUOTA, status, reason, message)
+    if status in RETRY_STATUSES or status >= 500 or reason in RETRY_REASONS:
+        return GoogleAnswer(RETRY, status, reason, message, retry_after=retry_after)
+    return GoogleAnswer(FAILED, status, reason, message)
+
+
+def _error_of(response: httpx.Response) -> tuple[str | None, str | None]:
+    try:
+        body = response.json()
+    except ValueError:
+        return None, response.text[:300] or None
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if isinstance(error, str):  # the OAuth token endpoint's shape
+        return error, str(body.get("error_description", ""))[:300] or None
+    if not isinstance(error, Mapping):
+        return None, None
+    errors = error.get("errors")
+    reason = None
+    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+        reason = errors[0].get("reason")
+    message = error.get("message")
+    return (
+        str(reason)[:255] if reason else None,
+        str(message)[:1000] if message else None,
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+class GoogleWalletClient:
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        ca_file: Path | None = None,
+        timeout_seconds: float = 20.0,
+        rate_per_second: float = 0.0,
+        max_connections: int = 32,
+    ) -> None:
+        self._api = api_url.rstrip("/") + "/walletobjects/v1"
+        self._http = httpx.AsyncClient(
+            verify=ssl_context(ca_file),
+            timeout=timeout_seconds,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._token_locks: dict[str, asyncio.Lock] = {}
+        self.pacer = Pacer(rate_per_second)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def fetch_token(self, account: ServiceAccount) -> GoogleAnswer:
+        """Exchange a signed assertion for an access token; the body carries it."""
+        try:
+            response = await self._http.post(
+                account.token_uri,
+                data={"grant_type": GRANT_TYPE, "assertion": token_assertion(account, now=_now())},
+            )
+        except httpx.HTTPError as error:
+            return GoogleAnswer(RETRY, None, "connection", _describe(error))
+        answer = classify(response)
+        if answer.outcome == DONE and not (
+            isinstance(answer.body, Mapping) and isinstance(answer.body.get("access_token"), str)
+        ):
+            return GoogleAnswer(FAILED, response.status_code, "no_token", "no access_token")
+        return answer
+
+    async def _token(self, account: ServiceAccount, *, fresh: bool = False) -> str | GoogleAnswer:
+        key = account.client_email
+        lock = self._token_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(key)
+            if cached is not None and not fresh and cached[1] > time.monotonic():
+                return cached[0]
+            answer = await self.fetch_token(account)
+            if answer.outcome != DONE:
+                return answer
+            body = answer.body
+            try:
+                lifetime = float(body.get("expires_in", 3600))
+            except (TypeError, ValueError):
+                lifetime = 3600.0
+            token = str(body["access_token"])
+            expiry = time.monotonic() + max(30.0, lifetime - REFRESH_MARGIN_SECONDS)
+            self._tokens[key] = (token, expiry)
+            return token
+
+    async def request(
+        self, account: ServiceAccount, method: str, path: str, body: Any = None
+    ) -> GoogleAnswer:
+        """One call, paced; a 401 refreshes the token and tries once more."""
+        for attempt in range(2):
+            token = await self._token(account, fresh=attempt > 0)
+            if isinstance(token, GoogleAnswer):
+                return token
+            await self.pacer.wait()
+            try:
+                response = await self._http.request(
+                    method,
+                    f"{self._api}/{path}",
+                    json=body,
+                    headers={"authorization": f"Bearer {token}"},
+                )
+            except httpx.HTTPError as error:
+                return GoogleAnswer(RETRY, None, "connection", _describe(error))
+            if response.status_code == 401 and attempt == 0:
+                continue
+            return classify(response)
+        raise AssertionError("unreachable")
+
+    async def upsert(
+        self,
+        account: ServiceAccount,
+        resource: str,
+        resource_id: str,
+        body: Mapping[str, Any],
+        *,
+        exists: bool,
+    ) -> GoogleAnswer:
+        """Insert-or-patch: insert (409: it exists, patch it), or patch (404: insert).
+
+        `exists` says which to try first. The body is the whole desired state: arrays are
+        always sent whole, as PATCH replaces them.
+        """
+        if exists:
+            answer = await self.request(account, "PATCH", f"{resource}/{resource_id}", body)
+            if answer.status != 404 or answer.reason == "classNotFound":
+                return answer
+        answer = await self.request(account, "POST", resource, body)
+        if answer.status == 409:
+            answer = await self.request(account, "PATCH", f"{resource}/{resource_id}", body)
+        return answer
+
+    async def add_message(
+        self, account: ServiceAccount, resource: str, resource_id: str, message: Mapping[str, Any]
+    ) -> GoogleAnswer:
+        return await self.request(
+            account, "POST", f"{resource}/{resource_id}/addMessage", {"message": dict(message)}
+        )
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:300] or type(error).__name__
+
+
+def credentials_problem(answer: GoogleAnswer, account: ServiceAccount) -> str | None:
+    """One plain sentence for a failed token fetch or permission check; None if it worked."""
+    if answer.outcome == DONE:
+        return None
+    if answer.reason == "connection":
+        return (
+            f"Google's token endpoint {account.token_uri} could not be reached "
+            f"({answer.message}); check the network and try again."
+        )
+    if answer.reason == "invalid_grant":
+        return (
+            "Google refused the service account key (invalid_grant: "
+            f"{answer.message or 'invalid JWT'}): the key was deleted or rotated, or this "
+            "server's clock is wrong; create a new JSON key and add it again."
+        )
+    if answer.status == 403 or answer.reason == "permissionDenied":
+        return (
+            f"The service account {account.client_email} is not allowed to act for this "
+            "issuer: invite it in the Google Pay & Wallet Console (Users, role Developer)."
+        )
+    if answer.reason == "invalidResource" or answer.status == 400:
+        return (
+            "Google does not know this issuer id: copy it from the Google Pay & Wallet "
+            "Console (it is not the service account's client_id)."
+        )
+    return (
+        f"Google answered {answer.status or 'nothing'}"
+        f"{' ' + answer.reason if answer.reason else ''} when the credentials were checked"
+        f"{': ' + answer.message if answer.message else ''}."
+    )
