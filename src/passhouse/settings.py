@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     # and an issuer keeps the account id already in their configuration.
     passninja_account_id: str | None = None
 
+    # --- sign ahead (issue 8, ADR 0023) ---
+    # Each web process signs, in the background, the current files of passes whose pushes
+    # are queued, so the downloads that follow the pushes are cached reads.
+    sign_ahead: bool = True
+
     @field_validator("public_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
