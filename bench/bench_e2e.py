@@ -294,7 +294,8 @@ def start_stack(
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 60
+    # A loaded machine and a large database (serve's start checks read it) can take minutes.
+    deadline = time.monotonic() + 300
     while True:
         if server.poll() is not None or time.monotonic() > deadline:
             server.kill()
