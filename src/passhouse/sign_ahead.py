@@ -24,6 +24,7 @@ from passhouse.issuing import PassBuilder
 from passhouse.pkpass.errors import PkpassError
 from passhouse.storage import sign_ahead as queries
 from passhouse.storage.database import Database
+from passhouse.storage.faults import database_fault
 
 log = structlog.get_logger("passhouse.sign_ahead")
 
@@ -89,9 +90,14 @@ async def run_sign_ahead(
     while not stop.is_set():
         try:
             signed = await sign_pending(database, builder, share, limit=10 * BATCH)
-        except Exception:
-            # The database away, a broken template: downloads report it; retry later.
-            log.exception("sign_ahead_failed")
+        except Exception as error:
+            # A database outage is logged once, by database.outages (as the worker does);
+            # anything else in full. Downloads sign on demand meanwhile; retry later.
+            fault = database_fault(error)
+            if fault is not None:
+                database.outages.report(fault, error)
+            else:
+                log.exception("sign_ahead_failed")
             await _pause(stop, ERROR_PAUSE_SECONDS)
             continue
         if signed == 0:
