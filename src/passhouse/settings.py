@@ -280,6 +280,11 @@ class Settings(BaseSettings):
     # Seconds per request to Google before it counts as a connection error (retried).
     google_request_timeout_seconds: float = Field(default=20.0, gt=0)
 
+    # --- sign ahead (issue 8, ADR 0023) ---
+    # Each web process signs, in the background, the current files of passes whose pushes
+    # are queued, so the downloads that follow the pushes are cached reads.
+    sign_ahead: bool = True
+
     @field_validator("relay_walletpasses_url", "relay_pass2u_url", "relay_passworks_url")
     @classmethod
     def _relay_url(cls, value: str) -> str:

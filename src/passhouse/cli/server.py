@@ -196,6 +196,8 @@ def serve(
             push_worker=index == 0 and not no_worker,
             log_level=log_level,
             parent_pid=os.getpid() if workers > 1 else None,
+            index=index,
+            count=workers,
         )
         for index, sock in enumerate(sockets)
     ]

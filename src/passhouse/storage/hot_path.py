@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -37,6 +38,30 @@ class PassAuth:
     version: int
     modified_at: int
     # Retired (ADR 0020): the device gets the last file, and no registration is stored.
+    retired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInputs:
+    """A pass as it is now, with what signing it needs, or its signed file if cached."""
+
+    id: int
+    pass_type_id: str
+    serial_number: str
+    template_id: int
+    authentication_token: str
+    data: Any
+    personalization: Any
+    voided: bool
+    version: int
+    template_revision: int
+    team_id: str
+    certificate_pem: str
+    wwdr_pem: str | None
+    private_key_encrypted: bytes
+    # The signed file of this version for the build key asked for, when there is one.
+    cached: bytes | None
+    # Retired passes are built without the web service keys (ADR 0020).
     retired: bool = False
 
 
@@ -69,7 +94,66 @@ class HotPath(Protocol):
         and its transport (the app it registered through) is replaced with the rest."""
         ...
 
+    async def build_inputs(self, pass_id: int, build_key: str) -> BuildInputs | None:
+        """The pass's current version and its signed file (or what building one needs)."""
+        ...
+
+    async def store_pkpass(self, pass_id: int, version: int, build_key: str, data: bytes) -> None:
+        """Keep a signed file; an older version's is replaced, and so is the same version's
+        built for another key (the same rule as storage.passes.store_pkpass)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+# One round trip for a download that must sign: the pass, its template's revision, the
+# pass type's credentials and the cached file of its current version, if any.
+_BUILD_INPUTS = """
+SELECT p.id, p.pass_type_id, p.serial_number, p.template_id, p.authentication_token,
+       p.data, p.personalization, p.voided, p.version, t.revision, pt.team_id,
+       pt.certificate_pem, pt.wwdr_pem, pt.private_key_encrypted,
+       (SELECT c.data FROM pkpass_cache c
+        WHERE c.pass_id = p.id AND c.version = p.version AND c.build_key = {1}),
+       p.retired_at IS NOT NULL
+FROM passes p
+JOIN templates t ON t.id = p.template_id
+JOIN pass_types pt ON pt.pass_type_id = p.pass_type_id
+WHERE p.id = {0}
+"""
+_STORE_PKPASS = """
+INSERT INTO pkpass_cache (pass_id, version, build_key, data) VALUES ({0}, {1}, {2}, {3})
+ON CONFLICT (pass_id) DO UPDATE
+    SET version = excluded.version, build_key = excluded.build_key, data = excluded.data
+    WHERE pkpass_cache.version < excluded.version
+       OR (pkpass_cache.version = excluded.version AND pkpass_cache.build_key <> excluded.build_key)
+"""
+
+
+def _build_inputs(row: Any) -> BuildInputs:
+    data, personalization = row[5], row[6]
+    # JSON columns: text on SQLite, and from asyncpg (no codec is set for json).
+    if isinstance(data, str):
+        data = json.loads(data)
+    if isinstance(personalization, str):
+        personalization = json.loads(personalization)
+    return BuildInputs(
+        id=row[0],
+        pass_type_id=row[1],
+        serial_number=row[2],
+        template_id=row[3],
+        authentication_token=row[4],
+        data=data,
+        personalization=personalization,
+        voided=bool(row[7]),
+        version=row[8],
+        template_revision=row[9],
+        team_id=row[10],
+        certificate_pem=row[11],
+        wwdr_pem=row[12],
+        private_key_encrypted=bytes(row[13]),
+        cached=None if row[14] is None else bytes(row[14]),
+        retired=bool(row[15]),
+    )
 
 
 _SELECT_DEVICE_AUTH = (
@@ -113,7 +197,7 @@ def _pg(sql: str, count: int) -> str:
 
 
 def _sqlite(sql: str, count: int) -> str:
-    return sql.format(*("?" for _ in range(count)))
+    return sql.format(*(f"?{i}" for i in range(1, count + 1)))
 
 
 # One round trip: the device row (created or found) and the registration upsert. The
@@ -286,6 +370,15 @@ class PostgresHotPath:
             created = await pool.fetchval(_PG_REGISTER, *args, device)
         return Registered.CREATED if created else Registered.UPDATED
 
+    async def build_inputs(self, pass_id: int, build_key: str) -> BuildInputs | None:
+        pool = await self._get_pool()
+        row = await pool.fetchrow(_pg(_BUILD_INPUTS, 2), pass_id, build_key)
+        return None if row is None else _build_inputs(row)
+
+    async def store_pkpass(self, pass_id: int, version: int, build_key: str, data: bytes) -> None:
+        pool = await self._get_pool()
+        await pool.execute(_pg(_STORE_PKPASS, 4), pass_id, version, build_key, data)
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
@@ -364,6 +457,17 @@ class SqliteHotPath:
                 return Registered.PASS_FULL
             db.execute("COMMIT")
             return Registered.CREATED if created else Registered.UPDATED
+
+    async def build_inputs(self, pass_id: int, build_key: str) -> BuildInputs | None:
+        row = self._read().execute(_sqlite(_BUILD_INPUTS, 2), (pass_id, build_key)).fetchone()
+        return None if row is None else _build_inputs(row)
+
+    async def store_pkpass(self, pass_id: int, version: int, build_key: str, data: bytes) -> None:
+        async with self._write_lock:
+            if self._writer is None:
+                self._writer = self._connect()
+            # One statement: its own transaction.
+            self._writer.execute(_sqlite(_STORE_PKPASS, 4), (pass_id, version, build_key, data))
 
     async def close(self) -> None:
         for connection in (self._reader, self._writer):

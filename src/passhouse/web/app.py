@@ -20,6 +20,7 @@ from passhouse import __version__
 from passhouse.bootstrap import Runtime
 from passhouse.issuing import PassBuilder, now_ms
 from passhouse.metrics import PUSH_QUEUE_DEPTH, PUSH_STALLED
+from passhouse.sign_ahead import Share, run_sign_ahead
 from passhouse.storage import push_jobs
 from passhouse.web import (
     admin,
@@ -45,9 +46,11 @@ def create_app(
     *,
     background: BackgroundTask | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sign_ahead: Share | None = None,
 ) -> ASGIApp:
     """The whole HTTP surface. `background` (the in-process push worker) runs with the app;
-    `clock` (monotonic seconds) times the per-client rate limits."""
+    `clock` (monotonic seconds) times the per-client rate limits; with `sign_ahead`, this
+    process signs its share of the files queued pushes will make devices download."""
     settings = runtime.settings
     builder = PassBuilder(runtime.sealer, settings.web_service_url)
 
@@ -55,12 +58,18 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.create_task(background(stop)) if background else None
+        signing = (
+            asyncio.create_task(run_sign_ahead(runtime.database, builder, sign_ahead, stop))
+            if sign_ahead is not None
+            else None
+        )
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
-                await task
+            for running in (task, signing):
+                if running is not None:
+                    await running
             await runtime.database.dispose()
 
     # Swagger UI's files come from the fastapi-offline package: the docs work with no CDN.

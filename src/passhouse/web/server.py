@@ -30,6 +30,7 @@ import uvicorn
 
 from passhouse.bootstrap import open_runtime
 from passhouse.settings import Settings
+from passhouse.sign_ahead import Share
 from passhouse.web.app import create_app
 from passhouse.web.edge import EdgeLimits, guarded_protocol
 
@@ -123,6 +124,9 @@ class WebProcess:
     push_worker: bool
     log_level: str
     parent_pid: int | None = None
+    # This process's share of sign-ahead (ADR 0023): passes with id % count == index.
+    index: int = 0
+    count: int = 1
 
 
 def run_web_process(spec: WebProcess) -> None:
@@ -137,7 +141,8 @@ def run_web_process(spec: WebProcess) -> None:
     async def background(stop: asyncio.Event) -> None:
         await run_worker(runtime, stop)
 
-    app = create_app(runtime, background=background if spec.push_worker else None)
+    share = Share(spec.index, spec.count) if settings.sign_ahead else None
+    app = create_app(runtime, background=background if spec.push_worker else None, sign_ahead=share)
     connections = raise_open_files_limit(settings.http_max_connections)
     if connections < settings.http_max_connections:
         log.warning(
