@@ -217,6 +217,8 @@ async def test_views_show_installs_and_totals(
         ({"interval": "week"}, 422),
         ({"from": "2026-12-01T00:00:00"}, 422),  # no zone
         ({"from": "yesterday"}, 422),
+        ({"to": "0.5"}, 422),  # a number is not an ISO 8601 time (pydantic reads it as Unix)
+        ({"from": "1764547200"}, 422),
         ({"from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"}, 422),
         ({"from": "2016-01-01T00:00:00Z", "interval": "hour"}, 422),  # too many points
         ({"from": "0001-01-01T00:00:00Z"}, 422),

@@ -23,6 +23,7 @@ from fastapi import (
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -895,6 +896,16 @@ async def list_pushes(
     return {"items": await issuing.recent_pushes(conn, row.id)}
 
 
+def _iso_text(value: object) -> object:
+    # Pydantic would also read a bare number as Unix seconds; the spec says ISO 8601 text.
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be an ISO 8601 time with a zone, e.g. 2026-11-01T00:00:00Z")
+    return value
+
+
+IsoMoment = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+
+
 @router.get(
     "/stats",
     tags=["stats"],
@@ -918,7 +929,7 @@ async def get_stats(
         ),
     ] = None,
     start: Annotated[
-        AwareDatetime | None,
+        IsoMoment | None,
         Query(
             alias="from",
             description="ISO 8601 with a zone; rounded down to its hour or day. Default: "
@@ -927,7 +938,7 @@ async def get_stats(
         ),
     ] = None,
     end: Annotated[
-        AwareDatetime | None,
+        IsoMoment | None,
         Query(
             alias="to",
             description="ISO 8601 with a zone, excluded; default now",
