@@ -865,25 +865,21 @@ class PassBuilder:
         raise Conflict("The pass's template keeps changing; try again.")
 
     async def build(self, conn: AsyncConnection, row: sa.Row[Any]) -> bytes:
-        template_row = await _template_or_404(conn, row.template_id)
-        pass_json, assets = await self._render(
-            conn,
-            template_row,
-            serial_number=row.serial_number,
-            token=row.authentication_token,
-            data=row.data,
-            personalization=row.personalization,
-            voided=row.voided,
-            retired=row.retired_at is not None,
-        )
+        pass_json, assets = await self._render_row(conn, row)
         signer = await self.signer(conn, row.pass_type_id)
         PASSES_SIGNED.inc()
         return build_pkpass(pass_json, assets, signer)
 
     async def rendered_pass_json(self, conn: AsyncConnection, row: sa.Row[Any]) -> dict[str, Any]:
         """pass.json of a pass as its current version renders (nothing signed)."""
+        pass_json, _ = await self._render_row(conn, row)
+        return pass_json
+
+    async def _render_row(
+        self, conn: AsyncConnection, row: sa.Row[Any]
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
         template_row = await _template_or_404(conn, row.template_id)
-        pass_json, _ = await self._render(
+        return await self._render(
             conn,
             template_row,
             serial_number=row.serial_number,
@@ -893,7 +889,6 @@ class PassBuilder:
             voided=row.voided,
             retired=row.retired_at is not None,
         )
-        return pass_json
 
     async def check_renders(
         self,

@@ -3,49 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
 
-from conftest import SECRET_KEY
 from google_wallet.fake_google import FakeGoogle
 from google_wallet.test_google_api import issue, make_template
 from passhouse.bootstrap import Runtime
 from passhouse.settings import Settings
 from passhouse.storage.tables import google_objects, google_sync_jobs
+from workers import start_worker, worker_env
 
 PASSES = 150
-
-
-def _env(settings: Settings, database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
-    env.update(
-        PASSHOUSE_DATABASE_URL=database_url,
-        PASSHOUSE_SECRET_KEY=SECRET_KEY,
-        PASSHOUSE_DEV_MODE="false",
-        PASSHOUSE_PUBLIC_URL=settings.public_url,
-        PASSHOUSE_GOOGLE_API_URL=settings.google_api_url,
-        PASSHOUSE_GOOGLE_CA_FILE=str(settings.google_ca_file),
-        # 50 writes a second: the kill lands in the middle of the fan-out.
-        PASSHOUSE_GOOGLE_RATE_PER_SECOND="50",
-        PASSHOUSE_PUSH_LEASE_SECONDS="2",
-    )
-    return env
-
-
-async def _start(env: dict[str, str], cwd: Path, name: str) -> asyncio.subprocess.Process:
-    log = (cwd / f"{name}.log").open("ab")
-    try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "passhouse", "worker", env=env, cwd=cwd, stdout=log, stderr=log
-        )
-    finally:
-        log.close()
 
 
 async def _eventually(check: object, within: float, what: str) -> None:
@@ -70,8 +42,16 @@ async def test_kill_9_mid_sync_loses_nothing(
     await make_template(admin, pass_type)
     for i in range(PASSES):
         await issue(admin, f"k{i}")
-    env = _env(settings, database_url)
-    first = await _start(env, tmp_path, "first")
+    env = worker_env(
+        database_url,
+        PASSHOUSE_PUBLIC_URL=settings.public_url,
+        PASSHOUSE_GOOGLE_API_URL=settings.google_api_url,
+        PASSHOUSE_GOOGLE_CA_FILE=str(settings.google_ca_file),
+        # 50 writes a second: the kill lands in the middle of the fan-out.
+        PASSHOUSE_GOOGLE_RATE_PER_SECOND="50",
+        PASSHOUSE_PUSH_LEASE_SECONDS="2",
+    )
+    first = await start_worker(env, tmp_path, "first")
 
     async def under_way() -> bool:
         return len(fake_google.objects) >= 40
@@ -82,7 +62,7 @@ async def test_kill_9_mid_sync_loses_nothing(
     assert len(fake_google.objects) < PASSES
     # A change made while no worker runs is written too, with its newest state.
     await admin.patch(f"/api/v1/passes/{pass_type}/k0", json={"data": {"balance": 500}})
-    second = await _start(env, tmp_path, "second")
+    second = await start_worker(env, tmp_path, "second")
 
     async def all_synced() -> bool:
         async with runtime.database.reader() as conn:

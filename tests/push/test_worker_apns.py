@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from push import fake_apns as fake
 from push.conftest import PASS_TYPE_ID, Pki, add_real_pass_type, requires_postgres
 from push.fake_apns import FakeApns
 from push.rows import SECRET_KEY, World, make_world
+from workers import start_worker, worker_env
 
 
 @pytest.fixture
@@ -211,28 +210,14 @@ async def test_the_worker_sends_again_after_every_apns_outage_without_a_restart(
 
 
 def _worker_env(settings: Settings, database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PASSHOUSE_")}
-    env.update(
-        PASSHOUSE_DATABASE_URL=database_url,
-        PASSHOUSE_SECRET_KEY=SECRET_KEY,
-        PASSHOUSE_DEV_MODE="false",
+    return worker_env(
+        database_url,
         PASSHOUSE_APNS_URL=settings.apns_url,
         PASSHOUSE_APNS_CA_FILE=str(settings.apns_ca_file),
         PASSHOUSE_PUSH_RATE_PER_SECOND="0",
         PASSHOUSE_PUSH_POLL_INTERVAL_SECONDS="0.2",
         **extra,
     )
-    return env
-
-
-async def _start_worker(env: dict[str, str], cwd: Path, name: str) -> asyncio.subprocess.Process:
-    log = (cwd / f"{name}.log").open("ab")
-    try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "passhouse", "worker", env=env, cwd=cwd, stdout=log, stderr=log
-        )
-    finally:
-        log.close()
 
 
 async def test_several_workers_share_the_queue_and_send_each_push_once(
@@ -247,7 +232,7 @@ async def test_several_workers_share_the_queue_and_send_each_push_once(
     world = await _world(database, pki, 3000)
     env = _worker_env(settings, database_url, PASSHOUSE_PUSH_BATCH_SIZE="50")
 
-    workers = [await _start_worker(env, tmp_path, f"worker{i}") for i in range(3)]
+    workers = [await start_worker(env, tmp_path, f"worker{i}") for i in range(3)]
     try:
         await _eventually(lambda: fake_apns.count >= 3000, 60, "every push")
         await asyncio.sleep(0.5)  # any duplicate would arrive now
@@ -282,14 +267,14 @@ async def test_kill_9_mid_fan_out_loses_no_push_and_repeats_only_the_last_moment
     defaults = Settings(_env_file=None)
     fake_apns.delay = 0.1  # 50 pushes a second: the kill lands mid-batch, 6 s into it
 
-    first = await _start_worker(env, tmp_path, "first")
+    first = await start_worker(env, tmp_path, "first")
     await _eventually(lambda: fake_apns.count >= 300, 60, "the fan-out to be well under way")
     first.kill()
     await first.wait()
     killed_at = time.monotonic()
     sent_before_kill = fake_apns.count
     fake_apns.delay = 0.0
-    second = await _start_worker(env, tmp_path, "second")
+    second = await start_worker(env, tmp_path, "second")
     try:
         await _eventually(lambda: set(fake_apns.tokens()) >= set(world.tokens), 90, "recovery")
         recovered_after = time.monotonic() - killed_at
