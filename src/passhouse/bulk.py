@@ -32,6 +32,7 @@ from passhouse.settings import Settings
 from passhouse.storage import idempotency as idempotency_store
 from passhouse.storage import jobs, pass_types, passes, push_jobs, templates, webhooks
 from passhouse.storage.database import Database
+from passhouse.storage.faults import database_fault
 from passhouse.storage.tables import passes as passes_table
 
 log = structlog.get_logger("passhouse.jobs")
@@ -756,8 +757,12 @@ async def run_job_worker(
             claimed = await claim_job(database, settings)
             if claimed is not None:
                 await run_claimed(database, builder, settings, *claimed, stop=stop)
-        except Exception:
-            log.warning("job_worker_error", exc_info=True)
+        except Exception as error:
+            fault = database_fault(error)
+            if fault is None:
+                log.warning("job_worker_error", exc_info=True)
+            else:  # an outage is logged once, by database.outages (as the push worker does)
+                database.outages.report(fault, error)
             claimed = None
         if claimed is None:
             with contextlib.suppress(TimeoutError):
