@@ -241,3 +241,20 @@ async def test_passes_made_and_changed_in_bulk_reach_google(
     await drain(google_sync)
     balances = [fake_google.objects[o]["loyaltyPoints"]["balance"] for o in object_ids]
     assert balances == [{"string": "99"}] * 3
+
+
+async def test_the_landing_page_offers_the_save_link_on_android(
+    admin: httpx.AsyncClient, pass_type: str, issuer: str, google_sync: GoogleSync
+) -> None:
+    await make_template(admin, pass_type)
+    issued = await issue(admin, "land-1")
+    await drain(google_sync)
+    android = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/126 Mobile"
+
+    page = await admin.get(issued["urls"]["share"], headers={"user-agent": android})
+
+    assert page.status_code == 200
+    link = (await admin.get(f"/api/v1/passes/{pass_type}/land-1")).json()["urls"]["google"]
+    assert link
+    assert link.split("/save/")[0] + "/save/" in page.text  # the button links to Google
+    assert "Google Wallet" in page.text

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from passhouse import previewing
+from passhouse import google_wallet, previewing
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.storage import pass_types, passes
 from passhouse.web import landing
@@ -86,9 +86,10 @@ async def share_page(
     if row is None:
         return _not_found(request)
     data, _ = await builder.pkpass(runtime.database, row.id, row.version)
+    settings = runtime.settings
     async with runtime.database.reader() as conn:
         pass_type = await pass_types.get_pass_type(conn, row.pass_type_id)
-    settings = runtime.settings
+        google = await google_wallet.pass_view(conn, settings, runtime.sealer, row)
     language = landing.language_of(request.headers.get("accept-language", ""))
     page_url = f"{settings.public_url}/p/{share_id}"
     pass_json, files = previewing.signed_files(data)
@@ -97,7 +98,7 @@ async def share_page(
         files=files,
         page_url=page_url,
         download_url=f"/p/{share_id}/pass.pkpass",
-        google_url=google_save_url(row),
+        google_url=None if google is None else google["save_url"],
         voided=bool(row.voided),
         dev_mode=pass_type is not None and bool(pass_type.dev_mode),
         platform=landing.platform_of(request.headers.get("user-agent", "")),
@@ -120,14 +121,6 @@ async def share_page(
     )
     vary = {"vary": "Accept-Language, User-Agent", "content-language": language}
     return HTMLResponse(body, headers={**headers, **vary})
-
-
-def google_save_url(row: sa.Row[Any]) -> str | None:
-    """The pass's "Add to Google Wallet" link, where Google Wallet is enabled for it. None
-    until the Google Wallet integration gives passes one (its `urls.google`); the page then
-    shows the Google button only where this returns a link."""
-    url = getattr(row, "google_save_url", None)
-    return url if isinstance(url, str) and url.startswith("https://") else None
 
 
 @router.api_route("/p/{share_id}/pass.pkpass", methods=["GET", "HEAD"])
