@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse import google_wallet
 from passhouse.errors import AlreadyPersonalized, Conflict, InvalidInput, NotFound
+from passhouse.issuing import google_wallet
 from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.bundle import build_pkpass
 from passhouse.pkpass.certs import (
