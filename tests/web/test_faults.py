@@ -187,6 +187,44 @@ async def test_a_sqlite_database_locked_by_another_process_is_a_503_until_releas
     assert not [entry for entry in logs if entry.get("exc_info")]
 
 
+@pytest.mark.slow
+async def test_a_download_signed_while_another_process_holds_sqlites_lock_is_served(
+    database_url: str, client: httpx.AsyncClient, wallet_pass: IssuedPass, database: Database
+) -> None:
+    """The signed file could not be stored for the other processes: the device still gets it."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock")
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLD_WRITE_LOCK,
+        database_url.removeprefix("sqlite:///"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert holder.stdin is not None
+    try:
+        assert await holder.stdout.readline() == b"locked\n"
+        with capture_logs() as logs:
+            download = await client.get(wallet_pass.path, headers=wallet_pass.auth)
+        holder.stdin.close()
+        assert await holder.wait() == 0
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+
+    assert download.status_code == 200, download.text
+    assert download.headers["content-type"] == "application/vnd.apple.pkpass"
+    assert [entry["fault"] for entry in logs if entry["event"] == "signed_file_not_stored"] == [
+        "database_busy"
+    ]
+    async with database.reader() as conn:
+        stored = await conn.scalar(sa.text("SELECT count(*) FROM pkpass_cache"))
+    assert stored == 0
+
+
 HOLD_WRITE_LOCK = """
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], isolation_level=None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse.errors import Conflict, InvalidInput, NotFound
@@ -27,7 +28,10 @@ from passhouse.pkpass.signing import PassSigner
 from passhouse.pkpass.template import Template
 from passhouse.storage import pass_types, passes, push_jobs, templates
 from passhouse.storage.database import Database
+from passhouse.storage.faults import database_fault
 from passhouse.storage.sealing import Sealer
+
+log = structlog.get_logger("passhouse.issuing")
 
 
 def pass_json_of(pkpass: bytes) -> dict[str, Any]:
@@ -100,6 +104,24 @@ def build_key(web_service_url: str) -> str:
 
 
 RenderCheck = Callable[..., str | None]
+
+
+async def _keep_signed_file(
+    database: Database, pass_id: int, version: int, build_key: str, data: bytes
+) -> None:
+    """Store a freshly signed file for every process, when the database lets us.
+
+    The file is already signed and correct: a write lock held by another process (SQLite)
+    or a database fault must not turn the device's download into a 503. The next download
+    signs it again, or finds it stored by then.
+    """
+    try:
+        await database.hot.store_pkpass(pass_id, version, build_key, data)
+    except Exception as error:
+        fault = database_fault(error)
+        if fault is None:
+            raise
+        log.warning("signed_file_not_stored", pass_id=pass_id, version=version, fault=fault.value)
 
 
 class PassBuilder:
@@ -185,7 +207,7 @@ class PassBuilder:
             PASSES_SIGNED.inc()
             # Built outside any transaction: signing must not hold SQLite's write lock.
             data = build_pkpass(pass_json, assets, signer)
-            await database.hot.store_pkpass(found.id, found.version, self.build_key, data)
+            await _keep_signed_file(database, found.id, found.version, self.build_key, data)
             self._files.put(key, data, len(data))
             return data, found.version
         raise Conflict("The pass's template keeps changing; try again.")
