@@ -527,6 +527,15 @@ async def test_the_watchdog_reports_a_worker_stuck_on_pushes_it_cannot_finish(
             await _until(stalled_by_the_database, 10, "the stall to show in the database")
             release.set()
             await _until(lambda: logged("push_worker_sending_again"), 10, "the recovery")
+
+            async def drained_and_calm() -> bool:
+                async with runtime.database.reader() as conn:
+                    depth = await jobs.queue_depth(conn)
+                return depth == 0 and _sample("passhouse_push_stalled") == 0
+
+            # Under load a tick can still see a retried push due for 0.3 s: wait for the
+            # queue to drain and the gauge to settle rather than sampling it once.
+            await _until(drained_and_calm, 10, "the queue to drain and the gauge to clear")
         finally:
             release.set()
             stop.set()
