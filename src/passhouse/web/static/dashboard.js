@@ -50,6 +50,21 @@
 
   function clearError() {
     view.querySelector(":scope > .banner.error.transient")?.remove();
+    for (const node of view.querySelectorAll(".banner.error.form-error")) node.remove();
+  }
+
+  // A form's refusal, shown inside the form just above its submit button. Not at the top of
+  // the view: there it scrolled the page away from the form, and on the templates page the
+  // retry's click then landed in a gallery preview frame (sandboxed frames are hit-tested
+  // apart from the page while it scrolls), so a second upload was never sent.
+  function showFormError(form, error) {
+    const message = error instanceof Error ? error.message : String(error);
+    for (const node of form.querySelectorAll(".banner.error.form-error")) node.remove();
+    const node = banner("error form-error", message);
+    const button = form.querySelector("button[type=submit], button:not([type])");
+    if (button) button.before(node);
+    else form.append(node);
+    node.scrollIntoView({ block: "nearest" });
   }
 
   const NUMERIC = new Set(["Passes", "Revision", "Version", "Installs", "HTTP status", "Latency (ms)", "Pending", "Delivered", "Failed", "Attempts"]);
@@ -791,7 +806,7 @@
         announce(`Template ${created.name} created.`);
         location.hash = templateHash(created.name);
       } catch (error) {
-        showError(error);
+        showFormError(form, error);
       } finally {
         button.disabled = false;
       }
