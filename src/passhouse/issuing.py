@@ -773,7 +773,16 @@ def build_key(web_service_url: str) -> str:
     return hashlib.sha256(inputs.encode()).hexdigest()
 
 
-RenderCheck = Callable[..., str | None]
+@dataclass(frozen=True, slots=True)
+class RenderChecked:
+    """What a bulk job needs of one pass's render: why it would be invalid (None: it is
+    valid), and its expires_at as issue_pass and change_pass_data record it."""
+
+    problem: str | None
+    expires_at: int | None = None
+
+
+RenderCheck = Callable[..., RenderChecked]
 
 
 class PassBuilder:
@@ -945,7 +954,7 @@ class PassBuilder:
     async def render_checker(self, conn: AsyncConnection, template_row: sa.Row[Any]) -> RenderCheck:
         """check_renders for many passes of one template (bulk jobs): the template and team
         are read once, and the returned function (no I/O, safe in a thread) gives the
-        reason a pass would be invalid, or None."""
+        reason a pass would be invalid (or None) with its rendered expiry."""
         template = await self.template(conn, template_row)
         team_id = await pass_types.team_id(conn, template_row.pass_type_id)
 
@@ -954,7 +963,7 @@ class PassBuilder:
             token: str,
             data: Mapping[str, Any],
             personalization: Mapping[str, Any] | None = None,
-        ) -> str | None:
+        ) -> RenderChecked:
             try:
                 pass_json, _ = self._render_with(
                     template,
@@ -967,11 +976,11 @@ class PassBuilder:
                     voided=False,
                 )
             except InvalidInput as error:
-                return error.message
+                return RenderChecked(error.message)
             report = validate_pass_json(pass_json)
             if report.errors:
-                return "The pass would be invalid: " + "; ".join(report.errors)
-            return None
+                return RenderChecked("The pass would be invalid: " + "; ".join(report.errors))
+            return RenderChecked(None, expiry_of(pass_json))
 
         return problem
 
