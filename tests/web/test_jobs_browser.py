@@ -185,3 +185,36 @@ async def test_a_bulk_update_from_its_form_lands_on_its_job(
         shown = await admin.get(f"/api/v1/passes/{PASS_TYPE_ID}/{serial}")
         balances[serial] = shown.json()["data"]["balance"]
     assert balances == {"bu-1": 99, "bu-2": 1, "bu-3": 99}
+
+
+@pytest.mark.slow
+async def test_a_job_page_pages_through_many_failed_rows(
+    browser_page: Any,
+    server_url: str,
+    admin: httpx.AsyncClient,
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
+    template: str,
+) -> None:
+    page = browser_page
+    ragged = "".join(f"row-{n},Name {n}\n" for n in range(60))  # 2 fields of 3: all fail
+    imported = await admin.post(
+        "/api/v1/imports",
+        data={"template": template, "mode": "create"},
+        files={
+            "file": ("many.csv", ("serial_number,name,balance\n" + ragged).encode(), "text/csv")
+        },
+    )
+    assert imported.status_code == 202, imported.text
+    await run_jobs(runtime, builder)
+
+    await sign_in(page, f"{server_url}/dashboard#/jobs/{imported.json()['id']}")
+    errors = page.locator("#job-errors tbody tr")
+    await errors.first.wait_for()
+    assert await errors.count() == 50  # the dashboard's page size
+    assert await errors.last.locator("td").first.inner_text() == "51"
+    await page.get_by_role("button", name="More failed rows").click()
+    await errors.nth(59).wait_for()
+    assert await errors.count() == 60
+    assert await errors.last.locator("td").first.inner_text() == "61"
+    assert await page.get_by_role("button", name="More failed rows").is_hidden()
