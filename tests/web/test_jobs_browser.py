@@ -179,7 +179,7 @@ async def test_a_bulk_update_from_its_form_lands_on_its_job(
     await run_jobs(runtime, builder)
     await facts.locator('[data-status="done"]').wait_for()
     assert "Bulk update" in await facts.inner_text()
-    assert "No row has failed." in await page.locator("main").inner_text()
+    assert "No pass has failed." in await page.locator("main").inner_text()
     balances = {}
     for serial in ("bu-1", "bu-2", "bu-3"):
         shown = await admin.get(f"/api/v1/passes/{PASS_TYPE_ID}/{serial}")

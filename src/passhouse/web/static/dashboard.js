@@ -1511,7 +1511,7 @@
   function jobErrors(job) {
     const path = `/jobs/${encodeURIComponent(job.id)}/errors`;
     const body = h("tbody");
-    const empty = h("p", { class: "muted", id: "job-no-errors" }, "No row has failed.");
+    const empty = h("p", { class: "muted", id: "job-no-errors" }, job.kind === "import" ? "No row has failed." : "No pass has failed.");
     const wrap = h(
       "div",
       { class: "table-wrap", id: "job-errors", hidden: true },
@@ -1601,7 +1601,7 @@
       h("h1", {}, `Job ${job.id}`),
       failure,
       facts,
-      h("h2", {}, "Failed rows"),
+      h("h2", {}, job.kind === "import" ? "Failed rows" : "Failed passes"),
       errors.nodes,
       h("h2", {}, "Another job"),
       jobActions(),
