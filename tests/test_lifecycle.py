@@ -439,6 +439,69 @@ async def test_a_template_change_moves_the_expiry_its_passes_show(
     assert (await _pass(admin, wallet_pass))["expires_at"] == "2001-01-01T00:00:00Z"
 
 
+async def test_passes_made_or_changed_in_bulk_expire_as_one_issued_does(
+    runtime: Runtime, admin: httpx.AsyncClient, builder: issuing.PassBuilder, expiring: str
+) -> None:
+    past, future = "2001-01-01T00:00:00Z", "2099-01-01T00:00:00Z"
+    single = await issue(runtime, builder, expiring, expires=future)
+    batch = await admin.post(
+        "/api/v1/passes/batch",
+        json={
+            "template": expiring,
+            "items": [
+                {
+                    "serial_number": "batch-past",
+                    "data": {"name": "A", "balance": 1, "expires": past},
+                },
+                {
+                    "serial_number": "batch-future",
+                    "data": {"name": "B", "balance": 2, "expires": future},
+                },
+            ],
+        },
+    )
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["created"] == 2, batch.text
+    csv = f"serial_number,name,balance,expires\ncsv-past,C,3,{past}\ncsv-future,D,4,{future}\n"
+    imported = await admin.post(
+        "/api/v1/imports",
+        data={"template": expiring, "mode": "create"},
+        files={"file": ("rows.csv", csv.encode(), "text/csv")},
+    )
+    assert imported.status_code == 202, imported.text
+    moved = await admin.post(
+        "/api/v1/passes/bulk-update",
+        json={"template": expiring, "where": {"name": "Ada"}, "data": {"expires": past}},
+    )
+    assert moved.status_code == 202, moved.text
+
+    async def jobs_done() -> bool:
+        answers = [await admin.get(job.json()["url"]) for job in (imported, moved)]
+        return all(answer.json()["status"] == "done" for answer in answers)
+
+    def named(serial: str) -> IssuedPass:
+        return IssuedPass(single.pass_type_id, serial, "", 0)
+
+    async def past_ones_voided() -> bool:
+        for serial in ("batch-past", "csv-past"):
+            if not (await _pass(admin, named(serial)))["voided"]:
+                return False
+        return bool((await _pass(admin, single))["voided"])
+
+    async with running_worker(_with(runtime, void_expired=True)):
+        await wait_until(jobs_done)
+        await wait_until(past_ones_voided)
+
+    for serial in ("batch-past", "csv-past"):
+        shown = await _pass(admin, named(serial))
+        assert (shown["expires_at"], shown["expired"], shown["voided"]) == (past, True, True)
+    for serial in ("batch-future", "csv-future"):
+        shown = await _pass(admin, named(serial))
+        assert (shown["expires_at"], shown["expired"], shown["voided"]) == (future, False, False)
+    # The bulk update moved the single pass's expiry as a PATCH of it would have.
+    assert (await _pass(admin, single))["expires_at"] == past
+
+
 def _assets() -> dict[str, str]:
     return {name: base64.b64encode(data).decode() for name, data in devmode.demo_assets().items()}
 

@@ -103,7 +103,8 @@ async def apply_items(
             seen[serial] = item.seq
             todo.append((item, serial))
     new_values: list[tuple[int, dict[str, Any]]] = []
-    changes: list[tuple[int, int, dict[str, Any]]] = []  # (seq, pass id, data)
+    # (seq, pass id, data, expires_at)
+    changes: list[tuple[int, int, dict[str, Any], int | None]] = []
 
     def check_all() -> list[tuple[Item, str, PasshouseError | None, Any]]:
         checked: list[tuple[Item, str, PasshouseError | None, Any]] = []
@@ -111,9 +112,14 @@ async def apply_items(
             old = existing.get(serial)
             if old is None:
                 token = secrets.token_urlsafe(24)
-                problem = check(serial, token, item.data)
+                render = check(serial, token, item.data)
                 checked.append(
-                    (item, serial, InvalidInput(problem) if problem else None, (None, token))
+                    (
+                        item,
+                        serial,
+                        InvalidInput(render.problem) if render.problem else None,
+                        (None, token, render.expires_at),
+                    )
                 )
                 continue
             if not upsert:
@@ -130,11 +136,16 @@ async def apply_items(
             else:
                 new_data = merge_patch(old.data, item.data)
                 if new_data == old.data:
-                    checked.append((item, serial, None, (old, None)))
+                    checked.append((item, serial, None, (old, None, None)))
                     continue
-                problem = check(serial, old.authentication_token, new_data, old.personalization)
+                render = check(serial, old.authentication_token, new_data, old.personalization)
                 checked.append(
-                    (item, serial, InvalidInput(problem) if problem else None, (old, new_data))
+                    (
+                        item,
+                        serial,
+                        InvalidInput(render.problem) if render.problem else None,
+                        (old, new_data, render.expires_at),
+                    )
                 )
         return checked
 
@@ -145,7 +156,7 @@ async def apply_items(
         if error is not None:
             applied.errors.append((item.seq, serial, error))
             continue
-        old, detail = outcome
+        old, detail, expires_at = outcome
         if old is None:
             new_values.append(
                 (
@@ -160,13 +171,16 @@ async def apply_items(
                         "voided": False,
                         "modified_at": now,
                         "created_at": now,
+                        # The rendered expirationDate, as issue_pass records it, so the
+                        # lifecycle loop voids and retires these passes too.
+                        "expires_at": expires_at,
                     },
                 )
             )
         elif detail is None:
             applied.unchanged.append(item.seq)
         else:
-            changes.append((item.seq, old.id, detail))
+            changes.append((item.seq, old.id, detail, expires_at))
     count = len(new_values) + len(changes)
     if count == 0:
         return applied
@@ -186,12 +200,15 @@ async def apply_items(
     await google_wallet.passes_issued(conn, template_row.id, rows)
     if changes:
         await passes.save_new_data_many(
-            conn, [(pass_id, data, next(versions)) for _, pass_id, data in changes], now=now
+            conn,
+            [(pass_id, data, next(versions), expiry) for _, pass_id, data, expiry in changes],
+            now=now,
         )
-        await push_jobs.enqueue_for_passes(conn, [pid for _, pid, _ in changes], now_ms=now_ms())
-        await _announce(conn, "pass.updated", [pid for _, pid, _ in changes])
-        await google_wallet.passes_changed(conn, [pid for _, pid, _ in changes])
-        applied.updated = [seq for seq, _, _ in changes]
+        changed_ids = [pass_id for _, pass_id, _, _ in changes]
+        await push_jobs.enqueue_for_passes(conn, changed_ids, now_ms=now_ms())
+        await _announce(conn, "pass.updated", changed_ids)
+        await google_wallet.passes_changed(conn, changed_ids)
+        applied.updated = [seq for seq, _, _, _ in changes]
     return applied
 
 
@@ -595,7 +612,9 @@ async def _bulk_update_chunk(
     patch = params["data"]
     check = await builder.render_checker(conn, template_row)
 
-    def plan() -> tuple[list[tuple[int, dict[str, Any]]], int, list[tuple[int, str, str]]]:
+    def plan() -> tuple[
+        list[tuple[int, dict[str, Any], int | None]], int, list[tuple[int, str, str]]
+    ]:
         changes, unchanged, errors = [], 0, []
         for row in candidates:
             if not matches(row.data, paths):
@@ -604,13 +623,13 @@ async def _bulk_update_chunk(
             if new_data == row.data:
                 unchanged += 1
                 continue
-            problem = check(
+            render = check(
                 row.serial_number, row.authentication_token, new_data, row.personalization
             )
-            if problem:
-                errors.append((row.id, row.serial_number, problem))
+            if render.problem:
+                errors.append((row.id, row.serial_number, render.problem))
             else:
-                changes.append((row.id, new_data))
+                changes.append((row.id, new_data, render.expires_at))
         return changes, unchanged, errors
 
     changes, unchanged, errors = await asyncio.to_thread(plan)
@@ -618,13 +637,17 @@ async def _bulk_update_chunk(
         versions = await pass_types.next_versions(conn, template_row.pass_type_id, len(changes))
         await passes.save_new_data_many(
             conn,
-            [(pid, data, v) for (pid, data), v in zip(changes, versions, strict=True)],
+            [
+                (pid, data, v, expiry)
+                for (pid, data, expiry), v in zip(changes, versions, strict=True)
+            ],
             now=now_seconds(),
         )
+        changed_ids = [pid for pid, _, _ in changes]
         # One INSERT ... SELECT per chunk: a push per device holding a changed pass.
-        await push_jobs.enqueue_for_passes(conn, [pid for pid, _ in changes], now_ms=now_ms())
-        await _announce(conn, "pass.updated", [pid for pid, _ in changes])
-        await google_wallet.passes_changed(conn, [pid for pid, _ in changes])
+        await push_jobs.enqueue_for_passes(conn, changed_ids, now_ms=now_ms())
+        await _announce(conn, "pass.updated", changed_ids)
+        await google_wallet.passes_changed(conn, changed_ids)
     await jobs.record_chunk(
         conn,
         job.id,

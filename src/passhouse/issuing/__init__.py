@@ -20,6 +20,7 @@ from passhouse.issuing.building import (
 from passhouse.issuing.common import (
     MAX_SERIAL_LENGTH,
     SERVER_KEYS,
+    expiry_of,
     iso_time,
     now_ms,
     now_seconds,
@@ -35,7 +36,6 @@ from passhouse.issuing.pass_types import (
 from passhouse.issuing.passes import (
     PERSONALIZATION_KEYS,
     change_pass_data,
-    expiry_of,
     get_pass_or_404,
     get_template_pass_or_404,
     issue_pass,

@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse.errors import Conflict, InvalidInput, NotFound
-from passhouse.issuing.common import _template_or_404, now_ms, now_seconds
+from passhouse.issuing.common import _template_or_404, expiry_of, now_ms, now_seconds
 from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.bundle import build_pkpass
 from passhouse.pkpass.errors import PkpassError
@@ -103,7 +103,16 @@ def build_key(web_service_url: str) -> str:
     return hashlib.sha256(inputs.encode()).hexdigest()
 
 
-RenderCheck = Callable[..., str | None]
+@dataclass(frozen=True, slots=True)
+class RenderChecked:
+    """What a bulk job needs of one pass's render: why it would be invalid (None: it is
+    valid), and its expires_at as issue_pass and change_pass_data record it."""
+
+    problem: str | None
+    expires_at: int | None = None
+
+
+RenderCheck = Callable[..., RenderChecked]
 
 
 async def _keep_signed_file(
@@ -293,7 +302,7 @@ class PassBuilder:
     async def render_checker(self, conn: AsyncConnection, template_row: sa.Row[Any]) -> RenderCheck:
         """check_renders for many passes of one template (bulk jobs): the template and team
         are read once, and the returned function (no I/O, safe in a thread) gives the
-        reason a pass would be invalid, or None."""
+        reason a pass would be invalid (or None) with its rendered expiry."""
         template = await self.template(conn, template_row)
         team_id = await pass_types.team_id(conn, template_row.pass_type_id)
 
@@ -302,7 +311,7 @@ class PassBuilder:
             token: str,
             data: Mapping[str, Any],
             personalization: Mapping[str, Any] | None = None,
-        ) -> str | None:
+        ) -> RenderChecked:
             try:
                 pass_json, _ = self._render_with(
                     template,
@@ -315,11 +324,11 @@ class PassBuilder:
                     voided=False,
                 )
             except InvalidInput as error:
-                return error.message
+                return RenderChecked(error.message)
             report = validate_pass_json(pass_json)
             if report.errors:
-                return "The pass would be invalid: " + "; ".join(report.errors)
-            return None
+                return RenderChecked("The pass would be invalid: " + "; ".join(report.errors))
+            return RenderChecked(None, expiry_of(pass_json))
 
         return problem
 

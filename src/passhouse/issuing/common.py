@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -92,3 +93,18 @@ async def _template_or_404(conn: AsyncConnection, ref: str | int) -> sa.Row[Any]
     if row is None:
         raise NotFound(f"No template {ref!r}.")
     return row
+
+
+def expiry_of(pass_json: Mapping[str, Any]) -> int | None:
+    """The rendered expirationDate in Unix seconds; None when there is none (or it cannot
+    be read: the pass check refuses such a date before anything is saved)."""
+    value = pass_json.get("expirationDate")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:  # Apple's dates carry a zone; read a bare one as UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp())

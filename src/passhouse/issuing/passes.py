@@ -7,7 +7,6 @@ version and its queued pushes are saved together or not at all.
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from passhouse.issuing.common import (
     MAX_SERIAL_LENGTH,
     _require_storable,
     _template_or_404,
+    expiry_of,
     iso_time,
     now_ms,
     now_seconds,
@@ -140,21 +140,6 @@ async def change_pass_data(
     )
     lifecycle = {"expires_at": expiry_of(rendered)}
     return await _save_change(conn, row, data=new_data, lifecycle=lifecycle), True
-
-
-def expiry_of(pass_json: Mapping[str, Any]) -> int | None:
-    """The rendered expirationDate in Unix seconds; None when there is none (or it cannot
-    be read: the pass check refuses such a date before anything is saved)."""
-    value = pass_json.get("expirationDate")
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:  # Apple's dates carry a zone; read a bare one as UTC
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp())
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

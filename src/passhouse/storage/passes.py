@@ -255,9 +255,10 @@ async def insert_passes(conn: AsyncConnection, values: list[dict[str, Any]]) -> 
 
 
 async def save_new_data_many(
-    conn: AsyncConnection, changes: list[tuple[int, dict[str, Any], int]], *, now: int
+    conn: AsyncConnection, changes: list[tuple[int, dict[str, Any], int, int | None]], *, now: int
 ) -> None:
-    """(pass id, new data, new version) for many passes, as one executemany UPDATE."""
+    """(pass id, new data, new version, rendered expires_at) for many passes, as one
+    executemany UPDATE."""
     if not changes:
         return
     statement = (
@@ -267,13 +268,17 @@ async def save_new_data_many(
             data=sa.bindparam("b_data", type_=passes.c.data.type),
             version=sa.bindparam("b_version"),
             modified_at=_next_modified_at(now),
+            expires_at=sa.bindparam("b_expires_at", type_=passes.c.expires_at.type),
         )
     )
     await conn.execute(
         statement,
-        [{"b_id": i, "b_data": data, "b_version": version} for i, data, version in changes],
+        [
+            {"b_id": i, "b_data": data, "b_version": version, "b_expires_at": expires_at}
+            for i, data, version, expires_at in changes
+        ],
     )
-    ids = [pass_id for pass_id, _, _ in changes]
+    ids = [pass_id for pass_id, _, _, _ in changes]
     serials = dict(
         (
             await conn.execute(
@@ -281,7 +286,7 @@ async def save_new_data_many(
             )
         ).all()
     )
-    await search.index_passes(conn, [(i, serials[i], data) for i, data, _ in changes])
+    await search.index_passes(conn, [(i, serials[i], data) for i, data, _, _ in changes])
     await analytics.count_pass_events(conn, passes.c.id.in_(ids), at=now, updated=1)
 
 

@@ -50,6 +50,21 @@
 
   function clearError() {
     view.querySelector(":scope > .banner.error.transient")?.remove();
+    for (const node of view.querySelectorAll(".banner.error.form-error")) node.remove();
+  }
+
+  // A form's refusal, shown inside the form just above its submit button. Not at the top of
+  // the view: there it scrolled the page away from the form, and on the templates page the
+  // retry's click then landed in a gallery preview frame (sandboxed frames are hit-tested
+  // apart from the page while it scrolls), so a second upload was never sent.
+  function showFormError(form, error) {
+    const message = error instanceof Error ? error.message : String(error);
+    for (const node of form.querySelectorAll(".banner.error.form-error")) node.remove();
+    const node = banner("error form-error", message);
+    const button = form.querySelector("button[type=submit], button:not([type])");
+    if (button) button.before(node);
+    else form.append(node);
+    node.scrollIntoView({ block: "nearest" });
   }
 
   const NUMERIC = new Set(["Passes", "Revision", "Version", "Installs", "HTTP status", "Latency (ms)", "Pending", "Delivered", "Failed", "Attempts"]);
@@ -277,6 +292,8 @@
         return passList(params.get("template"), params.get("q"), params.get("sort"));
       case "webhooks":
         return rest.length ? webhookDetail(rest[0]) : webhookList();
+      case "jobs":
+        return jobsPage(rest, params);
       case "device-logs":
         return deviceLogs();
       default:
@@ -706,7 +723,7 @@
   }
 
   async function overview() {
-    const [types, stats, templates, chartParts] = await Promise.all([api("/pass-types"), api("/push/stats"), api("/templates"), charts()]);
+    const [types, stats, templates, chartParts, jobsNow] = await Promise.all([api("/pass-types"), api("/push/stats"), api("/templates"), charts(), activeJobs()]);
     const [chartNode, totals] = chartParts;
     const passCount = templates.items.reduce((sum, t) => sum + t.pass_count, 0);
     const alerts = [];
@@ -747,6 +764,7 @@
         h("article", { class: "card count" }, h("p", { class: "big", id: "count-templates" }, String(templates.items.length)), h("p", {}, "templates")),
         h("article", { class: "card count" }, h("p", { class: "big", id: "count-installs" }, totals && totals.active_installs !== undefined ? String(totals.active_installs) : "—"), h("p", {}, "installs"))
       ),
+      jobsNow,
       h("h2", {}, "Activity"),
       chartNode,
       h("h2", {}, "Pass types"),
@@ -791,7 +809,7 @@
         announce(`Template ${created.name} created.`);
         location.hash = templateHash(created.name);
       } catch (error) {
-        showError(error);
+        showFormError(form, error);
       } finally {
         button.disabled = false;
       }
@@ -828,7 +846,8 @@
         "p",
         { class: "actions" },
         h("a", { class: "button", href: `#/passes/new?template=${encodeURIComponent(t.name)}` }, "Issue a pass"),
-        h("a", { href: `#/passes?template=${encodeURIComponent(t.name)}` }, `Its ${t.pass_count} pass${t.pass_count === 1 ? "" : "es"}`)
+        h("a", { href: `#/passes?template=${encodeURIComponent(t.name)}` }, `Its ${t.pass_count} pass${t.pass_count === 1 ? "" : "es"}`),
+        h("a", { href: `#/jobs/import?template=${encodeURIComponent(t.name)}` }, "Import passes from a CSV")
       ),
       definitions([
         ["ID", t.id],
@@ -1388,6 +1407,322 @@
       rows.length
         ? table(["Created", "Event", "State", "Attempts", "HTTP status", "Last error", "Last attempt", "Event ID"], rows)
         : h("p", { class: "muted" }, "No deliveries yet."),
+    ];
+  }
+
+  // --- jobs (issue 9: CSV imports and bulk updates) ---------------------------------------
+
+  const JOB_POLL_MS = 1000;
+  const JOB_KINDS = { import: "CSV import", bulk_update: "Bulk update" };
+  const JOB_PILLS = { queued: "soon", running: "note", done: "ok", failed: "expired" };
+  const jobActive = (job) => job.status === "queued" || job.status === "running";
+  NUMERIC.add("Row");
+
+  function jobsPage(rest, params) {
+    if (rest[0] === "import") return importForm(params.get("template"));
+    if (rest[0] === "bulk-update") return bulkUpdateForm(params.get("template"));
+    if (rest.length) return jobDetail(rest[0]);
+    return jobList();
+  }
+
+  function jobStatus(job) {
+    return h("span", { class: `pill ${JOB_PILLS[job.status] || "soon"}`, "data-status": job.status }, job.status);
+  }
+
+  // A native <progress>: screen readers say its value; the text beside it says it to everyone.
+  function jobProgress(job, label) {
+    const total = Math.max(0, Number(job.total) || 0);
+    const done = Math.min(total, Math.max(0, Number(job.done) || 0));
+    return h(
+      "span",
+      { class: "job-progress" },
+      h("progress", { max: total || 1, value: total ? done : 0, "aria-label": label }),
+      h("span", { class: "job-count" }, `${done} / ${total}`)
+    );
+  }
+
+  function jobRow(job) {
+    return h(
+      "tr",
+      { "data-job": job.id },
+      h("td", {}, h("a", { href: `#/jobs/${job.id}` }, `Job ${job.id}`)),
+      h("td", {}, JOB_KINDS[job.kind] || job.kind),
+      h("td", {}, job.template),
+      h("td", {}, jobStatus(job)),
+      h("td", {}, jobProgress(job, `Progress of job ${job.id}`)),
+      h("td", { class: "num" }, String(job.failed)),
+      h("td", {}, when(job.created_at)),
+      h("td", {}, when(job.finished_at))
+    );
+  }
+
+  function jobActions() {
+    return h(
+      "p",
+      { class: "actions" },
+      h("a", { class: "button", href: "#/jobs/import" }, "Import a CSV"),
+      h("a", { class: "button", href: "#/jobs/bulk-update" }, "Bulk update")
+    );
+  }
+
+  async function jobList() {
+    const first = await api(`/jobs?limit=${PAGE_SIZE}`);
+    const body = h("tbody", {}, first.items.map(jobRow));
+    let cursor = first.next_cursor;
+    const more = h("button", { type: "button", class: "quiet", id: "more-jobs", hidden: !cursor }, "Load older jobs");
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      clearError();
+      try {
+        const page = await api(`/jobs?limit=${PAGE_SIZE}&cursor=${encodeURIComponent(cursor)}`);
+        body.append(...page.items.map(jobRow));
+        cursor = page.next_cursor;
+        more.hidden = !cursor;
+        announce(`${page.items.length} older jobs loaded.`);
+      } catch (error) {
+        showError(error);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    return [
+      h("h1", {}, "Jobs"),
+      h("p", { class: "muted" }, "CSV imports and bulk updates, newest first. The workers run each one in chunks; a job's page follows it live."),
+      jobActions(),
+      first.items.length
+        ? h("div", { class: "table-wrap" }, h("table", { id: "job-table" }, head(["Job", "Kind", "Template", "Status", "Progress", "Failed", "Created", "Finished"]), body))
+        : h("p", { class: "muted" }, "No jobs yet."),
+      more,
+    ];
+  }
+
+  function jobErrorRow(job, error) {
+    return h(
+      "tr",
+      {},
+      job.kind === "import" ? h("td", { class: "num" }, error.row === null ? "—" : String(error.row)) : null,
+      h("td", {}, error.serial_number ? h("code", {}, error.serial_number) : "—"),
+      h("td", { class: "message" }, error.message)
+    );
+  }
+
+  // The failed rows, a page at a time (GET /jobs/{id}/errors); load() starts again from
+  // the first page, as the poll does when more rows failed.
+  function jobErrors(job) {
+    const path = `/jobs/${encodeURIComponent(job.id)}/errors`;
+    const body = h("tbody");
+    const empty = h("p", { class: "muted", id: "job-no-errors" }, job.kind === "import" ? "No row has failed." : "No pass has failed.");
+    const wrap = h(
+      "div",
+      { class: "table-wrap", id: "job-errors", hidden: true },
+      h("table", {}, head(job.kind === "import" ? ["Row", "Serial", "Reason"] : ["Serial", "Reason"]), body)
+    );
+    const more = h("button", { type: "button", class: "quiet", id: "more-job-errors", hidden: true }, "More failed rows");
+    let cursor = null;
+    const page = async (fresh) => {
+      const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      if (!fresh && cursor) params.set("cursor", cursor);
+      const found = await api(`${path}?${params}`);
+      if (fresh) body.replaceChildren();
+      body.append(...found.items.map((error) => jobErrorRow(job, error)));
+      cursor = found.next_cursor;
+      more.hidden = !cursor;
+      wrap.hidden = !body.children.length;
+      empty.hidden = !wrap.hidden;
+    };
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      clearError();
+      try {
+        await page(false);
+      } catch (error) {
+        showError(error);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    return { nodes: [empty, wrap, more], load: () => page(true) };
+  }
+
+  function jobFacts(job) {
+    return definitions([
+      ["Kind", JOB_KINDS[job.kind] || job.kind],
+      ["Template", h("a", { href: templateHash(job.template) }, job.template)],
+      job.mode ? ["Mode", job.mode] : null,
+      ["Status", jobStatus(job)],
+      ["Progress", jobProgress(job, `Progress of job ${job.id}`)],
+      ["Created passes", String(job.created)],
+      ["Updated passes", String(job.updated)],
+      ["Unchanged", String(job.unchanged)],
+      ["Failed", h("span", { id: "job-failed" }, String(job.failed))],
+      ["Queued", when(job.created_at)],
+      ["Started", when(job.started_at)],
+      ["Finished", when(job.finished_at)],
+    ]);
+  }
+
+  async function jobDetail(id) {
+    let job = await api(`/jobs/${encodeURIComponent(id)}`);
+    const facts = h("div", { id: "job-facts" }, jobFacts(job));
+    const failure = h("div", { id: "job-failure" });
+    const errors = jobErrors(job);
+    await errors.load();
+    const showFailure = () => failure.replaceChildren(job.status === "failed" && job.error ? banner("error", `The job stopped: ${job.error}`) : []);
+    showFailure();
+    const shown = routeCount;
+    // Poll while the job can still move, and only while its page is the one shown.
+    const poll = async () => {
+      if (shown !== routeCount || !facts.isConnected) return;
+      let next;
+      try {
+        next = await api(`/jobs/${encodeURIComponent(id)}`);
+      } catch (error) {
+        if (shown === routeCount && error.status !== 401) showError(error);
+        if (shown === routeCount && error.status !== 401 && error.status !== 404) setTimeout(poll, JOB_POLL_MS * 5);
+        return;
+      }
+      if (shown !== routeCount) return;
+      clearError();
+      const failedMore = next.failed !== job.failed;
+      const finished = jobActive(job) && !jobActive(next);
+      job = next;
+      facts.replaceChildren(jobFacts(job));
+      showFailure();
+      if (failedMore || finished) await errors.load().catch(showError);
+      if (finished) {
+        announce(`Job ${job.id} ${job.status}: ${job.done} of ${job.total} done, ${job.failed} failed.`);
+      } else {
+        setTimeout(poll, JOB_POLL_MS);
+      }
+    };
+    if (jobActive(job)) setTimeout(poll, JOB_POLL_MS);
+    return [
+      h("p", { class: "crumbs" }, h("a", { href: "#/jobs" }, "Jobs"), " / "),
+      h("h1", {}, `Job ${job.id}`),
+      failure,
+      facts,
+      h("h2", {}, job.kind === "import" ? "Failed rows" : "Failed passes"),
+      errors.nodes,
+      h("h2", {}, "Another job"),
+      jobActions(),
+    ];
+  }
+
+  function templatePicker(id, templates, selected) {
+    return h(
+      "select",
+      { id, name: "template", required: true },
+      templates.items.map((t) => h("option", { value: t.name, selected: t.name === selected }, `${t.name} (${t.pass_type_id})`))
+    );
+  }
+
+  function noTemplates(title) {
+    return [h("h1", {}, title), h("p", {}, "Create a template first: ", h("a", { href: "#/templates" }, "Templates"), ".")];
+  }
+
+  async function importForm(selected) {
+    const templates = await api("/templates");
+    if (!templates.items.length) return noTemplates("Import passes from a CSV");
+    const mode = h(
+      "select",
+      { id: "import-mode", name: "mode" },
+      h("option", { value: "create" }, "create: a row whose serial exists fails"),
+      h("option", { value: "upsert" }, "upsert: such a row changes the existing pass")
+    );
+    const form = h(
+      "form",
+      { class: "stack", id: "import-form" },
+      h("label", { for: "import-template" }, "Template"),
+      templatePicker("import-template", templates, selected),
+      h("label", { for: "import-file" }, "CSV file (UTF-8, a header row)"),
+      h("input", { id: "import-file", name: "file", type: "file", accept: ".csv,text/csv", required: true, "aria-describedby": "import-help" }),
+      h(
+        "p",
+        { class: "muted", id: "import-help" },
+        "One pass per row. A column named serial_number sets the serial; the others fill the template's placeholders, and dotted names nest (member.name). An empty cell sets nothing."
+      ),
+      h("label", { for: "import-mode" }, "Mode"),
+      mode,
+      h("button", { type: "submit" }, "Start import")
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      const button = form.querySelector("button");
+      button.disabled = true;
+      try {
+        const job = await api("/imports", { method: "POST", form: new FormData(form) });
+        announce(`Import queued as job ${job.id}.`);
+        location.hash = `#/jobs/${job.id}`;
+      } catch (error) {
+        showFormError(form, error);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return [h("p", { class: "crumbs" }, h("a", { href: "#/jobs" }, "Jobs"), " / "), h("h1", {}, "Import passes from a CSV"), form];
+  }
+
+  async function bulkUpdateForm(selected) {
+    const templates = await api("/templates");
+    if (!templates.items.length) return noTemplates("Bulk update");
+    const picker = templatePicker("bulk-template", templates, selected);
+    const where = h("textarea", { id: "bulk-where", name: "where", rows: 4, spellcheck: "false", class: "code", "aria-describedby": "bulk-where-help" }, "{}");
+    const data = h("textarea", { id: "bulk-data", name: "data", rows: 6, spellcheck: "false", class: "code", "aria-describedby": "bulk-data-help" }, '{\n  "offer": ""\n}');
+    const form = h(
+      "form",
+      { class: "stack", id: "bulk-form" },
+      h("label", { for: "bulk-template" }, "Template"),
+      picker,
+      h("label", { for: "bulk-where" }, "Where (JSON)"),
+      where,
+      h("p", { class: "muted", id: "bulk-where-help" }, 'Data values a pass must have, by dotted key: {"member.tier": "gold"}. {} changes every pass of the template that is not voided.'),
+      h("label", { for: "bulk-data" }, "Data (JSON merge patch)"),
+      data,
+      h("p", { class: "muted", id: "bulk-data-help" }, "Merged into each matching pass's data; null removes a key. Each pass it changes gets a new version and its devices a push."),
+      h("button", { type: "submit" }, "Start bulk update")
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError();
+      let body;
+      try {
+        body = { template: picker.value, where: parseJsonObject(where.value, "Where"), data: parseJsonObject(data.value, "Data") };
+      } catch (error) {
+        showFormError(form, error);
+        return;
+      }
+      const t = templates.items.find((item) => item.name === picker.value);
+      const count = t ? `${t.pass_count} pass${t.pass_count === 1 ? "" : "es"}` : "the passes";
+      if (!window.confirm(`Apply this patch to the passes of ${picker.value} that match (of its ${count})? Devices holding a changed pass will be told to fetch it.`)) {
+        announce("Not started.");
+        return;
+      }
+      const button = form.querySelector("button");
+      button.disabled = true;
+      try {
+        const job = await api("/passes/bulk-update", { method: "POST", json: body });
+        announce(`Bulk update queued as job ${job.id}.`);
+        location.hash = `#/jobs/${job.id}`;
+      } catch (error) {
+        showFormError(form, error);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return [h("p", { class: "crumbs" }, h("a", { href: "#/jobs" }, "Jobs"), " / "), h("h1", {}, "Bulk update"), form];
+  }
+
+  // The overview's jobs: the ones queued or running now (the newest page is enough: jobs
+  // run oldest first, and a long queue shows as many as a page holds).
+  async function activeJobs() {
+    const recent = await api(`/jobs?limit=${PAGE_SIZE}`);
+    const active = recent.items.filter(jobActive);
+    return [
+      h("h2", {}, "Jobs"),
+      active.length
+        ? h("div", { class: "table-wrap" }, h("table", { id: "active-jobs" }, head(["Job", "Kind", "Template", "Status", "Progress", "Failed", "Created", "Finished"]), h("tbody", {}, active.map(jobRow))))
+        : h("p", { class: "muted", id: "no-active-jobs" }, "No import or bulk update is running. ", h("a", { href: "#/jobs" }, "All jobs"), "."),
     ];
   }
 
