@@ -406,8 +406,8 @@ def test_the_card_of_a_pass_is_drawn_from_the_object_the_sync_renders(
     apple, _ = Template(template.pass_json, {}).render(
         data, overrides={"serialNumber": "s1", "voided": None}
     )
-    urls = {"logo": card.google_class.get("programLogo", card.google_class.get("titleImage"))}
-    logo = urls["logo"]["sourceUri"]["uri"]
+    logo_key = "programLogo" if google_type == "loyalty" else "titleImage"
+    logo = card.google_class[logo_key]["sourceUri"]["uri"]
     assert logo.startswith("https://passes.example.test/google/v1/images/")
     sent, _ = render_object(
         parse_config(section, template.pass_json),
