@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import zxingcpp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from passhouse import devmode
@@ -463,3 +465,91 @@ def test_a_section_with_problems_draws_no_card_and_says_why() -> None:
     assert card.google_object == {}
     assert card.errors[0]["path"] == "google.issuer_id"
     assert "No Google Wallet card" in card.html
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "defaultValue",
+                    "value",
+                    "language",
+                    "translatedValues",
+                    "sourceUri",
+                    "uri",
+                    "micros",
+                    "currencyCode",
+                    "balance",
+                    "label",
+                    "string",
+                    "start",
+                    "end",
+                    "date",
+                    "id",
+                    "header",
+                    "body",
+                    "type",
+                    "fields",
+                    "fieldPath",
+                    "firstValue",
+                    "cardTemplateOverride",
+                    "cardRowTemplateInfos",
+                    "twoItems",
+                    "startItem",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+_TOP = st.dictionaries(
+    st.sampled_from(
+        [
+            "cardTitle",
+            "header",
+            "subheader",
+            "logo",
+            "hexBackgroundColor",
+            "heroImage",
+            "textModulesData",
+            "barcode",
+            "loyaltyPoints",
+            "balance",
+            "programLogo",
+            "eventName",
+            "venue",
+            "dateTime",
+            "seatInfo",
+            "flightHeader",
+            "origin",
+            "ticketLeg",
+            "ticketLegs",
+            "validTimeInterval",
+            "state",
+            "classTemplateInfo",
+            "linksModuleData",
+            "infoModuleData",
+            "messages",
+            "issuerName",
+            "programName",
+            "cardNumber",
+        ]
+    ),
+    _JSON,
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(google_type=st.sampled_from(list(CASES)), google_class=_TOP, google_object=_TOP)
+def test_any_json_shape_draws_without_failing(
+    google_type: str, google_class: dict[str, Any], google_object: dict[str, Any]
+) -> None:
+    card = render_google_card(google_type, google_class, google_object, IMAGES, now=NOW)
+    assert card.html.startswith('<article class="gwc ')
+    assert "<script" not in card.html

@@ -260,10 +260,10 @@ class _Card:
             return ""
         try:
             micros = int(value.get("micros", 0))
-        except (TypeError, ValueError):
+            amount = micros / 1_000_000
+        except (TypeError, ValueError, OverflowError):
             return ""
         currency = _str(value.get("currencyCode"))
-        amount = micros / 1_000_000
         try:
             return format_currency(amount, currency, locale=self.language)
         except (UnknownCurrencyError, ValueError):
