@@ -545,7 +545,7 @@ _TOP = st.dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(google_type=st.sampled_from(list(CASES)), google_class=_TOP, google_object=_TOP)
 def test_any_json_shape_draws_without_failing(
     google_type: str, google_class: dict[str, Any], google_object: dict[str, Any]

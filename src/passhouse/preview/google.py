@@ -201,6 +201,10 @@ def _map(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _str(value: Any) -> str:
     if value is None or isinstance(value, Mapping | list):
         return ""
@@ -234,7 +238,7 @@ class _Card:
             return str(value)
         if not isinstance(value, Mapping):
             return ""
-        for item in value.get("translatedValues") or ():
+        for item in _list(value.get("translatedValues")):
             if isinstance(item, Mapping) and str(item.get("language", "")).split("-")[0] == (
                 self.language
             ):
@@ -313,7 +317,7 @@ class _Card:
                     next(
                         (
                             m
-                            for m in current or ()
+                            for m in _list(current)
                             if isinstance(m, Mapping) and m.get("id") == module_id
                         ),
                         None,
@@ -501,7 +505,7 @@ class _Card:
     def _template_item(self, item: Any) -> tuple[str, str, str]:
         selector = item.get("firstValue") if isinstance(item, Mapping) else None
         fields = selector.get("fields") if isinstance(selector, Mapping) else None
-        for reference in fields or ():
+        for reference in _list(fields):
             path = _str(reference.get("fieldPath")) if isinstance(reference, Mapping) else ""
             label, value = self.path_value(path)
             if value:  # Google falls back to the next reference when one is empty
@@ -623,7 +627,7 @@ class _Card:
                 )
 
         for source in (self.obj, self.cls):
-            for message in source.get("messages") or ():
+            for message in _list(source.get("messages")):
                 if isinstance(message, Mapping):
                     add(
                         _str(message.get("id")),
@@ -651,8 +655,8 @@ class _Card:
                         or self.localized(module.get("localizedBody")),
                     )
             info = source.get("infoModuleData")
-            for row in (info.get("labelValueRows") if isinstance(info, Mapping) else None) or ():
-                for column in (row.get("columns") if isinstance(row, Mapping) else None) or ():
+            for row in _list(_map(info).get("labelValueRows")):
+                for column in _list(_map(row).get("columns")):
                     if isinstance(column, Mapping):
                         add(
                             "",
@@ -664,7 +668,7 @@ class _Card:
         links = []
         for source in (self.cls, self.obj):
             module = source.get("linksModuleData")
-            for link in (module.get("uris") if isinstance(module, Mapping) else None) or ():
+            for link in _list(_map(module).get("uris")):
                 if not isinstance(link, Mapping):
                     continue
                 uri = _str(link.get("uri"))
