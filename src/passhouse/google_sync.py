@@ -25,7 +25,7 @@ import structlog
 
 from passhouse.bootstrap import Runtime
 from passhouse.google import mapping
-from passhouse.google.render import object_inputs, parse_config, render_class, render_object
+from passhouse.google.render import parse_config, render_class, render_object
 from passhouse.google.service_account import ServiceAccount
 from passhouse.google_wallet import CALLBACK_PATH, account_of, image_urls
 from passhouse.metrics import GOOGLE_FAILED_OBJECTS, GOOGLE_QUEUE_DEPTH, GOOGLE_SYNCS
@@ -317,12 +317,12 @@ class GoogleSync:
             return _Result(job, None, None, GoogleAnswer(DONE), {})  # gone: nothing to write
         template = self._caches.templates[(template_row.id, template_row.revision)]
         config = parse_config(config_row.config, template_row.pass_json)
+        data = dict(pass_row.data)
+        if pass_row.personalization:
+            data.setdefault("personalization", dict(pass_row.personalization))
         try:
-            apple, data = object_inputs(
-                template,
-                pass_row.data,
-                pass_row.personalization,
-                serial_number=pass_row.serial_number,
+            apple, _ = template.render(
+                data, overrides={"serialNumber": pass_row.serial_number, "voided": None}
             )
         except PkpassError as error:
             return _Result(

@@ -151,8 +151,9 @@ def object_inputs(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The rendered pass.json and the data a pass's object is rendered from: the template
     filled as for the device, with the pass's serial and without `voided` (the object's
-    state carries that). The sync and the preview both call this, so the card a preview
-    draws is the object Google gets. Raises PkpassError as Template.render does."""
+    state carries that): the steps of google_sync's _sync_one, which is to call this too,
+    so the card a preview draws is the object Google gets (a test compares them). Raises
+    PkpassError as Template.render does."""
     filled = dict(data)
     if personalization:
         filled.setdefault("personalization", dict(personalization))
