@@ -7,6 +7,9 @@ Nothing here writes: every function runs in a read transaction of the caller's.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import hashlib
+import html
 import io
 import json
 import zipfile
@@ -19,12 +22,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse import issuing
 from passhouse.errors import InvalidInput, NotFound
+from passhouse.google.render import (
+    GoogleConfig,
+    GoogleConfigError,
+    object_inputs,
+    parse_config,
+    render_class,
+    render_object,
+)
+from passhouse.issuing import google_wallet
 from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH
 from passhouse.pkpass.pass_json import validate_pass_json
 from passhouse.pkpass.template import Template, set_data_path
 from passhouse.preview import render_preview
+from passhouse.preview.google import render_google_card
 from passhouse.preview.render import LANGUAGES
+from passhouse.storage import google_wallet as google_store
 from passhouse.storage import pass_types, templates
 from passhouse.storage.database import Database
 
@@ -33,6 +47,33 @@ PREVIEW_SERIAL = "preview"
 # Never valid: no pass has it (random tokens are 32 characters of base64url).
 PREVIEW_TOKEN = "preview-token-not-a-real-one"  # noqa: S105
 PREVIEW_TEAM = "TEAMID0000"
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleCard:
+    """The Google Wallet card of a pass or draft, and the class and object it is drawn from:
+    the JSON passhouse sends to Google for it."""
+
+    html: str
+    type: str
+    state: str
+    google_class: dict[str, Any]
+    google_object: dict[str, Any]
+    errors: list[dict[str, str]]
+    warnings: list[dict[str, str]]
+    fragment: str = ""  # the card alone (for a page that embeds it), with `css`
+    css: str = ""
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "html": self.html,
+            "type": self.type,
+            "state": self.state,
+            "class": self.google_class,
+            "object": self.google_object,
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +86,7 @@ class PreviewResult:
     placeholders: list[str]
     missing_data: list[str]
     language: str
+    google: GoogleCard | None = None
 
     def view(self) -> dict[str, Any]:
         return {
@@ -56,6 +98,7 @@ class PreviewResult:
             "placeholders": self.placeholders,
             "missing_data": self.missing_data,
             "language": self.language,
+            "google": None if self.google is None else self.google.view(),
         }
 
 
@@ -87,19 +130,29 @@ async def preview_draft(
     language: str | None = None,
     web_service_url: str,
     max_json_depth: int = DEFAULT_MAX_DEPTH,
+    google: Mapping[str, Any] | None = None,
+    public_url: str = "",
 ) -> PreviewResult:
     """A template draft filled with sample data, drawn, and checked as the server would check
     it on save and on issue; nothing is stored. With `template_ref` the draft starts from
-    that template's stored files (`assets` add or replace, `remove_assets` take away)."""
-    for value, where in ((pass_json, "pass_json"), (data, "data")):
+    that template's stored files (`assets` add or replace, `remove_assets` take away).
+
+    The Google card is drawn from `google` (a template's `google` section), else from the
+    stored section of `template_ref` when that template is opted in."""
+    for value, where in ((pass_json, "pass_json"), (data, "data"), (google or {}, "google")):
         problem = issuing.storable_problem(value, where)
         if problem:
             raise InvalidInput(problem + ".")
     files: dict[str, bytes] = {}
+    template_id = 0  # a draft of no template: its class id says so
     if template_ref is not None:
         row = await issuing.get_template_or_404(conn, template_ref)
         files = await templates.get_assets(conn, row.id)
         pass_type_id = pass_type_id or row.pass_type_id
+        template_id = row.id
+        if google is None:
+            stored = await google_store.get_template_config(conn, row.id)
+            google = None if stored is None else stored.config
     for name in remove_assets:
         files.pop(name, None)
     files.update(assets)
@@ -116,9 +169,24 @@ async def preview_draft(
         "authenticationToken": PREVIEW_TOKEN,
         "webServiceURL": web_service_url,
     }
+    google_draft = None if google is None else _GoogleDraft(dict(google), template_id, public_url)
     return await asyncio.to_thread(
-        _draft, dict(pass_json), files, dict(data), overrides, _language(language), max_json_depth
+        _draft,
+        dict(pass_json),
+        files,
+        dict(data),
+        overrides,
+        _language(language),
+        max_json_depth,
+        google_draft,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _GoogleDraft:
+    section: dict[str, Any]
+    template_id: int
+    public_url: str
 
 
 def _draft(
@@ -128,6 +196,7 @@ def _draft(
     overrides: dict[str, Any],
     language: str,
     max_json_depth: int,
+    google: _GoogleDraft | None = None,
 ) -> PreviewResult:
     template = Template(pass_json, files, name="draft")
     errors: list[str] = []
@@ -160,6 +229,24 @@ def _draft(
     warnings.extend(checked.warnings)
     preview = render_preview(rendered, rendered_files, language=language)
     warnings.extend(f"preview: {problem}" for problem in preview.problems)
+    card = None
+    if google is not None:
+        # The images save_template would store for Google, at the URLs it would give them.
+        images = google_wallet._best_images(files)
+        card = google_card(
+            google.section,
+            pass_json,
+            Template(pass_json, {}, name="draft"),  # as the sync builds it: no files
+            filled,
+            None,
+            images,
+            template_id=google.template_id,
+            pass_type_id=str(overrides["passTypeIdentifier"]),
+            serial_number=PREVIEW_SERIAL,
+            voided=False,
+            public_url=google.public_url,
+            language=language,
+        )
     return PreviewResult(
         html=preview.document(title="Pass preview", language=language),
         pass_json=rendered,
@@ -169,6 +256,129 @@ def _draft(
         placeholders=placeholders,
         missing_data=missing,
         language=language,
+        google=card,
+    )
+
+
+def google_card(
+    section: Mapping[str, Any],
+    template_pass_json: Mapping[str, Any],
+    template: Template,
+    data: Mapping[str, Any],
+    personalization: Mapping[str, Any] | None,
+    images: Mapping[str, bytes],
+    *,
+    template_id: int,
+    pass_type_id: str,
+    serial_number: str,
+    voided: bool,
+    public_url: str,
+    language: str,
+    now: dt.datetime | None = None,
+) -> GoogleCard:
+    """The class and object of one pass rendered exactly as the Google sync renders them
+    (same functions, same inputs), and the card drawn from them. `images` are the
+    template's Google images by name (logo, strip, ...)."""
+    now = now or dt.datetime.now(dt.UTC)
+    errors: list[str] = []
+    warnings: list[str] = []
+    try:
+        config: GoogleConfig = parse_config(section, template_pass_json)
+    except GoogleConfigError as error:
+        return _no_card(str(section.get("type", "")), error.problems, language)
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in images.items()}
+    urls = google_wallet.image_urls(public_url, digests)
+    google_class, class_report = render_class(
+        config,
+        template_pass_json,
+        urls,
+        template_id=template_id,
+        callback_url=public_url + google_wallet.CALLBACK_PATH,
+    )
+    errors.extend(class_report.errors)
+    warnings.extend(class_report.warnings)
+    try:
+        apple, filled = object_inputs(template, data, personalization, serial_number=serial_number)
+    except PkpassError as error:
+        return _no_card(config.type, [*errors, f"google.object: {error.message}"], language)
+    google_object, object_report = render_object(
+        config,
+        apple,
+        filled,
+        urls,
+        template_id=template_id,
+        pass_type_id=pass_type_id,
+        serial_number=serial_number,
+        voided=voided,
+        now=now,
+    )
+    errors.extend(object_report.errors)
+    warnings.extend(object_report.warnings)
+    by_url = {urls[name]: images[name] for name in urls}
+    drawn = render_google_card(
+        config.type, google_class, google_object, by_url, language=language, now=now
+    )
+    warnings.extend(f"google preview: {problem}" for problem in drawn.problems)
+    return GoogleCard(
+        html=drawn.document(title="Google Wallet card preview", language=language),
+        type=config.type,
+        state=str(google_object.get("state", "")),
+        google_class=google_class,
+        google_object=google_object,
+        errors=_unique(errors),
+        warnings=_unique(warnings),
+        fragment=drawn.html,
+        css=drawn.css,
+    )
+
+
+def _no_card(google_type: str, problems: list[str], language: str) -> GoogleCard:
+    """What is shown when the class or object cannot be rendered: the reason, no card."""
+    items = "".join(f"<li>{html.escape(problem)}</li>" for problem in problems)
+    page = (
+        f'<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
+        "<title>Google Wallet card preview</title></head><body>"
+        f"<p>No Google Wallet card: the Google section has problems.</p><ul>{items}</ul>"
+        "</body></html>"
+    )
+    return GoogleCard(page, google_type, "", {}, {}, _unique(problems), [])
+
+
+async def google_card_for_pass(
+    conn: AsyncConnection,
+    pass_row: sa.Row[Any],
+    *,
+    public_url: str,
+    language: str,
+) -> GoogleCard | None:
+    """The Google card of an issued pass of an opted-in template (None for others): the
+    class and object the sync sends for it now."""
+    config_row = await google_store.get_template_config(conn, pass_row.template_id)
+    if config_row is None:
+        return None
+    template_row = await templates.get_template(conn, pass_row.template_id)
+    if template_row is None:
+        return None
+    images: dict[str, bytes] = {}
+    for name, digest in dict(config_row.images or {}).items():
+        data = await google_store.get_image(conn, digest)
+        if data is not None:
+            images[name] = data
+    template = Template(dict(template_row.pass_json), {}, name=template_row.name)
+    return await asyncio.to_thread(
+        google_card,
+        config_row.config,
+        template_row.pass_json,
+        template,
+        pass_row.data,
+        pass_row.personalization,
+        images,
+        template_id=template_row.id,
+        pass_type_id=pass_row.pass_type_id,
+        serial_number=pass_row.serial_number,
+        voided=bool(pass_row.voided),
+        public_url=public_url,
+        language=_language(language),
     )
 
 
@@ -200,11 +410,19 @@ async def preview_pass(
     pass_row: sa.Row[Any],
     *,
     language: str | None = None,
+    public_url: str | None = None,
 ) -> PreviewResult:
-    """The preview of a pass drawn from its current signed file: exactly what Wallet gets."""
+    """The preview of a pass drawn from its current signed file: exactly what Wallet gets;
+    with `public_url`, and the template opted in to Google, its Google card too."""
     pkpass, _ = await builder.pkpass(database, pass_row.id, pass_row.version)
     pass_json, files = signed_files(pkpass)
     language = _language(language)
+    card = None
+    if public_url is not None:
+        async with database.reader() as conn:
+            card = await google_card_for_pass(
+                conn, pass_row, public_url=public_url, language=language
+            )
     preview = await asyncio.to_thread(render_preview, pass_json, files, language=language)
     checked = validate_pass_json(pass_json)
     return PreviewResult(
@@ -216,6 +434,7 @@ async def preview_pass(
         placeholders=[],
         missing_data=[],
         language=language,
+        google=card,
     )
 
 

@@ -140,3 +140,22 @@ def render_object(
     google_object["state"] = mapping.state_of(pass_json, voided=voided, now=now)
     report.extend(validate_object(config.type, google_object, config.issuer_id))
     return google_object, report
+
+
+def object_inputs(
+    template: Template,
+    data: Mapping[str, Any],
+    personalization: Mapping[str, Any] | None,
+    *,
+    serial_number: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The rendered pass.json and the data a pass's object is rendered from: the template
+    filled as for the device, with the pass's serial and without `voided` (the object's
+    state carries that): the steps of google_sync's _sync_one, which is to call this too,
+    so the card a preview draws is the object Google gets (a test compares them). Raises
+    PkpassError as Template.render does."""
+    filled = dict(data)
+    if personalization:
+        filled.setdefault("personalization", dict(personalization))
+    apple, _ = template.render(filled, overrides={"serialNumber": serial_number, "voided": None})
+    return apple, filled

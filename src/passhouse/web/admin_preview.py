@@ -116,6 +116,13 @@ class DraftIn(_Body):
         description="File names of the template to leave out of the draft",
         examples=[["strip.png"]],
     )
+    google: JsonObject | None = Field(
+        None,
+        description="A `google` section (as a template takes it) to draw the Google Wallet "
+        "card from; without it, the stored section of `template` when that template is "
+        "opted in; without either, no Google card",
+        examples=[{"issuer_id": "3388000000012345678", "type": "loyalty"}],
+    )
 
 
 @router.post(
@@ -132,7 +139,8 @@ async def preview_draft(
     The answer holds the preview (HTML), the rendered pass.json and every error and warning
     the server would raise on save or issue, each with the key path it names. A draft with
     problems is still a 200: its problems are the answer. 404 when `template` or
-    `pass_type_id` names nothing.
+    `pass_type_id` names nothing. With a Google section (given or stored), `google` holds
+    the Google Wallet card and the class and object it is drawn from.
     """
     result = await previewing.preview_draft(
         conn,
@@ -145,6 +153,8 @@ async def preview_draft(
         language=language,
         web_service_url=runtime.settings.web_service_url,
         max_json_depth=runtime.settings.json_max_depth,
+        google=body.google,
+        public_url=runtime.settings.public_url,
     )
     return result.view()
 
@@ -163,10 +173,18 @@ async def preview_pass(
     language: Language = None,
 ) -> dict[str, Any]:
     """Draw an issued pass from its current signed file: the pass.json and images its devices
-    get, so the preview cannot differ from the pass."""
+    get, so the preview cannot differ from the pass. For a template opted in to Google,
+    `google` holds its Google Wallet card, drawn from the class and object the Google sync
+    sends for it."""
     async with runtime.database.reader() as conn:
         row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
-    result = await previewing.preview_pass(runtime.database, builder, row, language=language)
+    result = await previewing.preview_pass(
+        runtime.database,
+        builder,
+        row,
+        language=language,
+        public_url=runtime.settings.public_url,
+    )
     return result.view()
 
 

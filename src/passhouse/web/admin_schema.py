@@ -494,6 +494,36 @@ class Located(_Out):
     message: str = Field(examples=["required key is missing"])
 
 
+class GoogleCardView(_Out):
+    html: str = Field(
+        description="A standalone HTML page (inline CSS, SVG barcode, images as data: URLs, no "
+        "script) drawing the Google Wallet card of the pass from `class` and `object`; an "
+        "approximation, and it says so. Show it in a sandboxed iframe (srcdoc)."
+    )
+    type: str = Field(
+        description="The Google pass type",
+        examples=["loyalty"],
+    )
+    state: str = Field(
+        description="The object's state (ACTIVE, INACTIVE when void, EXPIRED); empty when the "
+        "object could not be rendered",
+        examples=["ACTIVE"],
+    )
+    class_: dict[str, Any] = Field(
+        alias="class",
+        description="The class passhouse sends to Google for the template (empty when it "
+        "could not be rendered)",
+    )
+    object: dict[str, Any] = Field(
+        description="The object passhouse sends to Google for this pass (for a draft, what a "
+        "pass with this sample data would get)"
+    )
+    errors: list[Located] = Field(description="What would make Google or passhouse refuse it")
+    warnings: list[Located] = Field(
+        description="What the Google card cannot carry over, or the preview could not draw"
+    )
+
+
 class PreviewView(_Out):
     html: str = Field(
         description="A standalone HTML page (inline CSS, SVG barcodes, images as data: URLs, "
@@ -516,6 +546,11 @@ class PreviewView(_Out):
     )
     language: Literal["en", "de", "fr", "es"] = Field(
         description="The language labels, dates and numbers are shown in"
+    )
+    google: GoogleCardView | None = Field(
+        None,
+        description="The Google Wallet card, where the template is opted in to Google (or "
+        "the draft has a `google` section); null otherwise",
     )
 
 

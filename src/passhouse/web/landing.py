@@ -42,6 +42,8 @@ TEXT: dict[str, dict[str, str]] = {
         "scan": "On a computer? Scan this code with your phone's camera to open this page there.",
         "qr": "QR code of this page's address",
         "preview": "Your pass",
+        "apple_preview": "In Apple Wallet",
+        "google_preview": "In Google Wallet",
     },
     "de": {
         "from": "Von {issuer}",
@@ -56,6 +58,8 @@ TEXT: dict[str, dict[str, str]] = {
         "Seite dort zu öffnen.",
         "qr": "QR-Code der Adresse dieser Seite",
         "preview": "Ihr Pass",
+        "apple_preview": "In Apple Wallet",
+        "google_preview": "In Google Wallet",
     },
     "fr": {
         "from": "De la part de {issuer}",
@@ -70,6 +74,8 @@ TEXT: dict[str, dict[str, str]] = {
         "pour y ouvrir cette page.",
         "qr": "Code QR de l'adresse de cette page",
         "preview": "Votre pass",
+        "apple_preview": "Dans Apple Wallet",
+        "google_preview": "Dans Google Wallet",
     },
     "es": {
         "from": "De {issuer}",
@@ -84,6 +90,8 @@ TEXT: dict[str, dict[str, str]] = {
         "esta página allí.",
         "qr": "Código QR de la dirección de esta página",
         "preview": "Tu pase",
+        "apple_preview": "En Apple Wallet",
+        "google_preview": "En Google Wallet",
     },
 }
 
@@ -115,7 +123,12 @@ h1 { font-size: 1.5rem; margin: .25rem 0; overflow-wrap: anywhere; }
   border-radius: 8px; }
 .qr p { font-size: .9rem; }
 .pass-preview { margin-top: 1.5rem; text-align: left; }
-.pass-preview h2 { font-size: 1rem; text-align: center; margin: 0 0 .75rem; }
+.pass-preview h2, .pass-preview-title { font-size: 1rem; text-align: center;
+  margin: 1.5rem 0 .75rem; }
+.landing.both { max-width: 48rem; }
+.previews { display: flex; flex-wrap: wrap; gap: 1.5rem; justify-content: center; }
+.previews .pass-preview { flex: 1 1 300px; max-width: 360px; min-width: 0; }
+.previews h3 { font-size: .95rem; text-align: center; margin: 0 0 .5rem; font-weight: 600; }
 """
 
 
@@ -125,6 +138,14 @@ class Brand:
     name: str | None = None
     background: str = "#f5f5f7"
     text: str = "#1d1d1f"
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleCardPart:
+    """The Google Wallet card of the pass (passhouse.preview.google) for the page to embed."""
+
+    html: str
+    css: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,13 +248,18 @@ def landing_page(
     apple_art: str | None = None,
     google_art: str | None = None,
     now: dt.datetime | None = None,
+    google_card: GoogleCardPart | None = None,
 ) -> LandingPage:
+    """The page; `google_card` (the Google Wallet card of the pass, where its template is
+    opted in) is shown beside the Apple preview on Android and computers, first on Android."""
     now = now or dt.datetime.now(dt.UTC)
     words = TEXT[language if language in TEXT else "en"]
     preview = render_preview(pass_json, files, language=language, now=now)
     description = str(pass_json.get("description") or words["preview"])
     issuer = str(pass_json.get("organizationName") or "")
-    parts: list[str] = [f'<main class="landing" lang="{language}">']
+    card = google_card if platform != "ios" else None
+    wide = " both" if card is not None else ""
+    parts: list[str] = [f'<main class="landing{wide}" lang="{language}">']
     if brand.logo or brand.name:
         logo = f'<img src="{brand.logo}" alt="">' if brand.logo else ""
         name = f"<span>{html.escape(brand.name)}</span>" if brand.name else ""
@@ -254,12 +280,30 @@ def landing_page(
         parts.append(_buttons(words, platform, download_url, google_url, apple_art, google_art))
         if platform == "desktop":
             parts.append(_qr(words, page_url))
-    parts.append(
-        f'<section class="pass-preview" aria-labelledby="preview-title">'
-        f'<h2 id="preview-title">{words["preview"]}</h2>{preview.html}</section>'
-    )
+    if card is None:
+        parts.append(
+            f'<section class="pass-preview" aria-labelledby="preview-title">'
+            f'<h2 id="preview-title">{words["preview"]}</h2>{preview.html}</section>'
+        )
+    else:
+        apple_part = (
+            f'<section class="pass-preview" aria-labelledby="apple-title">'
+            f'<h3 id="apple-title">{words["apple_preview"]}</h3>{preview.html}</section>'
+        )
+        google_part = (
+            f'<section class="pass-preview" aria-labelledby="google-title">'
+            f'<h3 id="google-title">{words["google_preview"]}</h3>{card.html}</section>'
+        )
+        ordered = [google_part, apple_part] if platform == "android" else [apple_part, google_part]
+        parts.append(
+            f'<section class="all-previews" aria-labelledby="preview-title">'
+            f'<h2 id="preview-title" class="pass-preview-title">{words["preview"]}</h2>'
+            f'<div class="previews">{"".join(ordered)}</div></section>'
+        )
     parts.append("</main>")
     style = _STYLE + f":root{{--page-bg:{brand.background};--page-fg:{brand.text}}}\n" + preview.css
+    if card is not None:
+        style += card.css
     return LandingPage("\n".join(parts), style)
 
 

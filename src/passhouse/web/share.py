@@ -92,6 +92,15 @@ async def share_page(
         pass_type = await pass_types.get_pass_type(conn, row.pass_type_id)
         google = await google_wallet.pass_view(conn, settings, runtime.sealer, row)
     language = landing.language_of(request.headers.get("accept-language", ""))
+    platform = landing.platform_of(request.headers.get("user-agent", ""))
+    card = None
+    if google is not None and platform != "ios":  # an iPhone is shown Apple's pass only
+        async with runtime.database.reader() as conn:
+            found = await previewing.google_card_for_pass(
+                conn, row, public_url=settings.public_url, language=language
+            )
+        if found is not None and found.fragment:
+            card = landing.GoogleCardPart(found.fragment, found.css)
     page_url = f"{settings.public_url}/p/{share_id}"
     pass_json, files = previewing.signed_files(data)
     page = landing.landing_page(
@@ -102,7 +111,7 @@ async def share_page(
         google_url=None if google is None else google["save_url"],
         voided=bool(row.voided),
         dev_mode=pass_type is not None and bool(pass_type.dev_mode),
-        platform=landing.platform_of(request.headers.get("user-agent", "")),
+        platform=platform,
         language=language,
         brand=landing.Brand(
             logo=landing.image_data_url(settings.landing_logo_file),
@@ -112,6 +121,7 @@ async def share_page(
         ),
         apple_art=landing.button_artwork(settings.wallet_button_dir, "apple", language),
         google_art=landing.button_artwork(settings.wallet_button_dir, "google", language),
+        google_card=card,
     )
     headers = security_headers(style_src=f"'sha256-{page.style_hash}'", img_src="data:")
     body = _PAGE.format(

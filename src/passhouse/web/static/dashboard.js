@@ -435,6 +435,60 @@
     }
   }
 
+  // --- the Google Wallet card (issues 11 and 12) -----------------------------------------
+
+  // The server draws the Google card from the class and object it sends to Google
+  // (`google` of a preview answer); shown beside the Apple preview, in the same kind of frame.
+  function googleCard(google, label, id) {
+    if (!google) return null;
+    return h(
+      "figure",
+      { class: "google-card", "data-google-type": google.type },
+      h("figcaption", {}, "Google Wallet"),
+      h("div", { class: "preview-slot" }, previewFrame(google, label, id)),
+      google.errors.length || google.warnings.length ? problems(google, id ? `${id}-problems` : null) : null
+    );
+  }
+
+  // Apple's preview and, when the template is opted in, Google's card next to it.
+  function previewPair(applePreview, google, appleLabel, appleId, googleId) {
+    return h(
+      "div",
+      { class: google ? "preview-pair" : "preview-single" },
+      h("figure", { class: "apple-card" }, google ? h("figcaption", {}, "Apple Wallet") : null, h("div", { class: "preview-slot" }, previewFrame(applePreview, appleLabel, appleId))),
+      googleCard(google, `Google Wallet card: ${appleLabel}`, googleId)
+    );
+  }
+
+  const GOOGLE_SYNC_PILLS = { synced: "ok", pending: "soon", failed: "expired" };
+  const GOOGLE_STATE_PILLS = { ACTIVE: "ok", INACTIVE: "expired", EXPIRED: "expired" };
+
+  // The pass's Google state and last sync, from the pass API's `google` and the card's state.
+  function googleBlock(p, google) {
+    const g = p.google;
+    if (!g && !google) return null;
+    const error = g && g.error;
+    const link = safeHref((p.urls && p.urls.google) || (g && g.save_url));
+    return h(
+      "section",
+      { class: "google-block card", id: "pass-google", "aria-labelledby": "pass-google-title" },
+      h("h2", { id: "pass-google-title" }, "Google Wallet"),
+      g
+        ? definitions([
+            ["Sync", h("span", { id: "google-sync", class: `pill ${GOOGLE_SYNC_PILLS[g.status] || "soon"}` }, g.status)],
+            google && google.state ? ["Object state", h("span", { id: "google-state", class: `pill ${GOOGLE_STATE_PILLS[google.state] || "soon"}` }, google.state)] : null,
+            ["Last sync", h("span", { id: "google-last-sync" }, g.last_sync_at ? when(g.last_sync_at) : "never")],
+            ["Up to date", g.up_to_date ? `yes (version ${g.synced_version})` : `no: Google has ${g.synced_version === null ? "no version yet" : `version ${g.synced_version}`}, the pass is at ${p.version}`],
+            ["Last error", error ? h("span", { id: "google-error", class: "bad" }, [error.status ?? "", error.reason ? ` ${error.reason}` : "", error.message ? `: ${error.message}` : ""].join("").trim()) : "none"],
+            ["Saved by the holder", g.saved ? `yes (${g.saves} save${g.saves === 1 ? "" : "s"}, ${g.deletes} delete${g.deletes === 1 ? "" : "s"})` : `no (${g.saves} saves, ${g.deletes} deletes)`],
+            ["Notifications, last 24 h", `${g.notifications_last_24h} of 3`],
+            ["Object ID", h("code", { class: "break" }, g.object_id)],
+          ])
+        : h("p", { class: "muted" }, "The template is opted in to Google Wallet; this pass has no Google object yet."),
+      link ? h("p", {}, h("a", { href: link, rel: "noopener noreferrer", target: "_blank" }, "Add to Google Wallet link")) : null
+    );
+  }
+
   // --- the template designer ---------------------------------------------------------------
 
   async function designer(t, files, sample) {
@@ -515,7 +569,7 @@
       jsonProblems.replaceChildren(...near);
       dataProblems.replaceChildren(...problemItems(dataItems));
       renderFiles(preview.warnings, preview.errors);
-      frame.replaceChildren(previewFrame(preview, `Preview of ${t.name}`, "design-frame"));
+      frame.replaceChildren(previewPair(preview, preview.google, `Preview of ${t.name}`, "design-frame", "design-google-frame"));
       overall.replaceChildren(problems({ errors: general.errors, warnings: general.warnings }, "design-general"));
       status.textContent = preview.errors.length
         ? `${preview.errors.length} error${preview.errors.length === 1 ? "" : "s"}: a pass made from this draft would be refused.`
@@ -542,7 +596,7 @@
         return;
       }
       try {
-        const preview = await api("/previews", { method: "POST", json: { pass_json: passJson, data: sampleData, pass_type_id: t.pass_type_id, assets: state.files } });
+        const preview = await api("/previews", { method: "POST", json: { pass_json: passJson, data: sampleData, pass_type_id: t.pass_type_id, assets: state.files, google: t.google ? t.google.config : undefined } });
         if (sequence === state.sequence) show(preview);
       } catch (error) {
         if (sequence === state.sequence) status.textContent = error.message;
@@ -1254,14 +1308,8 @@
         share ? ["Share link", h("a", { href: share, class: "break" }, share)] : null,
       ]),
       h("h2", {}, "Preview"),
-      h("div", { class: "pass-preview" }, h("div", { class: "preview-slot" }, previewFrame(preview, `Preview of pass ${p.serial_number}`, "pass-frame")), problems(preview, "pass-problems")),
-      p.google || (p.urls && p.urls.google)
-        ? [
-            h("h2", {}, "Google Wallet"),
-            p.google ? definitions(Object.entries(p.google).map(([key, value]) => [humanize(key), statValue(key, value)])) : null,
-            safeHref(p.urls && p.urls.google) ? h("p", {}, h("a", { href: safeHref(p.urls.google), rel: "noopener noreferrer", target: "_blank" }, "Add to Google Wallet link")) : null,
-          ]
-        : null,
+      h("div", { class: "pass-preview" }, previewPair(preview, preview.google, `Preview of pass ${p.serial_number}`, "pass-frame", "pass-google-frame"), problems(preview, "pass-problems")),
+      googleBlock(p, preview.google),
       h("h2", {}, "Data"),
       p.voided
         ? h("pre", { class: "code", id: "pass-data", tabindex: 0 }, JSON.stringify(p.data, null, 2))
