@@ -13,7 +13,7 @@ Steps, in one run:
    the clock runs from that commit to the fake server having received every push;
 5. single-push latency with an idle queue: one pass changed, from commit to the push
    arriving at the fake server, repeated;
-6. relay pushes (the Android apps, push/relays.py): --relay-registrations passes of a
+6. relay pushes (the Android apps, push/relays.py), with --relay-registrations N: N passes of a
    second template, registered a quarter each through Wallet Passes, Pass2U, Passworks
    and PassWallet, against the loopback relay fakes (tests/push/fake_relays.py, plain
    HTTP, in this process); one worker, a template change, the clock from the commit to
@@ -540,7 +540,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--registrations", type=int, default=100_000)
     parser.add_argument("--singles", type=int, default=50, help="0: no latency step")
-    parser.add_argument("--relay-registrations", type=int, default=20_000, help="0: no relay step")
+    parser.add_argument(
+        "--relay-registrations", type=int, default=0, help="relay step size (0: no relay step)"
+    )
     parser.add_argument(
         "--rate", type=float, default=0, help="PASSHOUSE_PUSH_RATE_PER_SECOND for the workers"
     )
