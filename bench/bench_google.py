@@ -1,11 +1,14 @@
 """Google Wallet sync benchmark: a template change of 10,000 objects, one worker.
 
     .venv/bin/python bench/bench_google.py [--objects 10000] [--paced-seconds 20]
-        [--database-url postgresql://postgres@127.0.0.1:5432/test]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--loop uvloop|asyncio]
 
-Steps, in one run:
+Steps, in one run (on uvloop by default, as `passhouse worker` runs):
 1. the fake Google Wallet (tests/google_wallet/fake_google.py) in its own process, HTTPS
    with a throwaway CA, checking the service account's token assertions;
+1b. the fake's own capacity: N object inserts and N PATCHes of its own class, sent by a
+   bare aiohttp client (64 connections, bodies encoded in advance), no database: the
+   fake's CPU per request says whether it, not the worker, limits the figures below;
 2. a fresh database (a SQLite file, or a new PostgreSQL database dropped at the end), an
    issuer connected through the use case the API calls (credentials checked with the
    fake), a template opted in, and N passes inserted by set-based SQL, each with its
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -39,6 +45,7 @@ from pydantic import SecretStr
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.google import ids
+from passhouse.google.service_account import GRANT_TYPE, load_service_account, token_assertion
 from passhouse.google_sync import GoogleSync
 from passhouse.issuing import google_wallet
 from passhouse.pkpass.devcerts import issue_server_certificate, make_dev_credentials
@@ -80,6 +87,78 @@ def start_fake(folder: Path, public_key_pem: bytes) -> tuple[subprocess.Popen[st
     # Its COUNT lines are read (and dropped) so a full pipe never blocks the fake.
     threading.Thread(target=lambda: [None for _ in process.stdout or ()], daemon=True).start()
     return process, int(line[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+async def fake_capacity(
+    base: str, ca_file: Path, service_account: dict[str, Any], fake_pid: int, count: int
+) -> None:
+    """The fake alone: `count` inserts, then `count` PATCHes, 64 in flight."""
+    account = load_service_account(service_account)
+    context = ssl.create_default_context(cafile=str(ca_file))
+    connector = aiohttp.TCPConnector(ssl=context, limit=64)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        form = {
+            "grant_type": GRANT_TYPE,
+            "assertion": token_assertion(account, now=int(time.time())),
+        }
+        async with http.post(f"{base}/token", data=form) as response:
+            token = (await response.json())["access_token"]
+        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+        api = f"{base}/walletobjects/v1"
+        class_id = f"{ISSUER_ID}.bench-fake"
+        async with http.post(
+            f"{api}/genericClass", data=json.dumps({"id": class_id}), headers=headers
+        ) as response:
+            assert response.status == 200, await response.text()
+
+        def body(i: int, value: str) -> bytes:
+            text = {"defaultValue": {"language": "en", "value": value}}
+            return json.dumps(
+                {
+                    "id": f"{ISSUER_ID}.fake-{i}",
+                    "classId": class_id,
+                    "cardTitle": text,
+                    "header": text,
+                    "textModulesData": [{"id": "balance", "header": "Balance", "body": str(i)}],
+                    "barcode": {"type": "QR_CODE", "value": f"fake-{i}"},
+                    "state": "ACTIVE",
+                },
+                separators=(",", ":"),
+            ).encode()
+
+        lanes = asyncio.Semaphore(64)
+
+        async def one(method: str, url: str, data: bytes) -> None:
+            async with lanes, http.request(method, url, data=data, headers=headers) as response:
+                await response.read()
+                assert response.status == 200, response.status
+
+        for method in ("POST", "PATCH"):
+            bodies = [body(i, method) for i in range(count)]
+            urls = [
+                f"{api}/genericObject"
+                if method == "POST"
+                else f"{api}/genericObject/{ISSUER_ID}.fake-{i}"
+                for i in range(count)
+            ]
+            cpu = cpu_seconds(fake_pid)
+            started = time.perf_counter()
+            await asyncio.gather(*(one(method, u, b) for u, b in zip(urls, bodies, strict=True)))
+            seconds = time.perf_counter() - started
+            cpu = cpu_seconds(fake_pid) - cpu
+            print(
+                f"fake Google alone, {count} object {method}s: {count / seconds:.0f}/s wall, "
+                f"{count / cpu:.0f} per fake CPU-second (load {load()})"
+            )
 
 
 async def fill(runtime: Runtime, service_account: dict[str, Any], count: int) -> int:
@@ -185,12 +264,17 @@ async def change_template(runtime: Runtime, template_id: int, description: str) 
         )
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--objects", type=int, default=10_000)
     parser.add_argument("--paced-seconds", type=float, default=20.0)
     parser.add_argument("--database-url", default=None)
-    args = parser.parse_args()
+    parser.add_argument("--fake-requests", type=int, default=5000)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     folder = Path(tempfile.mkdtemp(prefix="bench-google-"))
@@ -236,10 +320,15 @@ async def main() -> None:
             "client_email": CLIENT_EMAIL,
             "token_uri": f"{base}/token",
         }
-        template_id = await fill(runtime, service_account, args.objects)
         print(f"database: {database.dialect}; objects: {args.objects}; fake Google: {base}")
+        print(f"event loop: {type(asyncio.get_running_loop()).__module__}")
+        print(f"load average at start: {load()} on {os.cpu_count()} cores")
+        if args.fake_requests:
+            await fake_capacity(
+                base, folder / "ca.pem", service_account, fake.pid, args.fake_requests
+            )
+        template_id = await fill(runtime, service_account, args.objects)
         print(f"concurrency: {settings.google_concurrency} syncs in flight, one worker")
-        print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
         sync = GoogleSync(runtime)
         claimed, seconds = await drain(sync)
@@ -248,12 +337,15 @@ async def main() -> None:
         )
 
         await change_template(runtime, template_id, "Changed once")
+        fake_cpu = cpu_seconds(fake.pid)
         claimed, seconds = await drain(sync)
         cpu = time.process_time() - sync.cpu_started  # type: ignore[attr-defined]
+        fake_cpu = cpu_seconds(fake.pid) - fake_cpu
         print(
             f"template change, pacing off: {claimed} jobs (class + objects) in {seconds:.1f} s "
             f"= {claimed / seconds:.0f} syncs/s; worker CPU {cpu:.1f} s = "
-            f"{claimed / cpu:.0f} syncs per CPU-second"
+            f"{claimed / cpu:.0f} syncs per CPU-second; fake Google busy "
+            f"{fake_cpu / seconds:.0%} of a core (load {load()})"
         )
         await sync.aclose()
 
@@ -277,4 +369,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parse_args()
+    if arguments.loop == "asyncio":
+        asyncio.run(main(arguments))
+    else:
+        import uvloop
+
+        uvloop.run(main(arguments))

@@ -12,7 +12,12 @@ Steps, in one run:
    template are bumped and the pushes queued in one transaction (what the API does), and
    the clock runs from that commit to the fake server having received every push;
 5. single-push latency with an idle queue: one pass changed, from commit to the push
-   arriving at the fake server, repeated.
+   arriving at the fake server, repeated;
+6. relay pushes (the Android apps, push/relays.py), with --relay-registrations N: N passes of a
+   second template, registered a quarter each through Wallet Passes, Pass2U, Passworks
+   and PassWallet, against the loopback relay fakes (tests/push/fake_relays.py, plain
+   HTTP, in this process); one worker, a template change, the clock from the commit to
+   the fakes having received every token.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
 import passhouse.storage.push_jobs as push_jobs
 from passhouse.pkpass.devcerts import issue_server_certificate, make_dev_credentials
 from passhouse.push.apns import ApnsCredentials, ApnsSender
@@ -41,6 +48,7 @@ from passhouse.storage import migrate
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import pass_types, passes, templates
+from push.fake_relays import PASS2U, PASSWALLET, PASSWORKS, WALLETPASSES, FakeRelay
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = ROOT / "tests" / "push" / "fake_apns.py"
@@ -301,6 +309,112 @@ async def fan_out(
     return elapsed, queued / elapsed, queued / cpu
 
 
+# --- relay pushes ---------------------------------------------------------------------------
+
+RELAY_KEYS = {WALLETPASSES: "bench-wp-key", PASS2U: "bench-p2u-key", PASSWORKS: "bench-pw-key"}
+
+
+async def fill_relays(database: Database, relays: dict[str, FakeRelay], count: int) -> int:
+    """A second template of `count` passes, each registered by one device through one of
+    the four relays in turn (PassWallet's with the fake's push service URL)."""
+    async with database.transaction() as conn:
+        template_id = (
+            await conn.execute(
+                templates.insert()
+                .values(
+                    name="bench-relays",
+                    pass_type_id=PASS_TYPE_ID,
+                    pass_json={},
+                    created_at=0,
+                    updated_at=0,
+                )
+                .returning(templates.c.id)
+            )
+        ).scalar_one()
+        kinds = [WALLETPASSES, PASS2U, PASSWORKS, PASSWALLET]
+        statements = [
+            """INSERT INTO passes (pass_type_id, serial_number, template_id, authentication_token,
+                   share_id, data, version, modified_at, created_at)
+               SELECT :pt, 'r' || g, :tid, md5('r' || g), md5('rshare' || g), '{}', 1, 0, 0
+               FROM generate_series(1, :n) AS g""",
+            """INSERT INTO devices (device_library_id, created_at)
+               SELECT 'relay-device-' || g, 0 FROM generate_series(1, :n) AS g""",
+            """INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms,
+                   transport, push_service_url)
+               SELECT d.id, p.id, 'relay-token-' || g, 0,
+                   (ARRAY[:k0, :k1, :k2, :k3])[1 + g % 4],
+                   CASE WHEN g % 4 = 3 THEN :pw_url ELSE '' END
+               FROM generate_series(1, :n) AS g
+               JOIN devices d ON d.device_library_id = 'relay-device-' || g
+               JOIN passes p ON p.serial_number = 'r' || g AND p.pass_type_id = :pt""",
+        ]
+        for statement in statements:
+            await conn.execute(
+                sa.text(statement),
+                {
+                    "pt": PASS_TYPE_ID,
+                    "tid": template_id,
+                    "n": count,
+                    **{f"k{i}": kind for i, kind in enumerate(kinds)},
+                    "pw_url": relays[PASSWALLET].url,
+                },
+            )
+    async with database.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(sa.text("ANALYZE"))
+    return int(template_id)
+
+
+def relay_counts(relay: FakeRelay) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for received in relay.received:
+        counts[received.status] = counts.get(received.status, 0) + len(received.tokens)
+    return counts
+
+
+def relay_env(relays: dict[str, FakeRelay]) -> dict[str, str]:
+    return {
+        "PASSHOUSE_RELAY_WALLETPASSES_URL": relays[WALLETPASSES].url,
+        "PASSHOUSE_RELAY_WALLETPASSES_API_KEY": RELAY_KEYS[WALLETPASSES],
+        "PASSHOUSE_RELAY_PASS2U_URL": relays[PASS2U].url,
+        "PASSHOUSE_RELAY_PASS2U_API_KEY": RELAY_KEYS[PASS2U],
+        "PASSHOUSE_RELAY_PASSWORKS_URL": relays[PASSWORKS].url,
+        "PASSHOUSE_RELAY_PASSWORKS_API_KEY": RELAY_KEYS[PASSWORKS],
+        # Loopback must be named to be allowed (ADR 0017).
+        "PASSHOUSE_PASSWALLET_PUSH_HOSTS": "127.0.0.1",
+    }
+
+
+async def relay_fan_out(
+    database: Database,
+    relays: dict[str, FakeRelay],
+    template_id: int,
+    worker: subprocess.Popen[bytes],
+) -> str:
+    await asyncio.sleep(1.5)  # the worker connected and idle
+    cpu_before = cpu_seconds(worker.pid)
+    fake_cpu = time.process_time()  # the fakes run in this process
+    queued = await change_template(database, template_id)
+    committed = time.perf_counter()
+    deadline = committed + 60
+    while sum(len(r.tokens()) for r in relays.values()) < queued:
+        if time.perf_counter() > deadline:
+            got = {k: relay_counts(r) for k, r in relays.items()}
+            raise TimeoutError(f"the relays got {got} of {queued} pushes")
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - committed
+    cpu = cpu_seconds(worker.pid) - cpu_before
+    fake_cpu = time.process_time() - fake_cpu
+    calls = sum(len(r.received) for r in relays.values())
+    others = sum(len(r.tokens(status)) for r in relays.values() for status in (400, 401, 403))
+    return (
+        f"relay fan-out, 1 worker: {queued:,} pushes (4 relays, {calls:,} list calls, "
+        f"{others} refused) in {elapsed:.2f} s = {queued / elapsed:,.0f} pushes/s "
+        f"({queued / cpu:,.0f} per worker CPU-second; the fakes and this process "
+        f"{fake_cpu / elapsed:.0%} of a core; load {os.getloadavg()[0]:.1f})"
+    )
+
+
 async def single_latencies(database: Database, fake: FakeServer, count: int) -> list[float]:
     await asyncio.sleep(1.0)
     # Not timed: opens the worker's long-lived APNs connection (TLS handshake).
@@ -376,18 +490,37 @@ async def main(args: argparse.Namespace) -> None:
                 f"fake APNs busy {fake_busy:.0%} of a core)"
             )
 
-        workers = start_workers(1, env)
-        try:
-            latencies = await single_latencies(database, fake, args.singles)
-        finally:
-            stop_workers(workers)
-        latencies.sort()
-        p95 = latencies[int(len(latencies) * 0.95) - 1]
-        print(
-            f"single update, idle queue, commit -> push received: p50 "
-            f"{statistics.median(latencies) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
-            f"max {latencies[-1] * 1000:.1f} ms ({len(latencies)} updates)"
-        )
+        if args.singles:
+            workers = start_workers(1, env)
+            try:
+                latencies = await single_latencies(database, fake, args.singles)
+            finally:
+                stop_workers(workers)
+            latencies.sort()
+            p95 = latencies[int(len(latencies) * 0.95) - 1]
+            print(
+                f"single update, idle queue, commit -> push received: p50 "
+                f"{statistics.median(latencies) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
+                f"max {latencies[-1] * 1000:.1f} ms ({len(latencies)} updates)"
+            )
+
+        if args.relay_registrations:
+            relays = {
+                kind: FakeRelay(kind, RELAY_KEYS.get(kind))
+                for kind in (WALLETPASSES, PASS2U, PASSWORKS, PASSWALLET)
+            }
+            for relay in relays.values():
+                await relay.start()
+            try:
+                relay_template = await fill_relays(database, relays, args.relay_registrations)
+                worker = start_workers(1, {**env, **relay_env(relays)})[0]
+                try:
+                    print(await relay_fan_out(database, relays, relay_template, worker))
+                finally:
+                    stop_workers([worker])
+            finally:
+                for relay in relays.values():
+                    await relay.stop()
     finally:
         if fake is not None:
             fake.close()
@@ -406,7 +539,10 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--registrations", type=int, default=100_000)
-    parser.add_argument("--singles", type=int, default=50)
+    parser.add_argument("--singles", type=int, default=50, help="0: no latency step")
+    parser.add_argument(
+        "--relay-registrations", type=int, default=0, help="relay step size (0: no relay step)"
+    )
     parser.add_argument(
         "--rate", type=float, default=0, help="PASSHOUSE_PUSH_RATE_PER_SECOND for the workers"
     )

@@ -25,7 +25,7 @@ import structlog
 
 from passhouse.bootstrap import Runtime
 from passhouse.google import mapping
-from passhouse.google.render import parse_config, render_class, render_object
+from passhouse.google.render import GoogleConfig, parse_config, render_class, render_object
 from passhouse.google.service_account import ServiceAccount
 from passhouse.issuing.google_wallet import CALLBACK_PATH, account_of, image_urls
 from passhouse.metrics import GOOGLE_FAILED_OBJECTS, GOOGLE_QUEUE_DEPTH, GOOGLE_SYNCS
@@ -76,6 +76,11 @@ def backoff_ms(settings: Settings, attempts: int, retry_after: float | None) -> 
 class _Caches:
     templates: dict[tuple[int, int], Template] = field(default_factory=dict)
     accounts: dict[tuple[str, bytes], ServiceAccount] = field(default_factory=dict)
+    # (template id, template revision, Google config revision) -> its parsed config and
+    # image URLs: the same for every object of a template change, so parsed once.
+    configs: dict[tuple[int, int, int], tuple[GoogleConfig, dict[str, str]]] = field(
+        default_factory=dict
+    )
 
 
 class GoogleSync:
@@ -159,12 +164,13 @@ class GoogleSync:
                 _log_failure(error)
                 with contextlib.suppress(Exception):
                     async with self.database.transaction() as conn:
-                        for job in objects:
-                            await store.reschedule(
-                                conn,
-                                job,
-                                due_at_ms=_now_ms() + backoff_ms(self.settings, job.attempts, None),
-                            )
+                        await store.reschedule_many(
+                            conn,
+                            [
+                                (job, _now_ms() + backoff_ms(self.settings, job.attempts, None))
+                                for job in objects
+                            ],
+                        )
         return len(claimed)
 
     async def _guarded(self, job: ClaimedSync) -> None:
@@ -266,6 +272,23 @@ class GoogleSync:
             self._caches.templates[key] = cached
         return cached
 
+    def _config(
+        self, template_row: sa.Row[Any], config_row: sa.Row[Any]
+    ) -> tuple[GoogleConfig, dict[str, str]]:
+        key = (template_row.id, template_row.revision, config_row.revision)
+        cached = self._caches.configs.get(key)
+        if cached is None:
+            # A config that does not parse raises here, each time: it is never cached.
+            cached = (
+                parse_config(config_row.config, template_row.pass_json),
+                image_urls(self.settings.public_url, config_row.images),
+            )
+            self._caches.configs = {
+                k: v for k, v in self._caches.configs.items() if k[0] != template_row.id
+            }
+            self._caches.configs[key] = cached
+        return cached
+
     def _account(self, issuer: sa.Row[Any]) -> ServiceAccount:
         key = (issuer.issuer_id, bytes(issuer.private_key_encrypted))
         cached = self._caches.accounts.get(key)
@@ -316,7 +339,7 @@ class GoogleSync:
         ):
             return _Result(job, None, None, GoogleAnswer(DONE), {})  # gone: nothing to write
         template = self._caches.templates[(template_row.id, template_row.revision)]
-        config = parse_config(config_row.config, template_row.pass_json)
+        config, images = self._config(template_row, config_row)
         data = dict(pass_row.data)
         if pass_row.personalization:
             data.setdefault("personalization", dict(pass_row.personalization))
@@ -332,7 +355,7 @@ class GoogleSync:
             config,
             apple,
             data,
-            image_urls(self.settings.public_url, config_row.images),
+            images,
             template_id=obj.template_id,
             pass_type_id=pass_row.pass_type_id,
             serial_number=pass_row.serial_number,
@@ -395,72 +418,63 @@ class GoogleSync:
         return written if answer.outcome == DONE else answer
 
     async def _record(self, results: list[_Result]) -> None:
-        """Every outcome of a batch in one transaction."""
+        """Every outcome of a batch in one transaction, set-based: one executemany per
+        kind of outcome and two statements for the finished jobs, whatever the size."""
         now = _now_ms()
-        failed_any = False
-        async with self.database.transaction() as conn:
-            for result in results:
-                job, obj, answer = result.job, result.obj, result.answer
-                if obj is None or result.pass_row is None:
-                    if answer.outcome == RETRY:
-                        await store.reschedule(
-                            conn, job, due_at_ms=now + backoff_ms(self.settings, job.attempts, None)
-                        )
-                    else:
-                        await store.complete(conn, [job], now_ms=now)
-                    continue
-                GOOGLE_SYNCS.labels("object", answer.outcome).inc()
-                if answer.outcome == DONE:
-                    await store.update_object(
-                        conn,
-                        obj.pass_id,
-                        {
-                            "status": "synced",
-                            "synced_version": result.pass_row.version,
-                            "synced_at_ms": now,
-                            "error_status": None,
-                            "error_reason": None,
-                            "error_message": None,
-                            **result.state,
-                        },
-                    )
-                    await store.complete(conn, [job], now_ms=now)
-                elif answer.outcome == RETRY and job.attempts + 1 < self.settings.push_max_attempts:
-                    await store.update_object(
-                        conn,
-                        obj.pass_id,
-                        {
-                            "error_status": answer.status,
-                            "error_reason": answer.reason,
-                            "error_message": answer.message,
-                        },
-                    )
-                    await store.reschedule(
-                        conn,
-                        job,
-                        due_at_ms=now + backoff_ms(self.settings, job.attempts, answer.retry_after),
-                    )
+        finished: list[ClaimedSync] = []
+        retries: list[tuple[ClaimedSync, int]] = []
+        updates: dict[str, list[dict[str, Any]]] = {"synced": [], "retry": [], "failed": []}
+        outcomes: dict[str, int] = {}
+        for result in results:
+            job, obj, answer = result.job, result.obj, result.answer
+            if obj is None or result.pass_row is None:
+                if answer.outcome == RETRY:
+                    retries.append((job, now + backoff_ms(self.settings, job.attempts, None)))
                 else:
-                    failed_any = True
-                    log.warning(
-                        "google_object_failed",
-                        object_id=obj.object_id,
-                        status=answer.status,
-                        reason=answer.reason,
-                        message=answer.message,
-                    )
-                    await store.update_object(
-                        conn,
-                        obj.pass_id,
-                        {
-                            "status": "failed",
-                            "error_status": answer.status,
-                            "error_reason": answer.reason,
-                            "error_message": answer.message,
-                        },
-                    )
-                    await store.complete(conn, [job], now_ms=now)
-            if failed_any:
+                    finished.append(job)
+                continue
+            outcomes[answer.outcome] = outcomes.get(answer.outcome, 0) + 1
+            error = {
+                "error_status": answer.status,
+                "error_reason": answer.reason,
+                "error_message": answer.message,
+            }
+            if answer.outcome == DONE:
+                updates["synced"].append(
+                    {
+                        "pass_id": obj.pass_id,
+                        "status": "synced",
+                        "synced_version": result.pass_row.version,
+                        "synced_at_ms": now,
+                        "error_status": None,
+                        "error_reason": None,
+                        "error_message": None,
+                        **result.state,
+                    }
+                )
+                finished.append(job)
+            elif answer.outcome == RETRY and job.attempts + 1 < self.settings.push_max_attempts:
+                updates["retry"].append({"pass_id": obj.pass_id, **error})
+                retries.append(
+                    (job, now + backoff_ms(self.settings, job.attempts, answer.retry_after))
+                )
+            else:
+                log.warning(
+                    "google_object_failed",
+                    object_id=obj.object_id,
+                    status=answer.status,
+                    reason=answer.reason,
+                    message=answer.message,
+                )
+                updates["failed"].append({"pass_id": obj.pass_id, "status": "failed", **error})
+                finished.append(job)
+        for outcome, count in outcomes.items():
+            GOOGLE_SYNCS.labels("object", outcome).inc(count)
+        async with self.database.transaction() as conn:
+            await store.update_objects(conn, [row for rows in updates.values() for row in rows])
+            await store.reschedule_many(conn, retries)
+            await store.complete(conn, finished, now_ms=now)
+            if updates["failed"]:
                 failed = await conn.scalar(
                     sa.select(sa.func.count())
                     .select_from(google_objects)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 from typing import Any
 
 import httpx
@@ -15,8 +16,9 @@ from google_wallet.fake_google import FakeGoogle, Fault
 from google_wallet.keys import CLIENT_EMAIL, ISSUER_ID, service_account_info
 from passhouse import bulk, devmode, issuing
 from passhouse.bootstrap import Runtime
+from passhouse.google.service_account import load_service_account
 from passhouse.google_sync import GoogleSync
-from passhouse.push.google import ssl_context
+from passhouse.push.google import RETRY, GoogleWalletClient, ssl_context
 
 ASSETS = {name: base64.b64encode(data).decode() for name, data in devmode.demo_assets().items()}
 
@@ -258,3 +260,53 @@ async def test_the_landing_page_offers_the_save_link_on_android(
     assert link
     assert link.split("/save/")[0] + "/save/" in page.text  # the button links to Google
     assert "Google Wallet" in page.text
+
+
+async def test_a_timeout_and_an_expired_token_are_retried(
+    admin: httpx.AsyncClient,
+    pass_type: str,
+    issuer: str,
+    fake_google: FakeGoogle,
+    google_sync: GoogleSync,
+) -> None:
+    await make_template(admin, pass_type)
+    await drain(google_sync)
+    view = await issue(admin, "t1")
+    # No answer within the 2 s request timeout (the fake answers after 3 s), then a 401
+    # for a token Google no longer accepts: the sync retries, fetches a new token, succeeds.
+    fake_google.fail_next(Fault(None, seconds=3.0))
+    assert await google_sync.sync_due() == 1
+    state = (await admin.get(f"/api/v1/passes/{pass_type}/t1")).json()["google"]
+    assert state["status"] == "pending"
+    assert state["error"]["reason"] == "connection"
+    assert "Timeout" in state["error"]["message"]
+    fake_google.revoke_tokens()
+    tokens = fake_google.token_requests
+    await drain(google_sync)
+    assert fake_google.token_requests == tokens + 1
+    assert view["google"]["object_id"] in fake_google.objects
+    state = (await admin.get(f"/api/v1/passes/{pass_type}/t1")).json()["google"]
+    assert state["status"] == "synced"
+    assert state["error"] is None
+
+
+async def test_a_refused_connection_is_a_retry(
+    fake_google: FakeGoogle, service_account: dict[str, Any], google_sync: GoogleSync
+) -> None:
+    # A port nothing listens on: bind one, note it, close it.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = GoogleWalletClient(
+        f"https://127.0.0.1:{port}", ca_file=google_sync.settings.google_ca_file
+    )
+    try:
+        account = load_service_account(service_account)
+        answer = await client.upsert(
+            account, "genericObject", f"{ISSUER_ID}.x", {"id": f"{ISSUER_ID}.x"}, exists=True
+        )
+    finally:
+        await client.aclose()
+    assert answer.outcome == RETRY
+    assert answer.reason == "connection"
+    assert answer.status is None

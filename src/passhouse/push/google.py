@@ -3,19 +3,26 @@
 It knows nothing of storage: the sync worker (google_sync.py) gives it a service account
 and a resource and gets back what Google answered, classified the way the queue needs
 (done, retry later, failed for good, notification quota used up).
+
+HTTP is aiohttp over kept-alive HTTP/1.1 connections, one per sync in flight: httpx cost
+5 to 6 times more CPU per request here (its pool checks every connection on each request;
+docs/benchmarks.md, Google Wallet), which capped one worker near 300 syncs per CPU-second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
-import httpx
+import aiohttp
 
 from passhouse.google.service_account import GRANT_TYPE, ServiceAccount, token_assertion
 
@@ -65,17 +72,12 @@ def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
-def classify(response: httpx.Response) -> GoogleAnswer:
+def classify(status: int, headers: Mapping[str, str], content: bytes) -> GoogleAnswer:
     """Google's answer as an outcome: keyed on the status, then on errors[0].reason."""
-    if response.is_success:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        return GoogleAnswer(DONE, response.status_code, body=body)
-    reason, message = _error_of(response)
-    retry_after = _retry_after(response.headers.get("retry-after"))
-    status = response.status_code
+    if 200 <= status < 300:
+        return GoogleAnswer(DONE, status, body=_json(content))
+    reason, message = _error_of(content)
+    retry_after = _retry_after(headers.get("retry-after"))
     if status == 403 and reason == "quotaExceeded":
         return GoogleAnswer(QUOTA, status, reason, message)
     if status in RETRY_STATUSES or status >= 500 or reason in RETRY_REASONS:
@@ -83,11 +85,18 @@ def classify(response: httpx.Response) -> GoogleAnswer:
     return GoogleAnswer(FAILED, status, reason, message)
 
 
-def _error_of(response: httpx.Response) -> tuple[str | None, str | None]:
+def _json(content: bytes) -> Any:
     try:
-        body = response.json()
+        return json.loads(content) if content else None
+    except ValueError:  # UnicodeDecodeError included
+        return None
+
+
+def _error_of(content: bytes) -> tuple[str | None, str | None]:
+    try:
+        body = json.loads(content)
     except ValueError:
-        return None, response.text[:300] or None
+        return None, content[:300].decode("utf-8", "replace") or None
     error = body.get("error") if isinstance(body, Mapping) else None
     if isinstance(error, str):  # the OAuth token endpoint's shape
         return error, str(body.get("error_description", ""))[:300] or None
@@ -111,6 +120,15 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+_JSON_HEADERS = {"content-type": "application/json; charset=utf-8"}
+_FORM_HEADERS = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def encode(body: Any) -> bytes:
+    """A request body, encoded once (compact; arrays and all, as PATCH needs them whole)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 class GoogleWalletClient:
     def __init__(
         self,
@@ -122,34 +140,77 @@ class GoogleWalletClient:
         max_connections: int = 32,
     ) -> None:
         self._api = api_url.rstrip("/") + "/walletobjects/v1"
-        self._http = httpx.AsyncClient(
-            verify=ssl_context(ca_file),
-            timeout=timeout_seconds,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
+        self._ssl = ssl_context(ca_file)
+        self._timeout = timeout_seconds
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
         self._token_locks: dict[str, asyncio.Lock] = {}
         self.pacer = Pacer(rate_per_second)
 
+    def _client(self) -> aiohttp.ClientSession:
+        # Made on first use: a session belongs to the event loop it was made in.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl,
+                limit=0,  # the sync bounds requests in flight itself (google_concurrency)
+                limit_per_host=self._max_connections,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                # Not trust_env: it costs two thread hops per request (netrc, proxy
+                # lookup); the environment's proxy is read once per host in _proxy().
+                trust_env=False,
+            )
+        return self._session
+
+    def _proxy(self, url: str) -> str | None:
+        """HTTPS_PROXY / NO_PROXY from the environment, as httpx honoured them."""
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        if key not in self._proxies:
+            host = parts.hostname or ""
+            proxy = urllib.request.getproxies().get(parts.scheme)
+            self._proxies[key] = None if not proxy or urllib.request.proxy_bypass(host) else proxy
+        return self._proxies[key]
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _send(
+        self, method: str, url: str, data: bytes, headers: Mapping[str, str]
+    ) -> GoogleAnswer:
+        try:
+            async with self._client().request(
+                method,
+                url,
+                data=data or None,
+                headers=headers,
+                allow_redirects=False,
+                proxy=self._proxy(url),
+            ) as response:
+                content = await response.read()
+                status = response.status
+                answer_headers = response.headers
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            return GoogleAnswer(RETRY, None, "connection", _describe(error))
+        return classify(status, answer_headers, content)
 
     async def fetch_token(self, account: ServiceAccount) -> GoogleAnswer:
         """Exchange a signed assertion for an access token; the body carries it."""
-        try:
-            response = await self._http.post(
-                account.token_uri,
-                data={"grant_type": GRANT_TYPE, "assertion": token_assertion(account, now=_now())},
-            )
-        except httpx.HTTPError as error:
-            return GoogleAnswer(RETRY, None, "connection", _describe(error))
-        answer = classify(response)
+        form = urlencode(
+            {"grant_type": GRANT_TYPE, "assertion": token_assertion(account, now=_now())}
+        )
+        answer = await self._send("POST", account.token_uri, form.encode(), _FORM_HEADERS)
         if answer.outcome == DONE and not (
             isinstance(answer.body, Mapping) and isinstance(answer.body.get("access_token"), str)
         ):
-            return GoogleAnswer(FAILED, response.status_code, "no_token", "no access_token")
+            return GoogleAnswer(FAILED, answer.status, "no_token", "no access_token")
         return answer
 
     async def _token(self, account: ServiceAccount, *, fresh: bool = False) -> str | GoogleAnswer:
@@ -175,24 +236,21 @@ class GoogleWalletClient:
     async def request(
         self, account: ServiceAccount, method: str, path: str, body: Any = None
     ) -> GoogleAnswer:
-        """One call, paced; a 401 refreshes the token and tries once more."""
+        """One call, paced; a 401 refreshes the token and tries once more. `body` is JSON
+        to encode, or bytes already encoded."""
+        data = body if isinstance(body, bytes) else b"" if body is None else encode(body)
         for attempt in range(2):
             token = await self._token(account, fresh=attempt > 0)
             if isinstance(token, GoogleAnswer):
                 return token
             await self.pacer.wait()
-            try:
-                response = await self._http.request(
-                    method,
-                    f"{self._api}/{path}",
-                    json=body,
-                    headers={"authorization": f"Bearer {token}"},
-                )
-            except httpx.HTTPError as error:
-                return GoogleAnswer(RETRY, None, "connection", _describe(error))
-            if response.status_code == 401 and attempt == 0:
+            headers = {"authorization": f"Bearer {token}"}
+            if data:
+                headers.update(_JSON_HEADERS)
+            answer = await self._send(method, f"{self._api}/{path}", data, headers)
+            if answer.status == 401 and attempt == 0:
                 continue
-            return classify(response)
+            return answer
         raise AssertionError("unreachable")
 
     async def upsert(
@@ -207,15 +265,16 @@ class GoogleWalletClient:
         """Insert-or-patch: insert (409: it exists, patch it), or patch (404: insert).
 
         `exists` says which to try first. The body is the whole desired state: arrays are
-        always sent whole, as PATCH replaces them.
+        always sent whole, as PATCH replaces them. It is encoded once for both calls.
         """
+        data = encode(body)
         if exists:
-            answer = await self.request(account, "PATCH", f"{resource}/{resource_id}", body)
+            answer = await self.request(account, "PATCH", f"{resource}/{resource_id}", data)
             if answer.status != 404 or answer.reason == "classNotFound":
                 return answer
-        answer = await self.request(account, "POST", resource, body)
+        answer = await self.request(account, "POST", resource, data)
         if answer.status == 409:
-            answer = await self.request(account, "PATCH", f"{resource}/{resource_id}", body)
+            answer = await self.request(account, "PATCH", f"{resource}/{resource_id}", data)
         return answer
 
     async def add_message(

@@ -215,6 +215,20 @@ async def update_object(conn: AsyncConnection, pass_id: int, values: Mapping[str
     )
 
 
+async def update_objects(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Update many objects: each row is its `pass_id` and the columns to set. One
+    executemany per set of columns (a batch of syncs has one to three)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        columns = tuple(sorted(key for key in row if key != "pass_id"))
+        groups.setdefault(columns, []).append(
+            {"b_pass_id": row["pass_id"], **{key: row[key] for key in columns}}
+        )
+    statement = google_objects.update().where(google_objects.c.pass_id == sa.bindparam("b_pass_id"))
+    for group in groups.values():
+        await conn.execute(statement, group)
+
+
 async def record_event(conn: AsyncConnection, object_id: str, *, saved: bool, now_ms: int) -> bool:
     counter = google_objects.c.saves if saved else google_objects.c.deletes
     result = await conn.execute(
@@ -390,27 +404,36 @@ async def next_due_at(conn: AsyncConnection) -> int | None:
 
 async def complete(conn: AsyncConnection, jobs: Sequence[ClaimedSync], *, now_ms: int) -> None:
     """Delete finished jobs, unless a change came meanwhile (a newer generation): that one
-    is due again at once, so its newest state is written too."""
-    for job in jobs:
-        result = await conn.execute(
-            google_sync_jobs.delete().where(
-                google_sync_jobs.c.id == job.id, google_sync_jobs.c.generation == job.generation
-            )
+    is due again at once, so its newest state is written too. Two statements per batch."""
+    if not jobs:
+        return
+    pairs = [(job.id, job.generation) for job in jobs]
+    await conn.execute(
+        google_sync_jobs.delete().where(
+            sa.tuple_(google_sync_jobs.c.id, google_sync_jobs.c.generation).in_(pairs)
         )
-        if result.rowcount == 0:
-            await conn.execute(
-                google_sync_jobs.update()
-                .where(google_sync_jobs.c.id == job.id)
-                .values(due_at_ms=now_ms, attempts=0)
-            )
+    )
+    # Whatever is left of these ids had a newer change arrive while it was written.
+    await conn.execute(
+        google_sync_jobs.update()
+        .where(google_sync_jobs.c.id.in_([job.id for job in jobs]))
+        .values(due_at_ms=now_ms, attempts=0)
+    )
 
 
 async def reschedule(conn: AsyncConnection, job: ClaimedSync, *, due_at_ms: int) -> None:
-    await conn.execute(
-        google_sync_jobs.update()
-        .where(google_sync_jobs.c.id == job.id)
-        .values(due_at_ms=due_at_ms, attempts=google_sync_jobs.c.attempts + 1)
-    )
+    await reschedule_many(conn, [(job, due_at_ms)])
+
+
+async def reschedule_many(conn: AsyncConnection, jobs: Sequence[tuple[ClaimedSync, int]]) -> None:
+    """Count a failed attempt of each job and set its next due time (one executemany)."""
+    if jobs:
+        await conn.execute(
+            google_sync_jobs.update()
+            .where(google_sync_jobs.c.id == sa.bindparam("job_id"))
+            .values(attempts=google_sync_jobs.c.attempts + 1, due_at_ms=sa.bindparam("due")),
+            [{"job_id": job.id, "due": due} for job, due in jobs],
+        )
 
 
 async def release(conn: AsyncConnection, job_ids: Sequence[int], *, now_ms: int) -> None:
