@@ -445,7 +445,8 @@ def test_each_request_gets_one_access_line_and_the_last_ones_are_written_at_sigt
     for n in range(20):
         assert sum(f'"GET /healthz?probe={n} HTTP/1.1" 200' in line for line in lines) == 1
     stamp, client_address, *_ = lines[-1].split(" ")
-    assert stamp.endswith("Z") and "T" in stamp
+    assert stamp.endswith("Z")
+    assert "T" in stamp
     assert client_address.startswith("127.0.0.1:")
     assert '"GET /passkit/v1/passes/pass.x/nope HTTP/1.1" 401' in output
 
@@ -454,12 +455,16 @@ def test_the_access_log_comes_within_a_second_and_can_be_turned_off(tmp_path: Pa
     (tmp_path / "on").mkdir()
     (tmp_path / "off").mkdir()
     with serving(tmp_path / "on", "--no-worker") as on:
-        assert httpx.get(f"http://127.0.0.1:{on.port}/healthz?seen=1", timeout=10).status_code == 200
+        assert (
+            httpx.get(f"http://127.0.0.1:{on.port}/healthz?seen=1", timeout=10).status_code == 200
+        )
         deadline = time.monotonic() + 5
         while '"GET /healthz?seen=1 HTTP/1.1" 200' not in on.output():
             assert time.monotonic() < deadline, on.output()
             time.sleep(0.1)
     with serving(tmp_path / "off", "--no-worker", access_log="false") as off:
-        assert httpx.get(f"http://127.0.0.1:{off.port}/healthz?seen=1", timeout=10).status_code == 200
+        assert (
+            httpx.get(f"http://127.0.0.1:{off.port}/healthz?seen=1", timeout=10).status_code == 200
+        )
         time.sleep(1.5)
         assert "/healthz?seen=1" not in off.output()

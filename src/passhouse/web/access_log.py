@@ -35,7 +35,9 @@ class AccessLog:
         self._stamp = ""
         self._timer: asyncio.TimerHandle | None = None
 
-    def info(self, _format: str, client: str, method: str, path: str, version: str, status: int) -> None:
+    def info(
+        self, _format: str, client: str, method: str, path: str, version: str, status: int
+    ) -> None:
         """uvicorn's access-log call (httptools_impl.RequestResponseCycle.send)."""
         now = int(time.time())
         if now != self._second:
@@ -85,7 +87,7 @@ _process_log: AccessLog | None = None
 
 def access_log(*, enabled: bool) -> AccessLog:
     """This process's access log (made on first use; flushed when the process exits)."""
-    global _process_log  # noqa: PLW0603 (one per process, like a logger)
+    global _process_log  # one per process, like a logger
     if _process_log is None:
         _process_log = AccessLog(enabled=enabled)
         atexit.register(_process_log.flush)

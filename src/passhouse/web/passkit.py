@@ -535,7 +535,7 @@ class DeviceRouter:
                 for i, part in enumerate(parts)
             )
             endpoint = route.endpoint
-            self.templates.append((len(parts), pieces, endpoint))  # type: ignore[arg-type]
+            self.templates.append((len(parts), pieces, endpoint))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Only the methods the routes accept: Starlette answers any other one itself.
