@@ -533,7 +533,11 @@ def measure(
         req_per_cpu_s=requests / cpu if cpu else float("nan"),
         cpu_util=cpu / report["wall_s"],
         pg_cpu_ms_per_req=1000 * report["pg_cpu_s"] / requests if requests else float("nan"),
-        extra={"client_cpu_util": report["client_cpu_s"] / report["wall_s"]},
+        extra={
+            "client_cpu_util": report["client_cpu_s"] / report["wall_s"],
+            "socket_errors": report["socket_errors"],
+            "timeouts": report["timeouts"],
+        },
     )
 
 
@@ -848,7 +852,13 @@ def compare_workers(
             single = measure(one, name, data, workdir, args.duration, args.warmup)
             multi = measure(many, name, data, workdir, args.duration, args.warmup)
             rows.append((name, single, multi))
-            print(f"  {name}: {single.rps:,.0f} vs {multi.rps:,.0f} req/s", flush=True)
+            print(
+                f"  {name}: {single.rps:,.0f} vs {multi.rps:,.0f} req/s; statuses"
+                f" {single.statuses} vs {multi.statuses}; socket errors, timeouts"
+                f" {single.extra['socket_errors']}, {single.extra['timeouts']} vs"
+                f" {multi.extra['socket_errors']}, {multi.extra['timeouts']}",
+                flush=True,
+            )
     except BaseException:
         one.stop()
         many.stop()
