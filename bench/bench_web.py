@@ -840,7 +840,11 @@ def compare_workers(
     """
     every = f"0-{(os.cpu_count() or 1) - 1}"
     one = start_server(data.url, workdir, f"{kind}-workers1", 1, cpus=every)
-    many = start_server(data.url, workdir, f"{kind}-workers{workers}", workers, cpus=every)
+    try:
+        many = start_server(data.url, workdir, f"{kind}-workers{workers}", workers, cpus=every)
+    except BaseException:
+        one.stop()  # a second server that does not start must not leave the first running
+        raise
     rows = []
     try:
         lua = workdir / "warm.lua"
