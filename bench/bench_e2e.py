@@ -45,8 +45,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -56,12 +54,12 @@ import zipfile
 from dataclasses import dataclass, field
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+import dataset  # type: ignore[import-not-found]  # the sibling module, first on sys.path
 from passhouse import devmode, issuing
 from passhouse.pkpass.devcerts import (
     DevCredentials,
@@ -71,15 +69,14 @@ from passhouse.pkpass.devcerts import (
 from passhouse.pkpass.signing import PassSigner
 from passhouse.storage import migrate
 from passhouse.storage.database import Database
-from passhouse.storage.sealing import Sealer
 from push.fake_apns import OK, Answer, FakeApns
 
 VENV_BIN = Path(sys.executable).parent
 PASS_TYPE_ID = "pass.bench.e2e"  # noqa: S105 (an identifier)
-TEAM_ID = "BENCHTEAM1"
-SECRET_KEY = "bench-secret-key-" + secrets.token_hex(8)
-ADMIN_TOKEN = "bench-admin-token-" + secrets.token_hex(8)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+TEAM_ID, SECRET_KEY, ADMIN_TOKEN = dataset.TEAM_ID, dataset.SECRET_KEY, dataset.ADMIN_TOKEN
+free_port, family_cpu = dataset.free_port, dataset.family_cpu
+postgres_cpu = dataset.postgres_cpu_seconds
+fresh_database = dataset.new_database
 DEFAULT_RATE = 5_000.0  # Settings.push_rate_per_second's default
 
 
@@ -134,34 +131,13 @@ async def populate(url: str, n: int, creds: DevCredentials) -> tuple[int, int]:
     try:
         await migrate.upgrade(database)
         async with database.transaction() as conn:
-            await issuing.save_pass_type(
-                conn,
-                Sealer(SECRET_KEY),
-                issuing.Credentials(
-                    certificate_pem=creds.cert_pem,
-                    private_key_pem=creds.key_pem,
-                    wwdr_pem=creds.wwdr_cert_pem,
-                ),
-            )
-            template_id = await issuing.create_template(
-                conn,
-                name="bench",
-                pass_type_id=PASS_TYPE_ID,
-                pass_json=devmode.DEMO_PASS_JSON,
-                assets=devmode.demo_assets(),
-            )
+            template_id = await dataset.add_pass_type_and_template(conn, PASS_TYPE_ID, creds)
             for statement in _populate_sql(database.dialect, n, template_id, now):
                 await conn.execute(sa.text(statement))
-        if database.dialect == "postgresql":
-            async with database.engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(sa.text("VACUUM ANALYZE"))
+        await dataset.vacuum_analyze(database)
     finally:
         await database.dispose()
-    if url.startswith("sqlite"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-            db.execute("ANALYZE")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    dataset.settle_sqlite(url)
     return int(template_id), now - 7 * 86_400
 
 
@@ -191,48 +167,6 @@ async def change_template(url: str, marker: str) -> tuple[float, int]:
 
 
 # --- processes -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def family_cpu(pid: int) -> float:
-    """utime + stime of a process and its descendants still running, in seconds."""
-    parents: dict[int, tuple[int, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-    family = {pid}
-    while True:
-        more = {p for p, (ppid, _) in parents.items() if ppid in family} - family
-        if not more:
-            break
-        family |= more
-    return sum(parents[p][1] for p in family if p in parents) / CLK_TCK
-
-
-def postgres_cpu() -> float:
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() not in ("postgres", "postmaster"):
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
 
 
 def own_cpu() -> float:
@@ -560,37 +494,7 @@ async def replay_lists(stack: Stack, n: int, mod0: int, devices: list[Device]) -
 
     before = family_cpu(stack.server.pid)
     await asyncio.gather(*(one() for _ in range(32)))
-    return (family_cpu(stack.server.pid) - before) / count
-
-
-async def fresh_database(kind: str, pg_url: str, workdir: Path, label: str) -> tuple[str, Any]:
-    """(url, async drop) of a new empty database."""
-    if kind == "sqlite":
-
-        async def nothing() -> None:
-            pass
-
-        return f"sqlite:///{workdir / label}.db", nothing
-    import asyncpg  # type: ignore[import-untyped]
-
-    parsed = sa.make_url(pg_url)
-    maintenance = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"passhouse_e2e_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(maintenance)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    await admin(f'CREATE DATABASE "{name}"')
-    url = parsed.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-
-    async def drop() -> None:
-        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return url, drop
+    return float(family_cpu(stack.server.pid) - before) / count
 
 
 def sign_cpu_ms(creds: DevCredentials) -> float:

@@ -46,7 +46,6 @@ import re
 import secrets
 import shlex
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -61,18 +60,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from passhouse import devmode, issuing
+import dataset  # type: ignore[import-not-found]  # the sibling module, first on sys.path
 from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
 from passhouse.storage import migrate
 from passhouse.storage.database import Database
-from passhouse.storage.sealing import Sealer
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 PASS_TYPE_ID = "pass.bench.passhouse"  # noqa: S105 (an identifier)
-TEAM_ID = "BENCHTEAM1"
-SECRET_KEY = "bench-secret-key-" + secrets.token_hex(8)
-ADMIN_TOKEN = "bench-admin-token-" + secrets.token_hex(8)
+TEAM_ID, SECRET_KEY, ADMIN_TOKEN = dataset.TEAM_ID, dataset.SECRET_KEY, dataset.ADMIN_TOKEN
+free_port, family_cpu = dataset.free_port, dataset.family_cpu
+postgres_cpu_seconds = dataset.postgres_cpu_seconds
 SAMPLE = 1000  # passes (and their devices) the Lua scripts pick from
 CACHED = 300  # distinct passes of the cached-200 scenario
 SERVER_CPU = "0"
@@ -82,7 +80,6 @@ CONNECTIONS = 32
 OLD_TAG_FRACTION = 10
 # Unanalyzed data must keep at least this share of the analyzed rate (issue 8).
 PLANNER_TARGET = 0.85
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The last line of a traceback: "package.module.SomeError: message".
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Disconnect|Timeout)\w*(:|$)")
 
@@ -123,31 +120,10 @@ class Dataset:
     drop: Any = None
 
 
-async def _pg_admin(url: str, sql: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
 def fresh_database(kind: str, pg_url: str, workdir: Path, label: str) -> tuple[str, Any]:
     """(url, drop callable) of a new empty database."""
-    if kind == "sqlite":
-        path = workdir / f"{label}.db"
-        return f"sqlite:///{path}", lambda: None
-    parsed = sa.make_url(pg_url)
-    maintenance = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"passhouse_bench_{label}_{secrets.token_hex(3)}"
-    asyncio.run(_pg_admin(maintenance, f'CREATE DATABASE "{name}"'))
-    url = parsed.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        asyncio.run(_pg_admin(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return url, drop
+    url, drop = asyncio.run(dataset.new_database(kind, pg_url, workdir, label))
+    return url, lambda: asyncio.run(drop())
 
 
 def _populate_sql(dialect: str, n: int, template_id: int, now: int) -> list[str]:
@@ -199,31 +175,14 @@ async def _populate(url: str, n: int, creds: DevCredentials, *, analyze: bool = 
     try:
         await migrate.upgrade(database)
         async with database.transaction() as conn:
-            await issuing.save_pass_type(
-                conn,
-                Sealer(SECRET_KEY),
-                issuing.Credentials(
-                    certificate_pem=creds.cert_pem,
-                    private_key_pem=creds.key_pem,
-                    wwdr_pem=creds.wwdr_cert_pem,
-                ),
-            )
-            template_id = await issuing.create_template(
-                conn,
-                name="bench",
-                pass_type_id=PASS_TYPE_ID,
-                pass_json=devmode.DEMO_PASS_JSON,
-                assets=devmode.demo_assets(),
-            )
+            template_id = await dataset.add_pass_type_and_template(conn, PASS_TYPE_ID, creds)
             if not analyze:
                 for statement in _keep_unanalyzed_sql(database.dialect):
                     await conn.execute(sa.text(statement))
             for statement in _populate_sql(database.dialect, n, template_id, int(time.time())):
                 await conn.execute(sa.text(statement))
-        if database.dialect == "postgresql" and analyze:
-            async with database.engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(sa.text("VACUUM ANALYZE"))
+        if analyze:
+            await dataset.vacuum_analyze(database)
     finally:
         await database.dispose()
 
@@ -241,11 +200,7 @@ def populate(
     url, drop = fresh_database(kind, pg_url, workdir, label)
     started = time.perf_counter()
     asyncio.run(_populate(url, n, creds, analyze=analyze))
-    if kind == "sqlite":
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            if analyze:
-                conn.execute("ANALYZE")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    dataset.settle_sqlite(url, analyze=analyze)
     seconds = time.perf_counter() - started
     sample, devices = asyncio.run(_sample(url))
     return Dataset(url, n, n, sample, devices, seconds, drop)
@@ -279,38 +234,6 @@ async def _sample(url: str) -> tuple[list[tuple[str, str, int]], list[str]]:
 # --- server and wrk ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def postgres_cpu_seconds() -> float:
-    """CPU seconds of all local PostgreSQL processes, reaped backends included (via the
-    postmaster's cutime/cstime). Counts every database on that server, not only ours."""
-    ticks = 0
-    procs: dict[int, tuple[str, int, int, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        own = int(fields[11]) + int(fields[12])
-        children = int(fields[13]) + int(fields[14])
-        procs[int(entry.name)] = (name, int(fields[1]), own, children)
-    for name, ppid, own, children in procs.values():
-        if name != "postgres":
-            continue
-        ticks += own
-        if procs.get(ppid, ("",))[0] != "postgres":  # the postmaster
-            ticks += children
-    return ticks / CLK_TCK
-
-
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
@@ -323,23 +246,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """utime + stime of serve and its web processes (--workers N spawns N children)."""
-        parents: dict[int, tuple[int, int]] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-        family = {self.pid}
-        while True:
-            more = {pid for pid, (ppid, _) in parents.items() if ppid in family} - family
-            if not more:
-                break
-            family |= more
-        ticks = sum(parents[pid][1] for pid in family if pid in parents)
-        return ticks / CLK_TCK
+        return float(family_cpu(self.pid))
 
     def stop(self) -> None:
         self.process.terminate()
@@ -382,8 +289,9 @@ def start_server(
         "--no-worker",
         "--port",
         str(port),
+        # The default level: the access log is on, as in production.
         "--log-level",
-        "warning",
+        "info",
     ]
     process = subprocess.Popen(
         command, env=env, cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT
@@ -564,11 +472,18 @@ def run_wrk(
             stderr=subprocess.DEVNULL,
         )
     pg0, cpu0, wall0 = postgres_cpu_seconds(), server.cpu_seconds(), time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
-    out = done.stdout
-    cpu1, wall1, pg1 = server.cpu_seconds(), time.perf_counter(), postgres_cpu_seconds()
+    # wait4 gives wrk's own CPU time: the client shares the machine's two cores.
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+        wrk = subprocess.Popen(command, stdout=out_file, stderr=err_file)
+        _, status, usage = os.wait4(wrk.pid, 0)
+        wrk.returncode = os.waitstatus_to_exitcode(status)
+        cpu1, wall1, pg1 = server.cpu_seconds(), time.perf_counter(), postgres_cpu_seconds()
+        out_file.seek(0)
+        err_file.seek(0)
+        out = out_file.read().decode(errors="replace")
+        if wrk.returncode != 0:
+            err = err_file.read().decode(errors="replace")
+            raise RuntimeError(f"wrk failed ({wrk.returncode}): {out}\n{err}")
     if spy is not None:
         spy.wait()
     for line in out.splitlines():
@@ -577,6 +492,7 @@ def run_wrk(
             report["cpu_s"] = cpu1 - cpu0
             report["pg_cpu_s"] = pg1 - pg0
             report["wall_s"] = wall1 - wall0
+            report["client_cpu_s"] = usage.ru_utime + usage.ru_stime
             return report
     raise RuntimeError(f"no report from wrk:\n{out}")
 
@@ -617,6 +533,11 @@ def measure(
         req_per_cpu_s=requests / cpu if cpu else float("nan"),
         cpu_util=cpu / report["wall_s"],
         pg_cpu_ms_per_req=1000 * report["pg_cpu_s"] / requests if requests else float("nan"),
+        extra={
+            "client_cpu_util": report["client_cpu_s"] / report["wall_s"],
+            "socket_errors": report["socket_errors"],
+            "timeouts": report["timeouts"],
+        },
     )
 
 
@@ -919,7 +840,11 @@ def compare_workers(
     """
     every = f"0-{(os.cpu_count() or 1) - 1}"
     one = start_server(data.url, workdir, f"{kind}-workers1", 1, cpus=every)
-    many = start_server(data.url, workdir, f"{kind}-workers{workers}", workers, cpus=every)
+    try:
+        many = start_server(data.url, workdir, f"{kind}-workers{workers}", workers, cpus=every)
+    except BaseException:
+        one.stop()  # a second server that does not start must not leave the first running
+        raise
     rows = []
     try:
         lua = workdir / "warm.lua"
@@ -931,7 +856,13 @@ def compare_workers(
             single = measure(one, name, data, workdir, args.duration, args.warmup)
             multi = measure(many, name, data, workdir, args.duration, args.warmup)
             rows.append((name, single, multi))
-            print(f"  {name}: {single.rps:,.0f} vs {multi.rps:,.0f} req/s", flush=True)
+            print(
+                f"  {name}: {single.rps:,.0f} vs {multi.rps:,.0f} req/s; statuses"
+                f" {single.statuses} vs {multi.statuses}; socket errors, timeouts"
+                f" {single.extra['socket_errors']}, {single.extra['timeouts']} vs"
+                f" {multi.extra['socket_errors']}, {multi.extra['timeouts']}",
+                flush=True,
+            )
     except BaseException:
         one.stop()
         many.stop()
@@ -943,15 +874,16 @@ def compare_workers(
     print(
         f"| Scenario | 1 process req/s | {workers} processes req/s | ratio |"
         f" 1 process CPU use | {workers} processes CPU use | req per CPU-s (1/{workers}) |"
-        f" unexpected (1/{workers}) |"
+        f" unexpected (1/{workers}) | wrk CPU use (1/{workers}) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, single, multi in rows:
         print(
             f"| {name} | {single.rps:,.0f} | {multi.rps:,.0f} | {multi.rps / single.rps:.2f} |"
             f" {single.cpu_util:.0%} | {multi.cpu_util:.0%} |"
             f" {single.req_per_cpu_s:,.0f} / {multi.req_per_cpu_s:,.0f} |"
             f" {single.bad}/{multi.bad} |"
+            f" {single.extra['client_cpu_util']:.0%} / {multi.extra['client_cpu_util']:.0%} |"
         )
     sys.stdout.flush()
     return [one, many]

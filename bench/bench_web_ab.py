@@ -55,8 +55,11 @@ def main() -> None:
             bench_web.write_lua(lua, "mix", data)
             bench_web.run_wrk(server, lua, args.warmup * 2)
             bench_web.prewarm(server, data)
-        print("\n| Scenario | round | A req/s | B req/s | B/A | A req/CPU-s | B req/CPU-s | B/A |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print(
+            "\n| Scenario | round | A req/s | B req/s | B/A | A req/CPU-s | B req/CPU-s | B/A"
+            " | A / B server CPU ms/req | load |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name in bench_web.SCENARIOS:
             for round_ in range(1, args.rounds + 1):
                 ra = bench_web.measure(a, name, data, workdir, args.duration, args.warmup)
@@ -64,7 +67,9 @@ def main() -> None:
                 print(
                     f"| {name} | {round_} | {ra.rps:,.0f} | {rb.rps:,.0f} | {rb.rps / ra.rps:.2f}"
                     f" | {ra.req_per_cpu_s:,.0f} | {rb.req_per_cpu_s:,.0f} |"
-                    f" {rb.req_per_cpu_s / ra.req_per_cpu_s:.2f} |",
+                    f" {rb.req_per_cpu_s / ra.req_per_cpu_s:.2f} |"
+                    f" {ra.cpu_ms_per_req:.3f} / {rb.cpu_ms_per_req:.3f} |"
+                    f" {os.getloadavg()[0]:.1f} |",
                     flush=True,
                 )
     finally:

@@ -1,4 +1,5 @@
-"""A large passhouse database built set-based, for bench_search.py and bench_stats.py.
+"""A large passhouse database built set-based, for bench_search.py and bench_stats.py;
+at the end, the set-up bench_web.py and bench_e2e.py share.
 
 Pass g (1..N) of template 1 + g % 4 has the serial m<g, 7 digits> and the data
 {"name": "<first> <last>", "member": g, "tier": gold|silver|bronze, "city": "city<g % 50>"}:
@@ -18,17 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import socket
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from passhouse import devmode, issuing
+from passhouse.pkpass.devcerts import DevCredentials
 from passhouse.storage import migrate, search
 from passhouse.storage.database import Database
+from passhouse.storage.sealing import Sealer
 
 PT = "pass.bench.search"
 TEMPLATES = 4
@@ -232,3 +240,139 @@ async def _check_terms(database: Database, passes: int) -> None:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+# --- shared by bench_web.py and bench_e2e.py: fresh databases, the pass type, CPU -----------
+
+TEAM_ID = "BENCHTEAM1"
+SECRET_KEY = "bench-secret-key-" + secrets.token_hex(8)
+ADMIN_TOKEN = "bench-admin-token-" + secrets.token_hex(8)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+async def _pg_admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def new_database(
+    kind: str, pg_url: str, workdir: Path, label: str
+) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """(url, async drop) of a new empty database: a file in `workdir`, or a database made
+    on the server of `pg_url` (any database there; it is not touched). For benchmarks that
+    keep their database across several steps; `fresh_database` is the context manager."""
+    if kind == "sqlite":
+
+        async def nothing() -> None:
+            pass
+
+        return f"sqlite:///{workdir / label}.db", nothing
+    parsed = sa.make_url(pg_url)
+    maintenance = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"passhouse_bench_{label}_{secrets.token_hex(3)}"
+    await _pg_admin(maintenance, f'CREATE DATABASE "{name}"')
+    url = parsed.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+
+    async def drop() -> None:
+        await _pg_admin(maintenance, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url, drop
+
+
+async def add_pass_type_and_template(
+    conn: AsyncConnection, pass_type_id: str, creds: DevCredentials
+) -> int:
+    """The pass type with the dev credentials and the demo template "bench" (real images)."""
+    await issuing.save_pass_type(
+        conn,
+        Sealer(SECRET_KEY),
+        issuing.Credentials(
+            certificate_pem=creds.cert_pem,
+            private_key_pem=creds.key_pem,
+            wwdr_pem=creds.wwdr_cert_pem,
+        ),
+    )
+    template_id = await issuing.create_template(
+        conn,
+        name="bench",
+        pass_type_id=pass_type_id,
+        pass_json=devmode.DEMO_PASS_JSON,
+        assets=devmode.demo_assets(),
+    )
+    return int(template_id)
+
+
+async def vacuum_analyze(database: Database) -> None:
+    """PostgreSQL: statistics for the freshly loaded rows (no-op on SQLite; see `settle`)."""
+    if database.dialect == "postgresql":
+        async with database.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(sa.text("VACUUM ANALYZE"))
+
+
+def settle_sqlite(url: str, *, analyze: bool = True) -> None:
+    """SQLite: ANALYZE (unless told not to) and fold the WAL into the file."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            if analyze:
+                db.execute("ANALYZE")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def family_cpu(pid: int) -> float:
+    """utime + stime of a process and its descendants still running, in seconds
+    (`serve --workers N` spawns N children)."""
+    parents: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    family = {pid}
+    while True:
+        more = {p for p, (ppid, _) in parents.items() if ppid in family} - family
+        if not more:
+            break
+        family |= more
+    return sum(parents[p][1] for p in family if p in parents) / CLK_TCK
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of all local PostgreSQL processes, reaped backends included (via the
+    postmaster's cutime/cstime). Counts every database on that server, not only ours."""
+    ticks = 0
+    procs: dict[int, tuple[str, int, int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        own = int(fields[11]) + int(fields[12])
+        children = int(fields[13]) + int(fields[14])
+        procs[int(entry.name)] = (name, int(fields[1]), own, children)
+    for name, ppid, own, children in procs.values():
+        if name != "postgres":
+            continue
+        ticks += own
+        if procs.get(ppid, ("",))[0] != "postgres":  # the postmaster
+            ticks += children
+    return ticks / CLK_TCK

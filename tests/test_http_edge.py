@@ -424,3 +424,47 @@ def test_a_port_in_use_is_refused_with_several_workers_too(tmp_path: Path) -> No
     assert result.returncode == 1
     assert result.stdout == ""
     assert "the port is already in use" in result.stderr
+
+
+def test_each_request_gets_one_access_line_and_the_last_ones_are_written_at_sigterm(
+    tmp_path: Path,
+) -> None:
+    with serving(tmp_path, "--workers", "2") as served:
+        with httpx.Client(base_url=f"http://127.0.0.1:{served.port}") as client:
+            for n in range(20):
+                assert client.get(f"/healthz?probe={n}").status_code == 200
+            assert client.get("/passkit/v1/passes/pass.x/nope").status_code == 401
+        # At once: the lines still in the buffers are written on the way out.
+        served.process.send_signal(signal.SIGTERM)
+        served.process.wait(timeout=60)
+        output = served.output()
+
+    # (the readiness checks of serving() are lines of their own: "GET /healthz HTTP/1.1")
+    lines = [line for line in output.splitlines() if "probe=" in line or "pass.x" in line]
+    assert len(lines) == 21, output
+    for n in range(20):
+        assert sum(f'"GET /healthz?probe={n} HTTP/1.1" 200' in line for line in lines) == 1
+    stamp, client_address, *_ = lines[-1].split(" ")
+    assert stamp.endswith("Z")
+    assert "T" in stamp
+    assert client_address.startswith("127.0.0.1:")
+    assert '"GET /passkit/v1/passes/pass.x/nope HTTP/1.1" 401' in output
+
+
+def test_the_access_log_comes_within_a_second_and_can_be_turned_off(tmp_path: Path) -> None:
+    (tmp_path / "on").mkdir()
+    (tmp_path / "off").mkdir()
+    with serving(tmp_path / "on", "--no-worker") as on:
+        assert (
+            httpx.get(f"http://127.0.0.1:{on.port}/healthz?seen=1", timeout=10).status_code == 200
+        )
+        deadline = time.monotonic() + 5
+        while '"GET /healthz?seen=1 HTTP/1.1" 200' not in on.output():
+            assert time.monotonic() < deadline, on.output()
+            time.sleep(0.1)
+    with serving(tmp_path / "off", "--no-worker", access_log="false") as off:
+        assert (
+            httpx.get(f"http://127.0.0.1:{off.port}/healthz?seen=1", timeout=10).status_code == 200
+        )
+        time.sleep(1.5)
+        assert "/healthz?seen=1" not in off.output()

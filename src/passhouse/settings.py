@@ -285,6 +285,11 @@ class Settings(BaseSettings):
     # are queued, so the downloads that follow the pushes are cached reads.
     sign_ahead: bool = True
 
+    # --- access log (issue 8) ---
+    # One line per HTTP request on stdout (web/access_log.py: preformatted, written in
+    # batches), when the log level is info or lower.
+    access_log: bool = True
+
     @field_validator("relay_walletpasses_url", "relay_pass2u_url", "relay_passworks_url")
     @classmethod
     def _relay_url(cls, value: str) -> str:

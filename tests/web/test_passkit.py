@@ -841,3 +841,31 @@ async def test_a_renewed_certificate_signs_the_next_download(
     with zipfile.ZipFile(io.BytesIO(again.content)) as archive:
         manifest, signature = archive.read("manifest.json"), archive.read("signature")
     assert openssl_verify(signature, manifest, renewed.root_cert_pem, tmp_path) == ""
+
+
+# --- paths outside the route templates ----------------------------------------------------
+
+
+async def test_paths_that_fit_no_route_template_are_answered_as_by_starlettes_router(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass
+) -> None:
+    # web/passkit.py's DeviceRouter matches the exact templates and hands anything else
+    # to the Starlette router built from the same routes: these answers are its own.
+    path = f"/passkit/v1/passes/{wallet_pass.pass_type_id}/{wallet_pass.serial_number}"
+
+    slash = await client.get(path + "/", headers=wallet_pass.auth)
+    trace = await client.request("TRACE", path, headers=wallet_pass.auth)
+    put = await client.put(path, headers=wallet_pass.auth)
+    extra = await client.get(path + "/more/segments", headers=wallet_pass.auth)
+    exact = await client.get(path, headers=wallet_pass.auth)
+
+    assert slash.status_code == 307
+    assert slash.headers["location"].endswith(path)
+    assert trace.status_code == 405
+    assert put.status_code == 405
+    assert put.json()["error"]["code"] == "method_not_allowed"
+    assert put.headers["allow"] == "GET"
+    assert extra.status_code == 404
+    assert extra.json()["error"]["code"] == "not_found"
+    assert exact.status_code == 200
+    assert "last-modified" in exact.headers

@@ -22,6 +22,7 @@ import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from passhouse.settings import Settings
+from passhouse.web.access_log import AccessLog
 
 log = structlog.get_logger("passhouse.http")
 
@@ -57,24 +58,36 @@ class _Refused(Exception):
     """Raised inside a parser callback to stop parsing the request."""
 
 
-def guarded_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
-    """A protocol class for one uvicorn server (its sweep state lives on the class)."""
+def guarded_protocol(
+    limits: EdgeLimits, access: AccessLog | None = None
+) -> type[HttpToolsProtocol]:
+    """A protocol class for one uvicorn server (its sweep state lives on the class).
+
+    `access` replaces uvicorn's access logger (web/access_log.py); None logs no requests.
+    """
 
     class Guarded(GuardedHttpToolsProtocol):
         pass
 
     Guarded.limits = limits
+    Guarded.access = access
     return Guarded
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[EdgeLimits]
+    access: ClassVar[AccessLog | None] = None
     _sweeping: ClassVar[bool] = False
     _cap_logged_at: ClassVar[float] = float("-inf")
     _cap_refused: ClassVar[int] = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        access = self.access
+        # uvicorn calls access_logger.info(...) per response when access_log is set.
+        self.access_log = access is not None and access.enabled
+        if access is not None:
+            self.access_logger = access  # type: ignore[assignment]
         # loop time by which the current phase (headers, or body) must be complete
         self._deadline: float | None = None
         self._in_head = True

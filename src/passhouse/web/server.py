@@ -31,6 +31,7 @@ import uvicorn
 from passhouse.bootstrap import open_runtime
 from passhouse.settings import Settings
 from passhouse.sign_ahead import Share
+from passhouse.web.access_log import access_log
 from passhouse.web.app import create_app
 from passhouse.web.edge import EdgeLimits, guarded_protocol
 
@@ -152,9 +153,14 @@ def run_web_process(spec: WebProcess) -> None:
             reason="the open-files limit (ulimit -n) is too low",
         )
         settings = settings.model_copy(update={"http_max_connections": connections})
+    # Our access log replaces uvicorn's (which goes through `logging` per request).
+    access = access_log(
+        enabled=settings.access_log and spec.log_level.lower() in ("trace", "debug", "info")
+    )
     config = uvicorn.Config(
         app,
-        http=guarded_protocol(EdgeLimits.from_settings(settings)),
+        http=guarded_protocol(EdgeLimits.from_settings(settings), access),
+        access_log=False,
         ws="none",
         log_level=spec.log_level,
         # web/clients.py reads forwarding headers, and only from PASSHOUSE_TRUSTED_PROXIES;
@@ -165,7 +171,11 @@ def run_web_process(spec: WebProcess) -> None:
         backlog=BACKLOG,
         timeout_graceful_shutdown=settings.http_shutdown_timeout_seconds,
     )
-    uvicorn.Server(config).run(sockets=[spec.sock])
+    try:
+        uvicorn.Server(config).run(sockets=[spec.sock])
+    finally:
+        # A spawned process exits without running atexit hooks: write the last lines now.
+        access.flush()
 
 
 def _exit_with_parent(parent_pid: int) -> None:
