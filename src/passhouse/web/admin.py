@@ -32,7 +32,7 @@ from pydantic import (
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from passhouse import analytics as install_analytics
-from passhouse import google_wallet, issuing, lifecycle, search
+from passhouse import google_wallet, history, issuing, lifecycle, search
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
@@ -52,6 +52,7 @@ from passhouse.web.admin_schema import (
     PassTypeList,
     PassTypeSaved,
     PassTypeView,
+    PassVersionList,
     PassView,
     PushAttemptList,
     PushStats,
@@ -894,6 +895,29 @@ async def list_pushes(
     """Recent push attempts to the devices holding this pass, newest first."""
     row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
     return {"items": await issuing.recent_pushes(conn, row.id)}
+
+
+@router.get(
+    "/passes/{pass_type_id}/{serial_number}/versions",
+    tags=["passes"],
+    response_model=PassVersionList,
+    # A diff entry leaves out `old` for a key added and `new` for a key removed.
+    response_model_exclude_unset=True,
+    responses=error_responses(404),
+)
+async def list_pass_versions(
+    pass_type_id: PassTypeIdPath,
+    serial_number: SerialPath,
+    conn: ReadConn,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
+) -> dict[str, Any]:
+    """The pass's version history, newest first, a page at a time: each version's cause,
+    who made it (an API key's id and name, or the CLI, the scheduler, the server, the
+    device) and what changed. The newest 100 versions of each pass are kept."""
+    return await history.list_versions(
+        conn, pass_type_id, serial_number, cursor=cursor, limit=limit
+    )
 
 
 def _iso_text(value: object) -> object:

@@ -22,14 +22,15 @@ from passhouse import issuing
 from passhouse.errors import InvalidInput, Unauthorized
 from passhouse.pkpass.template import Template
 from passhouse.storage import passes, templates
+from passhouse.storage.pass_versions import Actor
 from passhouse.web.deps import (
     BuilderDep,
     LimitedJsonRoute,
     ReadConn,
     RuntimeDep,
     WriteConn,
+    authenticate,
     get_runtime,
-    is_valid_api_key,
 )
 from passhouse.web.errors import error_response
 
@@ -54,7 +55,7 @@ async def require_passninja_key(
             description="Accepted with any value, unless PASSHOUSE_PASSNINJA_ACCOUNT_ID is set.",
         ),
     ] = None,
-) -> None:
+) -> Actor:
     if not api_key:
         raise Unauthorized("Send a passhouse API key in the X-API-KEY header.")
     runtime = get_runtime(request)
@@ -63,8 +64,14 @@ async def require_passninja_key(
         (account_id or "").encode(), expected.encode()
     ):
         raise Unauthorized("X-ACCOUNT-ID is not this server's account id.")
-    if not await is_valid_api_key(runtime, api_key):
+    actor = await authenticate(runtime, api_key)
+    if actor is None:
         raise Unauthorized("The API key is not valid.")
+    return actor
+
+
+# The key's actor for the version history (the router's dependency, run once).
+PassNinjaActor = Annotated[Actor, Depends(require_passninja_key)]
 
 
 class PassNinjaErrorDetail(BaseModel):
