@@ -36,10 +36,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from passhouse import devmode, google_wallet, issuing
+from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.google import ids
 from passhouse.google_sync import GoogleSync
+from passhouse.issuing import google_wallet
 from passhouse.pkpass.devcerts import issue_server_certificate, make_dev_credentials
 from passhouse.settings import Settings
 from passhouse.storage import google_wallet as store

@@ -25,9 +25,9 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse import google_wallet, issuing
+from passhouse import issuing
 from passhouse.errors import Conflict, InvalidInput, PasshouseError, TooLarge
-from passhouse.issuing import PassBuilder, merge_patch, now_ms, now_seconds
+from passhouse.issuing import PassBuilder, google_wallet, merge_patch, now_ms, now_seconds
 from passhouse.settings import Settings
 from passhouse.storage import idempotency as idempotency_store
 from passhouse.storage import jobs, pass_types, passes, push_jobs, templates, webhooks

@@ -27,7 +27,7 @@ from passhouse.bootstrap import Runtime
 from passhouse.google import mapping
 from passhouse.google.render import parse_config, render_class, render_object
 from passhouse.google.service_account import ServiceAccount
-from passhouse.google_wallet import CALLBACK_PATH, account_of, image_urls
+from passhouse.issuing.google_wallet import CALLBACK_PATH, account_of, image_urls
 from passhouse.metrics import GOOGLE_FAILED_OBJECTS, GOOGLE_QUEUE_DEPTH, GOOGLE_SYNCS
 from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.template import Template

@@ -9,10 +9,11 @@ from typing import Any
 import click
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse import google_wallet, preflight
+from passhouse import preflight
 from passhouse.bootstrap import Runtime, open_runtime
 from passhouse.cli.server import in_transaction, load_settings, run, uses_database
 from passhouse.google_sync import make_client
+from passhouse.issuing import google_wallet
 from passhouse.settings import Settings
 from passhouse.storage import google_wallet as store
 from passhouse.storage import migrate

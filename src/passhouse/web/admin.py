@@ -32,9 +32,10 @@ from pydantic import (
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from passhouse import analytics as install_analytics
-from passhouse import google_wallet, history, issuing, lifecycle, search
+from passhouse import history, issuing, lifecycle, search
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
+from passhouse.issuing import google_wallet
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.pkpass.template import Template
 from passhouse.settings import Settings

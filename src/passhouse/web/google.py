@@ -10,10 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from passhouse import google_wallet
 from passhouse.errors import InvalidInput, NotFound
 from passhouse.google.callbacks import earliest_expiration, usable_root_keys
 from passhouse.google_sync import make_client
+from passhouse.issuing import google_wallet
 from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.push.google import ssl_context
 from passhouse.settings import Settings

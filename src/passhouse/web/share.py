@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from passhouse import google_wallet, previewing
+from passhouse import previewing
+from passhouse.issuing import google_wallet
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
 from passhouse.storage import pass_types, passes
 from passhouse.web import landing
