@@ -97,6 +97,7 @@ async def main(rows: int, chunk: int) -> None:
                     private_key_pem=credentials.key_pem,
                     wwdr_pem=credentials.wwdr_cert_pem,
                 ),
+                actor=pass_versions.CLI,
             )
             await issuing.create_template(
                 conn,

@@ -69,7 +69,7 @@ from passhouse.pkpass.devcerts import (
     make_dev_credentials,
 )
 from passhouse.pkpass.signing import PassSigner
-from passhouse.storage import migrate
+from passhouse.storage import migrate, pass_versions
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 from push.fake_apns import OK, Answer, FakeApns
@@ -142,6 +142,7 @@ async def populate(url: str, n: int, creds: DevCredentials) -> tuple[int, int]:
                     private_key_pem=creds.key_pem,
                     wwdr_pem=creds.wwdr_cert_pem,
                 ),
+                actor=pass_versions.CLI,
             )
             template_id = await issuing.create_template(
                 conn,
@@ -177,6 +178,7 @@ async def change_template(url: str, marker: str) -> tuple[float, int]:
                 name=None,
                 pass_json={**devmode.DEMO_PASS_JSON, "description": marker},
                 assets=devmode.demo_assets(),
+                actor=pass_versions.CLI,
             )
         committed = time.time()
         async with database.reader() as conn:

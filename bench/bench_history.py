@@ -7,10 +7,11 @@ postgresql://postgres@127.0.0.1:5432/test; a database `bench_history_<random>` i
 there and dropped at the end) holding --passes passes of one template (inserted with
 set-based SQL, then ANALYZE), each round is three transactions, committed, in turn:
 
-- bump: the template change's UPDATE alone (storage.passes.bump_template_passes without
-  a change to record), what a template change cost before the history;
-- history: the same UPDATE with its history: one INSERT ... SELECT of a row per pass, and
-  the prune (which finds nothing to drop while passes are under the limit);
+- bump: the template change's UPDATE alone, as storage.passes.bump_template_passes wrote
+  it before the history (version and Last-Modified);
+- history: bump_template_passes as it is now: the UPDATE (with history_seq), one INSERT
+  ... SELECT of a history row per pass, and the prune (which finds nothing to drop while
+  the passes are under the limit);
 - at the limit: the same with HISTORY_LIMIT lowered to 1 for the round, so that, as for a
   pass already holding 100 versions, every pass also drops its oldest row.
 
@@ -40,6 +41,7 @@ from passhouse.storage.migrate import upgrade
 from passhouse.storage.pass_versions import Change
 from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import pass_versions as history_table
+from passhouse.storage.tables import passes as passes_table
 
 PASS_TYPE_ID = "pass.bench.history"  # noqa: S105 - an identifier
 SECRET_KEY = "bench-secret-key-0123456789"  # noqa: S105 - a throwaway database's key
@@ -73,6 +75,7 @@ async def _setup(database: Database, count: int) -> int:
                 private_key_pem=credentials.key_pem,
                 wwdr_pem=credentials.wwdr_cert_pem,
             ),
+            actor=pass_versions.CLI,
         )
         template_id = await issuing.create_template(
             conn,
@@ -133,8 +136,16 @@ async def main(count: int, rounds: int) -> None:
                 now=issuing.now_seconds(),
             )
             version = await pass_types.next_version(conn, PASS_TYPE_ID)
+            now = issuing.now_seconds()
+            if change is None:  # the UPDATE a template change made before the history
+                result = await conn.execute(
+                    passes_table.update()
+                    .where(passes_table.c.template_id == template_id)
+                    .values(version=version, modified_at=passes._next_modified_at(now))
+                )
+                return int(result.rowcount)
             return await passes.bump_template_passes(
-                conn, template_id, version=version, now=issuing.now_seconds(), change=change
+                conn, template_id, version=version, now=now, change=change
             )
 
         change = Change(

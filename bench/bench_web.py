@@ -63,7 +63,7 @@ import sqlalchemy as sa
 
 from passhouse import devmode, issuing
 from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
-from passhouse.storage import migrate
+from passhouse.storage import migrate, pass_versions
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 
@@ -207,6 +207,7 @@ async def _populate(url: str, n: int, creds: DevCredentials, *, analyze: bool = 
                     private_key_pem=creds.key_pem,
                     wwdr_pem=creds.wwdr_cert_pem,
                 ),
+                actor=pass_versions.CLI,
             )
             template_id = await issuing.create_template(
                 conn,

@@ -52,22 +52,18 @@ async def serial_exists(conn: AsyncConnection, pass_type_id: str, serial_number:
     return found is not None
 
 
-async def insert_pass(
-    conn: AsyncConnection, values: Mapping[str, Any], *, change: Change | None = None
-) -> int:
-    history_seq = 0 if change is None else 1
+async def insert_pass(conn: AsyncConnection, values: Mapping[str, Any], *, change: Change) -> int:
     pass_id = await conn.scalar(
-        passes.insert().values(**values, history_seq=history_seq).returning(passes.c.id)
+        passes.insert().values(**values, history_seq=1).returning(passes.c.id)
     )
     assert pass_id is not None
-    if change is not None:
-        await pass_versions.record(
-            conn,
-            int(pass_id),
-            seq=1,
-            version=values["version"],
-            change=change.with_changes(pass_versions.data_changes(None, values["data"])),
-        )
+    await pass_versions.record(
+        conn,
+        int(pass_id),
+        seq=1,
+        version=values["version"],
+        change=change.with_changes(pass_versions.data_changes(None, values["data"])),
+    )
     # Searchable in the same transaction as it exists.
     await search.index_passes(
         conn, [(int(pass_id), values["serial_number"], values["data"])], replace=False
@@ -88,7 +84,7 @@ async def save_new_version(
     voided: bool | None = None,
     personalization: Mapping[str, Any] | None = None,
     lifecycle: Mapping[str, int | None] | None = None,
-    change: Change | None = None,
+    change: Change,
 ) -> sa.Row[Any] | None:
     """Give a pass a new version (and optionally new data); returns the updated row.
 
@@ -99,9 +95,11 @@ async def save_new_version(
     and the answer is None. The check is in the UPDATE, so of two concurrent attempts one
     wins (PostgreSQL re-reads the row once the first commits).
     """
-    values: dict[str, Any] = {"version": version, "modified_at": _next_modified_at(now)}
-    if change is not None:
-        values["history_seq"] = passes.c.history_seq + 1
+    values: dict[str, Any] = {
+        "version": version,
+        "modified_at": _next_modified_at(now),
+        "history_seq": passes.c.history_seq + 1,
+    }
     where = [passes.c.id == pass_id]
     if data is not None:
         values["data"] = dict(data)
@@ -115,10 +113,9 @@ async def save_new_version(
     updated = result.first()
     if updated is None:
         return None
-    if change is not None:
-        await pass_versions.record(
-            conn, updated.id, seq=updated.history_seq, version=version, change=change
-        )
+    await pass_versions.record(
+        conn, updated.id, seq=updated.history_seq, version=version, change=change
+    )
     if data is not None:
         await search.index_passes(conn, [(updated.id, updated.serial_number, updated.data)])
     counted = {"voided": 1} if voided else {"updated": 1}
@@ -134,7 +131,7 @@ async def bump_template_passes(
     *,
     version: int,
     now: int,
-    change: Change | None = None,
+    change: Change,
 ) -> int:
     """Give every pass of a template a new version in one statement (a change of the
     template: each counts as updated); returns how many."""
@@ -154,7 +151,7 @@ async def bump_pass_type_passes(
     *,
     version: int,
     now: int,
-    change: Change | None = None,
+    change: Change,
 ) -> int:
     """Give every pass of a pass type a new version in one statement; returns how many."""
     return await _bump(
@@ -168,17 +165,22 @@ async def _bump(
     *,
     version: int,
     now: int,
-    change: Change | None = None,
+    change: Change,
     bumped: sa.ColumnElement[bool] | None = None,
 ) -> int:
     """One UPDATE for every pass `where` selects, then their history with one INSERT ...
     SELECT; `bumped` selects them again after the UPDATE when `where` no longer does."""
-    values: dict[str, Any] = {"version": version, "modified_at": _next_modified_at(now)}
-    if change is not None:
-        values["history_seq"] = passes.c.history_seq + 1
-    result = await conn.execute(passes.update().where(where).values(**values))
+    result = await conn.execute(
+        passes.update()
+        .where(where)
+        .values(
+            version=version,
+            modified_at=_next_modified_at(now),
+            history_seq=passes.c.history_seq + 1,
+        )
+    )
     changed = int(result.rowcount)
-    if change is not None and changed:
+    if changed:
         await pass_versions.record_bumped(
             conn, where if bumped is None else bumped, version=version, change=change
         )
@@ -269,7 +271,7 @@ async def bump_built_for_another_key(
     *,
     version: int,
     now: int,
-    change: Change | None = None,
+    change: Change,
 ) -> int:
     where = (passes.c.pass_type_id == pass_type_id) & current_file_built_for_another_key(build_key)
     # Once bumped, their files no longer match their version: found again by the version.
@@ -301,23 +303,21 @@ async def existing_serials(
 
 
 async def insert_passes(
-    conn: AsyncConnection, values: list[dict[str, Any]], *, change: Change | None = None
+    conn: AsyncConnection, values: list[dict[str, Any]], *, change: Change
 ) -> list[sa.Row[Any]]:
     """Insert passes in one statement; their rows, in the order given."""
     if not values:
         return []
-    history_seq = 0 if change is None else 1
     result = await conn.execute(
         passes.insert().returning(*passes.c, sort_by_parameter_order=True),
-        [{**value, "history_seq": history_seq} for value in values],
+        [{**value, "history_seq": 1} for value in values],
     )
     rows = list(result.all())
-    if change is not None:
-        await pass_versions.record_many(
-            conn,
-            [(row.id, 1, row.version, pass_versions.data_changes(None, row.data)) for row in rows],
-            change=change,
-        )
+    await pass_versions.record_many(
+        conn,
+        [(row.id, 1, row.version, pass_versions.data_changes(None, row.data)) for row in rows],
+        change=change,
+    )
     # Searchable and counted in the same transaction, as insert_pass does for one.
     await search.index_passes(
         conn, [(row.id, row.serial_number, row.data) for row in rows], replace=False
@@ -333,19 +333,16 @@ async def save_new_data_many(
     changes: list[tuple[int, dict[str, Any], int]],
     *,
     now: int,
-    change: Change | None = None,
-    old_data: Mapping[int, Mapping[str, Any]] | None = None,
+    change: Change,
+    old_data: Mapping[int, Mapping[str, Any]],
 ) -> None:
     """(pass id, new data, new version) for many passes, as one executemany UPDATE.
 
-    With `change`, each gets a history row whose diff is from its `old_data` (pass id ->
-    the data it had) to its new data.
+    Each gets a history row with `change`'s cause and actor and a diff from its
+    `old_data` (pass id -> the data it had) to its new data.
     """
     if not changes:
         return
-    counted: dict[str, Any] = {}
-    if change is not None:
-        counted["history_seq"] = passes.c.history_seq + 1
     statement = (
         passes.update()
         .where(passes.c.id == sa.bindparam("b_id"))
@@ -353,7 +350,7 @@ async def save_new_data_many(
             data=sa.bindparam("b_data", type_=passes.c.data.type),
             version=sa.bindparam("b_version"),
             modified_at=_next_modified_at(now),
-            **counted,
+            history_seq=passes.c.history_seq + 1,
         )
     )
     await conn.execute(
@@ -370,16 +367,14 @@ async def save_new_data_many(
             )
         )
     }
-    if change is not None:
-        before = old_data or {}
-        await pass_versions.record_many(
-            conn,
-            [
-                (i, found[i].history_seq, version, pass_versions.data_changes(before.get(i), data))
-                for i, data, version in changes
-            ],
-            change=change,
-        )
+    await pass_versions.record_many(
+        conn,
+        [
+            (i, found[i].history_seq, version, pass_versions.data_changes(old_data.get(i), data))
+            for i, data, version in changes
+        ],
+        change=change,
+    )
     await search.index_passes(conn, [(i, found[i].serial_number, data) for i, data, _ in changes])
     await analytics.count_pass_events(conn, passes.c.id.in_(ids), at=now, updated=1)
 
