@@ -1344,19 +1344,17 @@
     load().then(
       (page) => {
         const note = h("p", { class: "muted" }, `The newest ${page.kept} versions of each pass are kept.`);
-        section.replaceChildren(
-          body.children.length
-            ? [
-                h(
-                  "div",
-                  { class: "table-wrap" },
-                  h("table", { id: "history-table" }, h("caption", {}, `Versions of ${p.serial_number}, newest first`), head(["Version", "When", "Cause", "What changed", "By"]), body)
-                ),
-                more,
-              ]
-            : h("p", { class: "muted" }, `Version ${p.version}: no change was recorded for this pass (it was issued before this server kept a history).`),
-          note
-        );
+        const shown = body.children.length
+          ? [
+              h(
+                "div",
+                { class: "table-wrap" },
+                h("table", { id: "history-table" }, h("caption", {}, `Versions of ${p.serial_number}, newest first`), head(["Version", "When", "Cause", "What changed", "By"]), body)
+              ),
+              more,
+            ]
+          : [h("p", { class: "muted" }, `Version ${p.version}: no change was recorded for this pass (it was issued before this server kept a history).`)];
+        section.replaceChildren(...shown, note);
         section.removeAttribute("aria-busy");
       },
       (error) => {
