@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from passhouse import bulk, devmode, issuing
 from passhouse.pkpass.devcerts import make_dev_credentials
 from passhouse.settings import Settings
-from passhouse.storage import jobs, migrate
+from passhouse.storage import jobs, migrate, pass_versions
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import devices, passes, push_jobs, registrations
@@ -97,6 +97,7 @@ async def main(rows: int, chunk: int) -> None:
                     private_key_pem=credentials.key_pem,
                     wwdr_pem=credentials.wwdr_cert_pem,
                 ),
+                actor=pass_versions.CLI,
             )
             await issuing.create_template(
                 conn,
@@ -121,6 +122,7 @@ async def main(rows: int, chunk: int) -> None:
                         template_ref="bench",
                         mode="create",
                         file=file,
+                        actor=pass_versions.CLI,
                         limits=bulk.CsvLimits.of(settings),
                     )
         staged = time.perf_counter()
@@ -164,6 +166,7 @@ async def main(rows: int, chunk: int) -> None:
                 template_ref="bench",
                 where={"member.tier": "gold"},
                 data={"offer": "Double points this week"},
+                actor=pass_versions.CLI,
             )
         await run_all_jobs(database, settings)
         updated = time.perf_counter() - started

@@ -67,7 +67,7 @@ from passhouse.pkpass.devcerts import (
     make_dev_credentials,
 )
 from passhouse.pkpass.signing import PassSigner
-from passhouse.storage import migrate
+from passhouse.storage import migrate, pass_versions
 from passhouse.storage.database import Database
 from push.fake_apns import OK, Answer, FakeApns
 
@@ -153,6 +153,7 @@ async def change_template(url: str, marker: str) -> tuple[float, int]:
                 name=None,
                 pass_json={**devmode.DEMO_PASS_JSON, "description": marker},
                 assets=devmode.demo_assets(),
+                actor=pass_versions.CLI,
             )
         committed = time.time()
         async with database.reader() as conn:

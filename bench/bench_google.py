@@ -51,7 +51,7 @@ from passhouse.issuing import google_wallet
 from passhouse.pkpass.devcerts import issue_server_certificate, make_dev_credentials
 from passhouse.settings import Settings
 from passhouse.storage import google_wallet as store
-from passhouse.storage import migrate
+from passhouse.storage import migrate, pass_versions
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import google_objects, pass_types, passes
@@ -181,6 +181,7 @@ async def fill(runtime: Runtime, service_account: dict[str, Any], count: int) ->
                 private_key_pem=credentials.key_pem,
                 wwdr_pem=credentials.wwdr_cert_pem,
             ),
+            actor=pass_versions.CLI,
         )
         template_id = await issuing.create_template(
             conn,
@@ -261,6 +262,7 @@ async def change_template(runtime: Runtime, template_id: int, description: str) 
             name=None,
             pass_json={**devmode.DEMO_PASS_JSON, "description": description},
             assets=devmode.demo_assets(),
+            actor=pass_versions.CLI,
         )
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse import devmode, issuing
 from passhouse.pkpass.devcerts import DevCredentials
-from passhouse.storage import migrate, search
+from passhouse.storage import migrate, pass_versions, search
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 
@@ -296,6 +296,7 @@ async def add_pass_type_and_template(
             private_key_pem=creds.key_pem,
             wwdr_pem=creds.wwdr_cert_pem,
         ),
+        actor=pass_versions.CLI,
     )
     template_id = await issuing.create_template(
         conn,

@@ -22,7 +22,7 @@ from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
 from passhouse.settings import Settings
-from passhouse.storage import migrate
+from passhouse.storage import migrate, pass_versions
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import metadata
@@ -145,6 +145,7 @@ async def pass_type(runtime: Runtime, credentials: DevCredentials) -> str:
                 private_key_pem=credentials.key_pem,
                 wwdr_pem=credentials.wwdr_cert_pem,
             ),
+            actor=pass_versions.CLI,
         )
     return pass_type_id
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from passhouse import issuing
 from passhouse.bootstrap import Runtime
+from passhouse.storage import pass_versions
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,11 @@ async def issue(
 ) -> IssuedPass:
     async with runtime.database.transaction() as conn:
         row = await issuing.issue_pass(
-            conn, builder, template_ref=template, data={"name": "Ada", "balance": 10, **data}
+            conn,
+            builder,
+            template_ref=template,
+            data={"name": "Ada", "balance": 10, **data},
+            actor=pass_versions.CLI,
         )
     return IssuedPass(row.pass_type_id, row.serial_number, row.authentication_token, row.id)
 

@@ -21,7 +21,7 @@ from conftest import SECRET_KEY
 from passhouse import bulk
 from passhouse.bootstrap import Runtime
 from passhouse.cli import main
-from passhouse.storage import jobs
+from passhouse.storage import jobs, pass_versions
 from passhouse.storage.tables import job_errors, passes
 
 ROWS = 3000
@@ -85,6 +85,7 @@ async def test_a_worker_killed_mid_import_leaves_every_row_imported_exactly_once
             mode="create",
             file=io.BytesIO(text.encode()),
             limits=bulk.CsvLimits.of(runtime.settings),
+            actor=pass_versions.CLI,
         )
     log = tmp_path / "worker.log"
     first = start_worker(runtime, log)

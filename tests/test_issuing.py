@@ -13,6 +13,7 @@ from factories import IssuedPass, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.errors import InvalidInput
+from passhouse.storage import pass_versions
 from passhouse.storage.tables import passes, push_jobs
 
 
@@ -43,7 +44,13 @@ async def test_each_change_takes_the_next_version_of_its_pass_type(
 
     async with runtime.database.transaction() as conn:
         row, _ = await issuing.change_pass_data(
-            conn, builder, first.pass_type_id, first.serial_number, {"balance": 5}, merge=True
+            conn,
+            builder,
+            first.pass_type_id,
+            first.serial_number,
+            {"balance": 5},
+            merge=True,
+            actor=pass_versions.CLI,
         )
 
     async with runtime.database.reader() as conn:
@@ -63,7 +70,7 @@ async def test_a_change_that_changes_nothing_makes_no_version_and_no_push(
     async with runtime.database.transaction() as conn:
         row, changed = await issuing.change_pass_data(
             conn, builder, wallet_pass.pass_type_id, wallet_pass.serial_number,
-            {"balance": 7}, merge=True,
+            {"balance": 7}, merge=True, actor=pass_versions.CLI,
         )  # fmt: skip
 
     assert (changed, row.version) == (False, 1)
@@ -84,7 +91,7 @@ async def test_a_burst_of_changes_queues_one_push_per_device(
             async with runtime.database.transaction() as conn:
                 await issuing.change_pass_data(
                     conn, builder, target.pass_type_id, target.serial_number,
-                    {"balance": balance}, merge=True,
+                    {"balance": balance}, merge=True, actor=pass_versions.CLI,
                 )  # fmt: skip
 
     jobs = await queued(runtime)
@@ -101,7 +108,12 @@ async def test_replacing_a_template_versions_every_pass_and_queues_their_devices
 
     async with runtime.database.transaction() as conn:
         _, changed = await issuing.replace_template(
-            conn, template, name=None, pass_json=new_json, assets=devmode.demo_assets()
+            conn,
+            template,
+            name=None,
+            pass_json=new_json,
+            assets=devmode.demo_assets(),
+            actor=pass_versions.CLI,
         )
 
     async with runtime.database.reader() as conn:
@@ -123,7 +135,7 @@ async def test_a_failed_change_queues_nothing(
         async with runtime.database.transaction() as conn:
             await issuing.change_pass_data(
                 conn, builder, wallet_pass.pass_type_id, wallet_pass.serial_number,
-                {"balance": 99}, merge=True,
+                {"balance": 99}, merge=True, actor=pass_versions.CLI,
             )  # fmt: skip
             raise RuntimeError("crash before commit")
     except RuntimeError:
@@ -155,7 +167,7 @@ async def test_concurrent_writers_never_hide_a_change_from_a_polling_device(
             async with runtime.database.transaction() as conn:
                 row, changed = await issuing.change_pass_data(
                     conn, builder, target.pass_type_id, target.serial_number,
-                    {"balance": writer_id * 1000 + step}, merge=True,
+                    {"balance": writer_id * 1000 + step}, merge=True, actor=pass_versions.CLI,
                 )  # fmt: skip
             if changed:
                 committed.append((target.serial_number, int(row.version)))
@@ -197,5 +209,9 @@ async def test_data_with_nan_is_refused_before_it_reaches_the_database(
     async with runtime.database.transaction() as conn:
         with pytest.raises(InvalidInput, match="NaN"):
             await issuing.issue_pass(
-                conn, builder, template_ref=template, data={"name": "A", "balance": float("nan")}
+                conn,
+                builder,
+                template_ref=template,
+                data={"name": "A", "balance": float("nan")},
+                actor=pass_versions.CLI,
             )

@@ -24,6 +24,7 @@ from factories import IssuedPass, count_rows, issue
 from passhouse import devmode, issuing, lifecycle
 from passhouse.bootstrap import Runtime
 from passhouse.settings import Settings
+from passhouse.storage import pass_versions
 from passhouse.storage.database import Database
 from passhouse.storage.tables import passes, push_jobs, registrations
 from passhouse.worker import run_worker
@@ -600,7 +601,9 @@ async def test_retiring_leaves_the_other_passes_of_a_device_registered(
     for p in (kept, ended):
         await _register(client, p)
     async with database.transaction() as conn:
-        await issuing.void_pass(conn, ended.pass_type_id, ended.serial_number)
+        await issuing.void_pass(
+            conn, ended.pass_type_id, ended.serial_number, actor=pass_versions.CLI
+        )
 
     assert await lifecycle.retire_ended(database, retention_days=0) == 1
 

@@ -11,6 +11,7 @@ from factories import IssuedPass, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.sign_ahead import Share, sign_pending
+from passhouse.storage import pass_versions
 from passhouse.storage.tables import pkpass_cache
 
 
@@ -33,6 +34,7 @@ async def _change_template(runtime: Runtime) -> None:
             name=None,
             pass_json={**TEMPLATE_JSON, "description": "Signed ahead"},
             assets=devmode.demo_assets(),
+            actor=pass_versions.CLI,
         )
 
 

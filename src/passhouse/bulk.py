@@ -33,6 +33,7 @@ from passhouse.storage import idempotency as idempotency_store
 from passhouse.storage import jobs, pass_types, passes, push_jobs, templates, webhooks
 from passhouse.storage.database import Database
 from passhouse.storage.faults import database_fault
+from passhouse.storage.pass_versions import Actor, Change
 from passhouse.storage.tables import passes as passes_table
 
 log = structlog.get_logger("passhouse.jobs")
@@ -74,12 +75,14 @@ async def apply_items(
     items: Sequence[Item],
     *,
     upsert: bool,
+    change: Change,
 ) -> Applied:
     """Create (or, with `upsert`, update) passes of one template in the caller's transaction.
 
     Every item is checked as POST /passes checks one; the valid ones are written with one
     INSERT, one executemany UPDATE and one INSERT ... SELECT for the pushes of the updated
-    passes. Items that fail are reported with their seq and change nothing.
+    passes. Items that fail are reported with their seq and change nothing. Each pass
+    written gets a history row with `change`'s cause and actor.
     """
     applied = Applied()
     pass_type_id = template_row.pass_type_id
@@ -105,6 +108,7 @@ async def apply_items(
     new_values: list[tuple[int, dict[str, Any]]] = []
     # (seq, pass id, data, expires_at)
     changes: list[tuple[int, int, dict[str, Any], int | None]] = []
+    old_data: dict[int, Any] = {}  # pass id -> its data before (for the history's diff)
 
     def check_all() -> list[tuple[Item, str, PasshouseError | None, Any]]:
         checked: list[tuple[Item, str, PasshouseError | None, Any]] = []
@@ -181,6 +185,7 @@ async def apply_items(
             applied.unchanged.append(item.seq)
         else:
             changes.append((item.seq, old.id, detail, expires_at))
+            old_data[old.id] = old.data
     count = len(new_values) + len(changes)
     if count == 0:
         return applied
@@ -189,7 +194,7 @@ async def apply_items(
     for _, values in new_values:
         values["version"] = next(versions)
     try:
-        rows = await passes.insert_passes(conn, [values for _, values in new_values])
+        rows = await passes.insert_passes(conn, [values for _, values in new_values], change=change)
     except IntegrityError:
         # Another request created one of these serials since they were looked up.
         raise Conflict(
@@ -203,6 +208,8 @@ async def apply_items(
             conn,
             [(pass_id, data, next(versions), expiry) for _, pass_id, data, expiry in changes],
             now=now,
+            change=change,
+            old_data=old_data,
         )
         changed_ids = [pass_id for _, pass_id, _, _ in changes]
         await push_jobs.enqueue_for_passes(conn, changed_ids, now_ms=now_ms())
@@ -237,6 +244,7 @@ async def issue_batch(
     *,
     template_ref: str,
     items: Sequence[Mapping[str, Any]],
+    actor: Actor,
 ) -> tuple[sa.Row[Any], Applied]:
     """POST /passes/batch: the valid items are created, the others answered with why."""
     if len(items) > MAX_BATCH_ITEMS:
@@ -246,7 +254,10 @@ async def issue_batch(
         Item(seq=index, serial_number=item.get("serial_number"), data=item.get("data") or {})
         for index, item in enumerate(items)
     ]
-    return template_row, await apply_items(conn, builder, template_row, given, upsert=False)
+    change = Change("batch_issued", actor)
+    return template_row, await apply_items(
+        conn, builder, template_row, given, upsert=False, change=change
+    )
 
 
 # --- CSV imports ------------------------------------------------------------------------
@@ -422,6 +433,7 @@ async def create_import(
     mode: str,
     file: BinaryIO,
     limits: CsvLimits,
+    actor: Actor,
     file_name: str | None = None,
     chunk_size: int = 1_000,
 ) -> int:
@@ -439,7 +451,7 @@ async def create_import(
         kind=jobs.IMPORT,
         template_id=template_row.id,
         template_name=template_row.name,
-        params={"mode": mode, "file_name": file_name},
+        params={"mode": mode, "file_name": file_name, "actor": actor.as_dict()},
         total=0,
         now=now_seconds(),
     )
@@ -534,6 +546,7 @@ async def create_bulk_update(
     template_ref: str,
     where: Mapping[str, Any],
     data: Mapping[str, Any],
+    actor: Actor,
 ) -> int:
     """Queue a job that merges `data` into every pass of a template matching `where`."""
     template_row = await issuing.get_template_or_404(conn, template_ref)
@@ -550,7 +563,13 @@ async def create_bulk_update(
         template_id=template_row.id,
         template_name=template_row.name,
         # Passes made after the job was created are left alone: they are newer than it.
-        params={"where": dict(where), "data": dict(data), "upper_id": upper_id},
+        params={
+            "where": dict(where),
+            "data": dict(data),
+            "upper_id": upper_id,
+            # Who asked: the versions the workers make later are theirs (ADR 0029).
+            "actor": actor.as_dict(),
+        },
         total=total,
         now=now_seconds(),
     )
@@ -578,7 +597,12 @@ async def _import_chunk(
         else:
             items.append(Item(row.row_number, row.serial_number, row.data or {}))
     applied = await apply_items(
-        conn, builder, template_row, items, upsert=job.params.get("mode") == "upsert"
+        conn,
+        builder,
+        template_row,
+        items,
+        upsert=job.params.get("mode") == "upsert",
+        change=Change("csv_import", job_actor(job)),
     )
     errors.extend((seq, serial, error.message) for seq, serial, error in applied.errors)
     await jobs.record_chunk(
@@ -612,6 +636,8 @@ async def _bulk_update_chunk(
     patch = params["data"]
     check = await builder.render_checker(conn, template_row)
 
+    old_data = {row.id: row.data for row in candidates}
+
     def plan() -> tuple[
         list[tuple[int, dict[str, Any], int | None]], int, list[tuple[int, str, str]]
     ]:
@@ -642,6 +668,8 @@ async def _bulk_update_chunk(
                 for (pid, data, expiry), v in zip(changes, versions, strict=True)
             ],
             now=now_seconds(),
+            change=Change("bulk_update", job_actor(job)),
+            old_data=old_data,
         )
         changed_ids = [pid for pid, _, _ in changes]
         # One INSERT ... SELECT per chunk: a push per device holding a changed pass.
@@ -658,6 +686,15 @@ async def _bulk_update_chunk(
         errors=errors,
     )
     return True
+
+
+def job_actor(job: sa.Row[Any]) -> Actor:
+    """Who created a job (stored with it); a job queued before the history was kept is
+    the server's."""
+    stored = job.params.get("actor")
+    if not isinstance(stored, dict):
+        return Actor("system")
+    return Actor(stored["kind"], stored.get("key_id"), stored.get("name"))
 
 
 _CHUNKS = {jobs.IMPORT: _import_chunk, jobs.BULK_UPDATE: _bulk_update_chunk}

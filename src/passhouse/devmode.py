@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from passhouse import issuing
 from passhouse.pkpass.devcerts import make_dev_credentials
-from passhouse.storage import pass_types, templates
+from passhouse.storage import pass_types, pass_versions, templates
 from passhouse.storage.sealing import Sealer
 
 DEV_PASS_TYPE_ID = "pass.dev.passhouse"  # noqa: S105 (an identifier, not a secret)
@@ -75,7 +75,9 @@ async def ensure_dev_setup(
         return None
     created_pass_type = False
     if not existing:
-        await issuing.save_pass_type(conn, sealer, _credentials(data_dir), dev_mode=True)
+        await issuing.save_pass_type(
+            conn, sealer, _credentials(data_dir), dev_mode=True, actor=pass_versions.SYSTEM
+        )
         created_pass_type = True
     created_template = False
     if await templates.get_template(conn, DEMO_TEMPLATE) is None:

@@ -23,6 +23,7 @@ from passhouse.errors import Conflict, InvalidInput, NotFound, PasshouseError
 from passhouse.storage import pass_lifecycle, pass_types, passes, scheduled_changes, templates
 from passhouse.storage.database import Database
 from passhouse.storage.faults import database_fault
+from passhouse.storage.pass_versions import SCHEDULER, Change
 from passhouse.storage.scheduled_changes import APPLIED, FAILED
 
 log = structlog.get_logger("passhouse.lifecycle")
@@ -308,10 +309,19 @@ async def _apply_to_pass(
     serial_number: str,
 ) -> bool:
     if row.void:
-        _, changed = await issuing.void_pass(conn, pass_type_id, serial_number)
+        _, changed = await issuing.void_pass(
+            conn, pass_type_id, serial_number, actor=SCHEDULER, cause="scheduled_change"
+        )
         return changed
     _, changed = await issuing.change_pass_data(
-        conn, builder, pass_type_id, serial_number, row.data, merge=True
+        conn,
+        builder,
+        pass_type_id,
+        serial_number,
+        row.data,
+        merge=True,
+        actor=SCHEDULER,
+        cause="scheduled_change",
     )
     return changed
 
@@ -401,7 +411,9 @@ async def void_expired(database: Database) -> int:
             return 0
         rows = await pass_lifecycle.expired_not_voided(conn, now=issuing.now_seconds(), limit=BATCH)
         for row in rows:
-            await issuing.void_pass(conn, row.pass_type_id, row.serial_number)
+            await issuing.void_pass(
+                conn, row.pass_type_id, row.serial_number, actor=SCHEDULER, cause="expired"
+            )
     if rows:
         log.info("expired_passes_voided", count=len(rows))
     return len(rows)
@@ -429,6 +441,7 @@ async def _retire(conn: AsyncConnection, pass_id: int, pass_type_id: str, *, now
     version = await pass_types.next_version(conn, pass_type_id)
     row = await passes.get_pass_by_id(conn, pass_id)
     assert row is not None
+    voided = {} if row.voided else {"voided": True}  # an expired pass is voided with it
     await passes.save_new_version(
         conn,
         pass_id,
@@ -436,6 +449,7 @@ async def _retire(conn: AsyncConnection, pass_id: int, pass_type_id: str, *, now
         now=now,
         voided=True,
         lifecycle={"retired_at": now, "voided_at": row.voided_at or now},
+        change=Change("retired", SCHEDULER, {"retired": True, **voided}),
     )
     await pass_lifecycle.remove_registrations(conn, pass_id)
 

@@ -17,6 +17,7 @@ from passhouse import issuing
 from passhouse.bootstrap import Runtime
 from passhouse.push.apns import ApnsSender, make_sender
 from passhouse.settings import Settings
+from passhouse.storage import pass_versions
 from passhouse.storage.database import Database
 from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import pass_types, push_jobs, registrations
@@ -136,6 +137,7 @@ async def test_a_403_holds_pushes_until_a_new_certificate_is_uploaded(
                 private_key_pem=key_pem,
                 wwdr_pem=pki.credentials.wwdr_cert_pem,
             ),
+            actor=pass_versions.CLI,
         )
     resumed = await send_due_pushes(database, sender, settings)
     await _drain(database, sender, settings)

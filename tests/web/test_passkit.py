@@ -24,6 +24,7 @@ from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
 from passhouse.metrics import PASSES_SIGNED
 from passhouse.pkpass.devcerts import DevCredentials, make_dev_credentials
+from passhouse.storage import pass_versions
 from passhouse.storage import push_jobs as push_jobs_storage
 from passhouse.storage.tables import device_logs, devices, passes, push_jobs, registrations
 from passhouse.worker import send_due_pushes
@@ -66,7 +67,13 @@ async def change(
 ) -> int:
     async with runtime.database.transaction() as conn:
         row, changed = await issuing.change_pass_data(
-            conn, builder, p.pass_type_id, p.serial_number, data, merge=True
+            conn,
+            builder,
+            p.pass_type_id,
+            p.serial_number,
+            data,
+            merge=True,
+            actor=pass_versions.CLI,
         )
     assert changed
     return int(row.version)
@@ -830,6 +837,7 @@ async def test_a_renewed_certificate_signs_the_next_download(
                 private_key_pem=renewed.key_pem,
                 wwdr_pem=renewed.wwdr_cert_pem,
             ),
+            actor=pass_versions.CLI,
         )
 
     again = await client.get(

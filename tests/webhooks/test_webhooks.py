@@ -16,7 +16,7 @@ from conftest import TEMPLATE_JSON
 from factories import IssuedPass, issue
 from passhouse import devmode, issuing
 from passhouse.bootstrap import Runtime
-from passhouse.storage import push_jobs, webhooks
+from passhouse.storage import pass_versions, push_jobs, webhooks
 from passhouse.storage.tables import (
     pass_types,
     webhook_deliveries,
@@ -424,6 +424,7 @@ async def test_a_template_change_queues_one_event_per_pass_in_one_statement(
             name=None,
             pass_json={**TEMPLATE_JSON, "description": "New look"},
             assets=devmode.demo_assets(),
+            actor=pass_versions.CLI,
         )
     await deliver_all(runtime, deliverer)
 

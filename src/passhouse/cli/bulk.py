@@ -13,7 +13,7 @@ from passhouse import bulk, issuing, preflight
 from passhouse.bootstrap import open_runtime
 from passhouse.cli.server import load_settings, pass_group, run, uses_database
 from passhouse.settings import Settings
-from passhouse.storage import jobs, migrate
+from passhouse.storage import jobs, migrate, pass_versions
 
 ERRORS_SHOWN = 20
 
@@ -66,6 +66,7 @@ async def _import(
                     mode=mode,
                     file=file,
                     limits=limits,
+                    actor=pass_versions.CLI,
                     file_name=path.name,
                 )
         view = await _view(runtime.database, job_id, settings)

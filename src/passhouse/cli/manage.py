@@ -1,4 +1,5 @@
-"""`template list|show|remove` and `pass list|show|download`: looking at what is stored.
+"""`template list|show|remove` and `pass list|show|history|download`: looking at what is
+stored.
 
 List and show commands print lines for people, or with --json one JSON document on
 stdout for scripts (the `database: ...` line stays on stderr).
@@ -16,7 +17,7 @@ import click
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse import issuing, lifecycle
+from passhouse import history, issuing, lifecycle
 from passhouse.bootstrap import Runtime, open_runtime
 from passhouse.cli.server import (
     in_transaction,
@@ -248,6 +249,63 @@ def pass_show(pass_type_id: str, serial: str, as_json: bool) -> None:
     by_app = ", ".join(f"{app} {count}" for app, count in sorted(apps.items()))
     click.echo(f"  devices:   {len(record['devices'])}" + (f" ({by_app})" if by_app else ""))
     click.echo("  data:      " + json.dumps(record["data"], ensure_ascii=False))
+
+
+@pass_group.command("history")
+@click.argument("pass_type_id")
+@click.argument("serial")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=500),
+    default=20,
+    show_default=True,
+    help="The newest this many versions.",
+)
+@_json_option
+@uses_database
+def pass_history(pass_type_id: str, serial: str, limit: int, as_json: bool) -> None:
+    """Show a pass's versions, newest first: when, why, by whom, what changed."""
+    settings = load_settings()
+
+    async def action(_runtime: Runtime, conn: AsyncConnection) -> dict[str, Any]:
+        return await history.list_versions(conn, pass_type_id, serial, cursor=None, limit=limit)
+
+    page = run(in_transaction(settings, action))
+    if as_json:
+        _print_json(page["items"])
+        return
+    if not page["items"]:
+        click.echo(f"no recorded versions of {serial} (issued before the history was kept)")
+    for item in page["items"]:
+        click.echo(f"version {item['version']}  {item['at']}  {item['cause']}  by {item['by']}")
+        for line in _change_lines(item["changes"]):
+            click.echo(f"    {line}")
+    if page["next_cursor"]:
+        click.echo(f"(older versions: --limit {min(limit * 2, 500)} or the admin API)")
+
+
+def _change_lines(changes: dict[str, Any]) -> list[str]:
+    lines = []
+    for entry in changes.get("data", []):
+        old = json.dumps(entry["old"], ensure_ascii=False) if "old" in entry else None
+        new = json.dumps(entry["new"], ensure_ascii=False) if "new" in entry else None
+        if old is None:
+            lines.append(f"{entry['key']}: set to {new}")
+        elif new is None:
+            lines.append(f"{entry['key']}: removed (was {old})")
+        else:
+            lines.append(f"{entry['key']}: {old} -> {new}")
+    if changes.get("more_keys"):
+        lines.append(f"and {changes['more_keys']} more keys")
+    if "template" in changes:
+        template = changes["template"]
+        lines.append(f"template {template['name']} revision {template['revision']}")
+    for flag in ("voided", "retired"):
+        if changes.get(flag):
+            lines.append(flag)
+    if "personalization" in changes:
+        lines.append("holder entered " + ", ".join(changes["personalization"]))
+    return lines
 
 
 @pass_group.command("download")

@@ -25,7 +25,7 @@ from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.pkpass.template import Template, set_data_path
 from passhouse.settings import Settings
-from passhouse.storage import api_keys, migrate, pass_types
+from passhouse.storage import api_keys, migrate, pass_types, pass_versions
 
 T = TypeVar("T")
 
@@ -378,7 +378,9 @@ def pass_type_add(
     )
 
     async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[str, bool, list[str]]:
-        return await issuing.save_pass_type(conn, runtime.sealer, credentials, wwdr_option="--wwdr")
+        return await issuing.save_pass_type(
+            conn, runtime.sealer, credentials, wwdr_option="--wwdr", actor=pass_versions.CLI
+        )
 
     # Not refused for keys sealed with another secret key: adding the certificate again
     # is how those are replaced.
@@ -509,6 +511,7 @@ def template_replace(ref: str, source: Path) -> None:
             pass_json=template.pass_json,
             assets=template.assets,
             max_json_depth=runtime.settings.json_max_depth,
+            actor=pass_versions.CLI,
         )
 
     _, changed = run(in_transaction(load_settings(), action))
@@ -550,7 +553,12 @@ def pass_issue(template: str, data: str | None, serial: str | None) -> None:
     async def action(runtime: Runtime, conn: AsyncConnection) -> Any:
         builder = issuing.PassBuilder(runtime.sealer, settings.web_service_url)
         return await issuing.issue_pass(
-            conn, builder, template_ref=template, data=values, serial_number=serial
+            conn,
+            builder,
+            template_ref=template,
+            data=values,
+            serial_number=serial,
+            actor=pass_versions.CLI,
         )
 
     row = run(in_transaction(settings, action))
@@ -598,7 +606,7 @@ def pass_update(pass_type_id: str, serial: str, fields: tuple[str, ...]) -> None
     async def action(runtime: Runtime, conn: AsyncConnection) -> tuple[Any, bool]:
         builder = issuing.PassBuilder(runtime.sealer, settings.web_service_url)
         return await issuing.change_pass_data(
-            conn, builder, pass_type_id, serial, values, merge=True
+            conn, builder, pass_type_id, serial, values, merge=True, actor=pass_versions.CLI
         )
 
     row, changed = run(in_transaction(settings, action))
@@ -616,7 +624,7 @@ def pass_void(pass_type_id: str, serial: str) -> None:
     """Void a pass; it stays in Wallet marked as void."""
 
     async def action(_runtime: Runtime, conn: AsyncConnection) -> tuple[Any, bool]:
-        return await issuing.void_pass(conn, pass_type_id, serial)
+        return await issuing.void_pass(conn, pass_type_id, serial, actor=pass_versions.CLI)
 
     run(in_transaction(load_settings(), action))
     click.echo(f"voided {serial}")

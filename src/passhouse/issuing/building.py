@@ -26,9 +26,10 @@ from passhouse.pkpass.errors import PkpassError
 from passhouse.pkpass.pass_json import validate_pass_json
 from passhouse.pkpass.signing import PassSigner
 from passhouse.pkpass.template import Template
-from passhouse.storage import pass_types, passes, push_jobs, templates
+from passhouse.storage import pass_types, pass_versions, passes, push_jobs, templates
 from passhouse.storage.database import Database
 from passhouse.storage.faults import database_fault
+from passhouse.storage.pass_versions import Change
 from passhouse.storage.sealing import Sealer
 
 log = structlog.get_logger("passhouse.issuing")
@@ -56,7 +57,14 @@ async def republish_for_build_key(conn: AsyncConnection, key: str) -> dict[str, 
         # Queued before the bump: afterwards the versions no longer match the cached files.
         await push_jobs.enqueue_for_built_for_another_key(conn, pass_type_id, key, now_ms=now_ms())
         version = await pass_types.next_version(conn, pass_type_id)
-        await passes.bump_built_for_another_key(conn, pass_type_id, key, version=version, now=now)
+        await passes.bump_built_for_another_key(
+            conn,
+            pass_type_id,
+            key,
+            version=version,
+            now=now,
+            change=Change("republished", pass_versions.SYSTEM),
+        )
     return counts
 
 

@@ -22,6 +22,7 @@ from passhouse.pkpass.certs import (
 )
 from passhouse.pkpass.signing import PassSigner
 from passhouse.storage import pass_types, passes
+from passhouse.storage.pass_versions import Actor, Change
 from passhouse.storage.sealing import Sealer
 
 
@@ -47,6 +48,7 @@ async def save_pass_type(
     *,
     dev_mode: bool = False,
     wwdr_option: str = "wwdr_pem",
+    actor: Actor,
 ) -> tuple[str, bool, list[str]]:
     """Check and store a pass type's credentials; (pass_type_id, created, warnings).
 
@@ -89,7 +91,11 @@ async def save_pass_type(
         # valid, and devices that ask anyway get the re-signed file.
         version = await pass_types.next_version(conn, signer.pass_type_id)
         await passes.bump_pass_type_passes(
-            conn, signer.pass_type_id, version=version, now=now_seconds()
+            conn,
+            signer.pass_type_id,
+            version=version,
+            now=now_seconds(),
+            change=Change("certificate_renewed", actor),
         )
     return signer.pass_type_id, created, warnings
 

@@ -28,7 +28,8 @@ from passhouse.issuing.common import (
     now_seconds,
 )
 from passhouse.push import transports
-from passhouse.storage import pass_types, passes, push_jobs, registrations, webhooks
+from passhouse.storage import pass_types, pass_versions, passes, push_jobs, registrations, webhooks
+from passhouse.storage.pass_versions import Actor, Cause, Change
 from passhouse.storage.tables import passes as passes_table
 
 
@@ -47,7 +48,9 @@ async def issue_pass(
     template_ref: str,
     data: Mapping[str, Any],
     serial_number: str | None = None,
+    actor: Actor,
 ) -> sa.Row[Any]:
+    """Issue a pass; its first version is recorded as issued by `actor` (ADR 0029)."""
     _require_storable(data, "data")
     template_row = await _template_or_404(conn, template_ref)
     serial_number = serial_number or secrets.token_hex(8)
@@ -76,6 +79,7 @@ async def issue_pass(
             "created_at": now,
             "expires_at": expiry_of(rendered),
         },
+        change=Change("issued", actor),
     )
     await webhooks.emit_pass_events(
         conn, "pass.created", passes_table.c.id == pass_id, now_ms=now_ms()
@@ -116,11 +120,14 @@ async def change_pass_data(
     data: Mapping[str, Any],
     *,
     merge: bool,
+    actor: Actor,
+    cause: Cause = "data_changed",
 ) -> tuple[sa.Row[Any], bool]:
     """PATCH (a JSON Merge Patch, RFC 7396) or PUT (replace) a pass's data; (row, changed).
 
     A request that changes nothing makes no version and wakes no device: Apple asks to
-    push only when a pass really changed.
+    push only when a pass really changed. The new version is recorded with `cause`,
+    `actor` and the changed keys.
     """
     _require_storable(data, "data")
     row = await get_pass_or_404(conn, pass_type_id, serial_number)
@@ -139,7 +146,8 @@ async def change_pass_data(
         personalization=row.personalization,
     )
     lifecycle = {"expires_at": expiry_of(rendered)}
-    return await _save_change(conn, row, data=new_data, lifecycle=lifecycle), True
+    change = Change(cause, actor, pass_versions.data_changes(row.data, new_data))
+    return await _save_change(conn, row, change, data=new_data, lifecycle=lifecycle), True
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -156,17 +164,25 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 async def void_pass(
-    conn: AsyncConnection, pass_type_id: str, serial_number: str
+    conn: AsyncConnection,
+    pass_type_id: str,
+    serial_number: str,
+    *,
+    actor: Actor,
+    cause: Cause = "voided",
 ) -> tuple[sa.Row[Any], bool]:
     row = await get_pass_or_404(conn, pass_type_id, serial_number)
     if row.voided:
         return row, False
-    return await _save_change(conn, row, voided=True, lifecycle={"voided_at": now_seconds()}), True
+    change = Change(cause, actor, {"voided": True})
+    voided_at = {"voided_at": now_seconds()}
+    return await _save_change(conn, row, change, voided=True, lifecycle=voided_at), True
 
 
 async def _save_change(
     conn: AsyncConnection,
     row: sa.Row[Any],
+    change: Change,
     *,
     data: Mapping[str, Any] | None = None,
     voided: bool | None = None,
@@ -183,6 +199,7 @@ async def _save_change(
         voided=voided,
         personalization=personalization,
         lifecycle=lifecycle,
+        change=change,
     )
     if updated is None:  # personalization was given, and the pass already holds some
         # Raised before the pushes are queued; the caller's transaction rolls back the
@@ -226,7 +243,10 @@ async def personalize_pass(
     template = await builder.template(conn, template_row)
     if "personalization.json" not in template.assets:
         raise InvalidInput("This pass is not personalizable.")
-    await _save_change(conn, pass_row, personalization=dict(info))
+    # The history names the fields the holder filled in, not what they entered: that is
+    # in the pass itself, and a history of personal data would outlive its erasure.
+    change = Change("personalized", pass_versions.DEVICE, {"personalization": sorted(info)})
+    await _save_change(conn, pass_row, change, personalization=dict(info))
     signer = await builder.signer(conn, pass_row.pass_type_id)
     return signer.sign(personalization_token.encode())
 

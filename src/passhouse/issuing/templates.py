@@ -19,6 +19,7 @@ from passhouse.issuing.common import _require_storable, _template_or_404, now_ms
 from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH
 from passhouse.pkpass.template import Template
 from passhouse.storage import pass_lifecycle, pass_types, passes, push_jobs, templates, webhooks
+from passhouse.storage.pass_versions import Actor, Change
 from passhouse.storage.tables import passes as passes_table
 
 
@@ -93,11 +94,13 @@ async def replace_template(
     max_json_depth: int = DEFAULT_MAX_DEPTH,
     pass_type_id: str | None = None,
     google: Mapping[str, Any] | None = None,
+    actor: Actor,
 ) -> tuple[int, int]:
     """Replace a template; every pass made from it gets a new version and a push.
 
     Returns (template id, number of passes changed). Set-based: one UPDATE for the
-    passes and one INSERT ... SELECT for the pushes, whatever their number.
+    passes, one INSERT ... SELECT for their history rows (by `actor`, with the template's
+    new revision) and one for the pushes, whatever their number.
     """
     assets, google = google_wallet.split_google_json(assets, google)
     row = await _template_or_404(conn, ref)
@@ -122,7 +125,11 @@ async def replace_template(
     if await templates.count_passes(conn, row.id) == 0:
         return row.id, 0
     version = await pass_types.next_version(conn, row.pass_type_id)
-    changed = await passes.bump_template_passes(conn, row.id, version=version, now=now)
+    revision = {"id": row.id, "name": new_name, "revision": row.revision + 1}
+    change = Change("template_changed", actor, {"template": revision})
+    changed = await passes.bump_template_passes(
+        conn, row.id, version=version, now=now, change=change
+    )
     await push_jobs.enqueue_for_template(conn, row.id, now_ms=now_ms())
     await webhooks.emit_pass_events(
         conn, "pass.updated", passes_table.c.template_id == row.id, now_ms=now_ms()

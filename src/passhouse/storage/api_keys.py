@@ -35,6 +35,18 @@ async def is_valid_key(conn: AsyncConnection, key: str) -> bool:
     return found is not None
 
 
+async def find_key(conn: AsyncConnection, key: str) -> tuple[int, str] | None:
+    """(id, name) of a valid (not revoked) key; None otherwise."""
+    found = (
+        await conn.execute(
+            sa.select(api_keys.c.id, api_keys.c.name).where(
+                api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    return None if found is None else (int(found.id), str(found.name))
+
+
 async def list_keys(conn: AsyncConnection) -> list[sa.Row[Any]]:
     result = await conn.execute(sa.select(api_keys).order_by(api_keys.c.id))
     return list(result.all())

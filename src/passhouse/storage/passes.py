@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from passhouse.storage import analytics, search
+from passhouse.storage import analytics, pass_versions, search
+from passhouse.storage.pass_versions import Change
 from passhouse.storage.tables import passes, pkpass_cache
 
 
@@ -51,9 +52,18 @@ async def serial_exists(conn: AsyncConnection, pass_type_id: str, serial_number:
     return found is not None
 
 
-async def insert_pass(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
-    pass_id = await conn.scalar(passes.insert().values(**values).returning(passes.c.id))
+async def insert_pass(conn: AsyncConnection, values: Mapping[str, Any], *, change: Change) -> int:
+    pass_id = await conn.scalar(
+        passes.insert().values(**values, history_seq=1).returning(passes.c.id)
+    )
     assert pass_id is not None
+    await pass_versions.record(
+        conn,
+        int(pass_id),
+        seq=1,
+        version=values["version"],
+        change=change.with_changes(pass_versions.data_changes(None, values["data"])),
+    )
     # Searchable in the same transaction as it exists.
     await search.index_passes(
         conn, [(int(pass_id), values["serial_number"], values["data"])], replace=False
@@ -74,16 +84,22 @@ async def save_new_version(
     voided: bool | None = None,
     personalization: Mapping[str, Any] | None = None,
     lifecycle: Mapping[str, int | None] | None = None,
+    change: Change,
 ) -> sa.Row[Any] | None:
     """Give a pass a new version (and optionally new data); returns the updated row.
 
-    `lifecycle` sets expires_at, voided_at or retired_at along with it.
+    `lifecycle` sets expires_at, voided_at or retired_at along with it. `change` is
+    recorded in the history; its diff is left as given.
 
     Personalization is stored once: for a pass that already holds some, nothing changes
     and the answer is None. The check is in the UPDATE, so of two concurrent attempts one
     wins (PostgreSQL re-reads the row once the first commits).
     """
-    values: dict[str, Any] = {"version": version, "modified_at": _next_modified_at(now)}
+    values: dict[str, Any] = {
+        "version": version,
+        "modified_at": _next_modified_at(now),
+        "history_seq": passes.c.history_seq + 1,
+    }
     where = [passes.c.id == pass_id]
     if data is not None:
         values["data"] = dict(data)
@@ -97,6 +113,9 @@ async def save_new_version(
     updated = result.first()
     if updated is None:
         return None
+    await pass_versions.record(
+        conn, updated.id, seq=updated.history_seq, version=version, change=change
+    )
     if data is not None:
         await search.index_passes(conn, [(updated.id, updated.serial_number, updated.data)])
     counted = {"voided": 1} if voided else {"updated": 1}
@@ -107,11 +126,18 @@ async def save_new_version(
 
 
 async def bump_template_passes(
-    conn: AsyncConnection, template_id: int, *, version: int, now: int
+    conn: AsyncConnection,
+    template_id: int,
+    *,
+    version: int,
+    now: int,
+    change: Change,
 ) -> int:
     """Give every pass of a template a new version in one statement (a change of the
     template: each counts as updated); returns how many."""
-    changed = await _bump(conn, passes.c.template_id == template_id, version=version, now=now)
+    changed = await _bump(
+        conn, passes.c.template_id == template_id, version=version, now=now, change=change
+    )
     if changed:
         await analytics.count_pass_events(
             conn, passes.c.template_id == template_id, at=now, updated=1
@@ -120,19 +146,45 @@ async def bump_template_passes(
 
 
 async def bump_pass_type_passes(
-    conn: AsyncConnection, pass_type_id: str, *, version: int, now: int
+    conn: AsyncConnection,
+    pass_type_id: str,
+    *,
+    version: int,
+    now: int,
+    change: Change,
 ) -> int:
     """Give every pass of a pass type a new version in one statement; returns how many."""
-    return await _bump(conn, passes.c.pass_type_id == pass_type_id, version=version, now=now)
+    return await _bump(
+        conn, passes.c.pass_type_id == pass_type_id, version=version, now=now, change=change
+    )
 
 
 async def _bump(
-    conn: AsyncConnection, where: sa.ColumnElement[bool], *, version: int, now: int
+    conn: AsyncConnection,
+    where: sa.ColumnElement[bool],
+    *,
+    version: int,
+    now: int,
+    change: Change,
+    bumped: sa.ColumnElement[bool] | None = None,
 ) -> int:
+    """One UPDATE for every pass `where` selects, then their history with one INSERT ...
+    SELECT; `bumped` selects them again after the UPDATE when `where` no longer does."""
     result = await conn.execute(
-        passes.update().where(where).values(version=version, modified_at=_next_modified_at(now))
+        passes.update()
+        .where(where)
+        .values(
+            version=version,
+            modified_at=_next_modified_at(now),
+            history_seq=passes.c.history_seq + 1,
+        )
     )
-    return int(result.rowcount)
+    changed = int(result.rowcount)
+    if changed:
+        await pass_versions.record_bumped(
+            conn, where if bumped is None else bumped, version=version, change=change
+        )
+    return changed
 
 
 async def list_passes(
@@ -213,10 +265,24 @@ async def count_built_for_another_key(conn: AsyncConnection, build_key: str) -> 
 
 
 async def bump_built_for_another_key(
-    conn: AsyncConnection, pass_type_id: str, build_key: str, *, version: int, now: int
+    conn: AsyncConnection,
+    pass_type_id: str,
+    build_key: str,
+    *,
+    version: int,
+    now: int,
+    change: Change,
 ) -> int:
     where = (passes.c.pass_type_id == pass_type_id) & current_file_built_for_another_key(build_key)
-    return await _bump(conn, where, version=version, now=now)
+    # Once bumped, their files no longer match their version: found again by the version.
+    return await _bump(
+        conn,
+        where,
+        version=version,
+        now=now,
+        change=change,
+        bumped=passes.c.pass_type_id == pass_type_id,
+    )
 
 
 # --- many at once (bulk jobs, issue 9) ---------------------------------------------------
@@ -236,14 +302,22 @@ async def existing_serials(
     return {row.serial_number: row for row in result.all()}
 
 
-async def insert_passes(conn: AsyncConnection, values: list[dict[str, Any]]) -> list[sa.Row[Any]]:
+async def insert_passes(
+    conn: AsyncConnection, values: list[dict[str, Any]], *, change: Change
+) -> list[sa.Row[Any]]:
     """Insert passes in one statement; their rows, in the order given."""
     if not values:
         return []
     result = await conn.execute(
-        passes.insert().returning(*passes.c, sort_by_parameter_order=True), values
+        passes.insert().returning(*passes.c, sort_by_parameter_order=True),
+        [{**value, "history_seq": 1} for value in values],
     )
     rows = list(result.all())
+    await pass_versions.record_many(
+        conn,
+        [(row.id, 1, row.version, pass_versions.data_changes(None, row.data)) for row in rows],
+        change=change,
+    )
     # Searchable and counted in the same transaction, as insert_pass does for one.
     await search.index_passes(
         conn, [(row.id, row.serial_number, row.data) for row in rows], replace=False
@@ -255,10 +329,19 @@ async def insert_passes(conn: AsyncConnection, values: list[dict[str, Any]]) -> 
 
 
 async def save_new_data_many(
-    conn: AsyncConnection, changes: list[tuple[int, dict[str, Any], int, int | None]], *, now: int
+    conn: AsyncConnection,
+    changes: list[tuple[int, dict[str, Any], int, int | None]],
+    *,
+    now: int,
+    change: Change,
+    old_data: Mapping[int, Mapping[str, Any]],
 ) -> None:
     """(pass id, new data, new version, rendered expires_at) for many passes, as one
-    executemany UPDATE."""
+    executemany UPDATE.
+
+    Each gets a history row with `change`'s cause and actor and a diff from its
+    `old_data` (pass id -> the data it had) to its new data.
+    """
     if not changes:
         return
     statement = (
@@ -269,6 +352,7 @@ async def save_new_data_many(
             version=sa.bindparam("b_version"),
             modified_at=_next_modified_at(now),
             expires_at=sa.bindparam("b_expires_at", type_=passes.c.expires_at.type),
+            history_seq=passes.c.history_seq + 1,
         )
     )
     await conn.execute(
@@ -279,14 +363,26 @@ async def save_new_data_many(
         ],
     )
     ids = [pass_id for pass_id, _, _, _ in changes]
-    serials = dict(
-        (
-            await conn.execute(
-                sa.select(passes.c.id, passes.c.serial_number).where(passes.c.id.in_(ids))
+    # Read after the UPDATE, which holds the rows' locks: each history_seq is its own.
+    found = {
+        row.id: row
+        for row in await conn.execute(
+            sa.select(passes.c.id, passes.c.serial_number, passes.c.history_seq).where(
+                passes.c.id.in_(ids)
             )
-        ).all()
+        )
+    }
+    await pass_versions.record_many(
+        conn,
+        [
+            (i, found[i].history_seq, version, pass_versions.data_changes(old_data.get(i), data))
+            for i, data, version, _ in changes
+        ],
+        change=change,
     )
-    await search.index_passes(conn, [(i, serials[i], data) for i, data, _, _ in changes])
+    await search.index_passes(
+        conn, [(i, found[i].serial_number, data) for i, data, _, _ in changes]
+    )
     await analytics.count_pass_events(conn, passes.c.id.in_(ids), at=now, updated=1)
 
 

@@ -112,6 +112,9 @@ passes = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=True),
     sa.Column("voided_at", sa.BigInteger, nullable=True),
     sa.Column("retired_at", sa.BigInteger, nullable=True),
+    # How many versions of this pass the history recorded: the seq of its newest
+    # pass_versions row, bumped by the same UPDATE as the version (ADR 0029).
+    sa.Column("history_seq", sa.BigInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("pass_type_id", "serial_number", name="uq_passes_type_serial"),
     # The workers' lookups: passes to void at expiry (and with unknown expiry), passes to
     # retire once voided for the retention period; ranges on an index, never a scan.
@@ -593,4 +596,28 @@ google_images = sa.Table(
     sa.Column("sha256", sa.String(64), primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+
+# --- pass version history (ADR 0029) ------------------------------------------------------
+
+# One row per new version of a pass: what caused it, who (an API key, or the CLI, the
+# scheduler, the server itself, the device), and a bounded diff. Written in the version's
+# own transaction; the newest HISTORY_LIMIT rows of each pass are kept
+# (storage/pass_versions.py). No index but the key: every read is one pass's rows by seq.
+pass_versions = sa.Table(
+    "pass_versions",
+    metadata,
+    sa.Column("pass_id", BigId, sa.ForeignKey("passes.id", ondelete="CASCADE"), primary_key=True),
+    # 1, 2, 3... per pass (passes.history_seq); in the order of the versions.
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("cause", sa.String(32), nullable=False),
+    # api_key | admin_token | cli | scheduler | system | device; a key's id and its name
+    # at the time (a key can be revoked, never renamed, but the history outlives it).
+    sa.Column("actor", sa.String(32), nullable=False),
+    sa.Column("actor_key_id", sa.BigInteger, nullable=True),
+    sa.Column("actor_name", sa.String(200), nullable=True),
+    sa.Column("changes", sa.JSON, nullable=False),
 )

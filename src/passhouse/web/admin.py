@@ -32,7 +32,7 @@ from pydantic import (
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from passhouse import analytics as install_analytics
-from passhouse import issuing, lifecycle, search
+from passhouse import history, issuing, lifecycle, search
 from passhouse.bootstrap import template_limits
 from passhouse.errors import InvalidInput, NotFound, TooLarge
 from passhouse.issuing import google_wallet
@@ -41,6 +41,7 @@ from passhouse.pkpass.template import Template
 from passhouse.settings import Settings
 from passhouse.storage import analytics, device_logs, pass_types, push_jobs, templates
 from passhouse.storage import google_wallet as google_storage
+from passhouse.storage.pass_versions import Actor
 from passhouse.storage.sealing import Sealer
 from passhouse.web.admin_schema import (
     NO_NUL,
@@ -53,6 +54,7 @@ from passhouse.web.admin_schema import (
     PassTypeList,
     PassTypeSaved,
     PassTypeView,
+    PassVersionList,
     PassView,
     PushAttemptList,
     PushStats,
@@ -64,6 +66,7 @@ from passhouse.web.admin_schema import (
     error_responses,
 )
 from passhouse.web.deps import (
+    ActorDep,
     BuilderDep,
     LimitedJsonRoute,
     ReadConn,
@@ -257,11 +260,11 @@ def _credentials(body: PassTypeIn) -> issuing.Credentials:
     },
 )
 async def add_pass_type(
-    body: PassTypeIn, conn: WriteConn, runtime: RuntimeDep, response: Response
+    body: PassTypeIn, conn: WriteConn, runtime: RuntimeDep, response: Response, actor: ActorDep
 ) -> dict[str, Any]:
     """Add a pass type, or replace its certificate; ids are read from the certificate."""
     pass_type_id, created, warnings = await issuing.save_pass_type(
-        conn, runtime.sealer, _credentials(body)
+        conn, runtime.sealer, _credentials(body), actor=actor
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -499,7 +502,7 @@ async def get_template(ref: TemplateRef, conn: ReadConn) -> dict[str, Any]:
     responses=error_responses(400, 404, 409, 413),
 )
 async def replace_template(
-    ref: TemplateRef, body: TemplateReplace, conn: WriteConn, runtime: RuntimeDep
+    ref: TemplateRef, body: TemplateReplace, conn: WriteConn, runtime: RuntimeDep, actor: ActorDep
 ) -> dict[str, Any]:
     """Replace a template. Every pass made from it gets a new version and a push."""
     template_id, changed = await issuing.replace_template(
@@ -511,6 +514,7 @@ async def replace_template(
         assets=issuing.decode_assets(body.assets),
         max_json_depth=runtime.settings.json_max_depth,
         google=body.google,
+        actor=actor,
     )
     return {**await _template_by_id(conn, template_id), "passes_changed": changed}
 
@@ -525,6 +529,7 @@ async def replace_template_upload(
     ref: TemplateRef,
     conn: WriteConn,
     runtime: RuntimeDep,
+    actor: ActorDep,
     file: Annotated[UploadFile, File(description="A zip of the template folder")],
 ) -> dict[str, Any]:
     """Replace a template from a zip, keeping its name and pass type. Every pass made from
@@ -537,6 +542,7 @@ async def replace_template_upload(
         pass_json=template.pass_json,
         assets=template.assets,
         max_json_depth=runtime.settings.json_max_depth,
+        actor=actor,
     )
     return {**await _template_by_id(conn, template_id), "passes_changed": changed}
 
@@ -640,6 +646,7 @@ async def issue_pass(
     conn: WriteConn,
     runtime: RuntimeDep,
     builder: BuilderDep,
+    actor: ActorDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Issue a pass from a template; `data` fills its placeholders.
@@ -655,6 +662,7 @@ async def issue_pass(
             template_ref=body.template,
             data=body.data,
             serial_number=body.serial_number,
+            actor=actor,
         )
         return await _pass_response(conn, row, runtime)
 
@@ -762,10 +770,17 @@ async def get_pass(
 
 
 async def _change(
-    conn: Any, runtime: Any, builder: Any, ptid: str, serial: str, body: PassData, merge: bool
+    conn: Any,
+    runtime: Any,
+    builder: Any,
+    ptid: str,
+    serial: str,
+    body: PassData,
+    merge: bool,
+    actor: Actor,
 ) -> dict[str, Any]:
     row, changed = await issuing.change_pass_data(
-        conn, builder, ptid, serial, body.data, merge=merge
+        conn, builder, ptid, serial, body.data, merge=merge, actor=actor
     )
     return {**await _pass_response(conn, row, runtime), "changed": changed}
 
@@ -783,12 +798,13 @@ async def patch_pass(
     conn: WriteConn,
     runtime: RuntimeDep,
     builder: BuilderDep,
+    actor: ActorDep,
 ) -> dict[str, Any]:
     """Apply `data` as a JSON Merge Patch (RFC 7396: objects merge, null removes a key).
 
     A real change makes a new version and wakes its devices.
     """
-    return await _change(conn, runtime, builder, pass_type_id, serial_number, body, True)
+    return await _change(conn, runtime, builder, pass_type_id, serial_number, body, True, actor)
 
 
 @router.put(
@@ -804,9 +820,10 @@ async def put_pass(
     conn: WriteConn,
     runtime: RuntimeDep,
     builder: BuilderDep,
+    actor: ActorDep,
 ) -> dict[str, Any]:
     """Replace the pass's data. A real change makes a new version and wakes its devices."""
-    return await _change(conn, runtime, builder, pass_type_id, serial_number, body, False)
+    return await _change(conn, runtime, builder, pass_type_id, serial_number, body, False, actor)
 
 
 @router.post(
@@ -816,11 +833,15 @@ async def put_pass(
     responses=error_responses(404),
 )
 async def void_pass(
-    pass_type_id: PassTypeIdPath, serial_number: SerialPath, conn: WriteConn, runtime: RuntimeDep
+    pass_type_id: PassTypeIdPath,
+    serial_number: SerialPath,
+    conn: WriteConn,
+    runtime: RuntimeDep,
+    actor: ActorDep,
 ) -> dict[str, Any]:
     """Void the pass: it stays in Wallet, marked void, and stops changing (a new version and
     a push). Voiding a voided pass changes nothing."""
-    row, changed = await issuing.void_pass(conn, pass_type_id, serial_number)
+    row, changed = await issuing.void_pass(conn, pass_type_id, serial_number, actor=actor)
     return {**await _pass_response(conn, row, runtime), "changed": changed}
 
 
@@ -832,11 +853,15 @@ async def void_pass(
     deprecated=True,
 )
 async def void_pass_by_delete(
-    pass_type_id: PassTypeIdPath, serial_number: SerialPath, conn: WriteConn, runtime: RuntimeDep
+    pass_type_id: PassTypeIdPath,
+    serial_number: SerialPath,
+    conn: WriteConn,
+    runtime: RuntimeDep,
+    actor: ActorDep,
 ) -> dict[str, Any]:
     """The same as POST .../void, kept for existing clients. It does not delete: the pass
     stays readable (voided), which is why it is deprecated."""
-    return await void_pass(pass_type_id, serial_number, conn, runtime)
+    return await void_pass(pass_type_id, serial_number, conn, runtime, actor)
 
 
 @router.get(
@@ -895,6 +920,29 @@ async def list_pushes(
     """Recent push attempts to the devices holding this pass, newest first."""
     row = await issuing.get_pass_or_404(conn, pass_type_id, serial_number)
     return {"items": await issuing.recent_pushes(conn, row.id)}
+
+
+@router.get(
+    "/passes/{pass_type_id}/{serial_number}/versions",
+    tags=["passes"],
+    response_model=PassVersionList,
+    # A diff entry leaves out `old` for a key added and `new` for a key removed.
+    response_model_exclude_unset=True,
+    responses=error_responses(404),
+)
+async def list_pass_versions(
+    pass_type_id: PassTypeIdPath,
+    serial_number: SerialPath,
+    conn: ReadConn,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
+) -> dict[str, Any]:
+    """The pass's version history, newest first, a page at a time: each version's cause,
+    who made it (an API key's id and name, or the CLI, the scheduler, the server, the
+    device) and what changed. The newest 100 versions of each pass are kept."""
+    return await history.list_versions(
+        conn, pass_type_id, serial_number, cursor=cursor, limit=limit
+    )
 
 
 def _iso_text(value: object) -> object:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from passhouse.pkpass.bundle import PKPASS_MEDIA_TYPE
+from passhouse.storage.pass_versions import MAX_KEYS, MAX_VALUE_CHARS, ActorKind, Cause
 
 ISO_EXAMPLE = "2026-11-22T14:00:00Z"
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
@@ -569,3 +570,65 @@ class TemplateAssets(_Out):
         description="File name -> base64 bytes, as PUT /templates/{ref} takes them back",
         examples=[{"icon.png": "iVBORw0KGgo..."}],
     )
+
+
+# --- pass version history (ADR 0029) ------------------------------------------------------
+
+
+class VersionActor(_Out):
+    kind: ActorKind = Field(
+        description="api_key (a key made with `passhouse api-key create`), admin_token "
+        "(PASSHOUSE_ADMIN_TOKEN), cli, scheduler (scheduled changes, expiry, retirement), "
+        "system (the server itself) or device (Wallet, personalizing the pass)",
+        examples=["api_key"],
+    )
+    key_id: int | None = Field(description="The API key's id (api_key only)", examples=[3])
+    name: str | None = Field(description="The API key's name at the time", examples=["shop"])
+
+
+class DataChange(_Out):
+    key: str = Field(description="The data key; nested keys dotted", examples=["member.level"])
+    old: Any = Field(None, description="Its value before; absent when the key was added")
+    new: Any = Field(None, description="Its value after; absent when the key was removed")
+    truncated: bool | None = Field(
+        None, description=f"True when a value was cut to its first {MAX_VALUE_CHARS} characters"
+    )
+
+
+class TemplateChange(_Out):
+    id: int = Field(examples=[1])
+    name: str = Field(examples=["loyalty"])
+    revision: int = Field(description="The template's new revision", examples=[4])
+
+
+class VersionChanges(_Out):
+    data: list[DataChange] | None = Field(
+        None, description=f"Changed data keys, at most {MAX_KEYS} (issued: every key, as added)"
+    )
+    more_keys: int | None = Field(None, description=f"Changed keys beyond the {MAX_KEYS} listed")
+    template: TemplateChange | None = Field(None, description="A template change's new revision")
+    voided: bool | None = Field(None, description="True when this version voided the pass")
+    retired: bool | None = Field(None, description="True when this version retired the pass")
+    personalization: list[str] | None = Field(
+        None,
+        description="The personalization fields the holder filled in (their values are not "
+        "kept in the history)",
+        examples=[["fullName", "emailAddress"]],
+    )
+
+
+class PassVersion(_Out):
+    version: int = Field(description="The pass's version (its update tag)", examples=[42])
+    at: str = Field(description="When, to the millisecond", examples=["2026-12-02T05:00:00.123Z"])
+    cause: Cause = Field(description="What made the version", examples=["data_changed"])
+    actor: VersionActor
+    by: str = Field(description="The actor in words", examples=["API key shop (id 3)"])
+    changes: VersionChanges
+
+
+class PassVersionList(_Out):
+    items: list[PassVersion]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null at the end"
+    )
+    kept: int = Field(description="Versions kept per pass; older ones are dropped", examples=[100])

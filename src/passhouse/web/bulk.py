@@ -31,6 +31,7 @@ from passhouse.web.admin_schema import (
     error_responses,
 )
 from passhouse.web.deps import (
+    ActorDep,
     BuilderDep,
     LimitedJsonRoute,
     ReadConn,
@@ -114,6 +115,7 @@ async def issue_batch(
     conn: WriteConn,
     runtime: RuntimeDep,
     builder: BuilderDep,
+    actor: ActorDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Issue up to 1,000 passes of one template in one transaction.
@@ -126,7 +128,7 @@ async def issue_batch(
 
     async def action() -> dict[str, Any]:
         template_row, applied = await bulk.issue_batch(
-            conn, builder, template_ref=body.template, items=content["items"]
+            conn, builder, template_ref=body.template, items=content["items"], actor=actor
         )
         return batch_result(applied, runtime.settings.public_url, template_row.name)
 
@@ -176,6 +178,7 @@ async def create_import(
     request: Request,
     conn: WriteConn,
     runtime: RuntimeDep,
+    actor: ActorDep,
     template: Annotated[
         str,
         Form(
@@ -225,6 +228,7 @@ async def create_import(
             mode=mode,
             file=file.file,
             limits=limits,
+            actor=actor,
             file_name=file.filename,
         )
         return await _job(conn, job_id, runtime.settings.public_url)
@@ -271,14 +275,16 @@ class BulkUpdateIn(_Body):
     response_model=JobView,
     responses={**_ACCEPTED, **error_responses(400, 404, 413)},
 )
-async def bulk_update(body: BulkUpdateIn, conn: WriteConn, runtime: RuntimeDep) -> dict[str, Any]:
+async def bulk_update(
+    body: BulkUpdateIn, conn: WriteConn, runtime: RuntimeDep, actor: ActorDep
+) -> dict[str, Any]:
     """Change every pass of a template that matches `where`: answers 202 with a job.
 
     Each pass the patch changes gets one new version and its devices one push; a pass the
     patch would make invalid is listed in the job's errors and left as it was.
     """
     job_id = await bulk.create_bulk_update(
-        conn, template_ref=body.template, where=body.where, data=body.data
+        conn, template_ref=body.template, where=body.where, data=body.data, actor=actor
     )
     return await _job(conn, job_id, runtime.settings.public_url)
 

@@ -17,7 +17,8 @@ from passhouse.errors import Unauthorized
 from passhouse.issuing import PassBuilder
 from passhouse.pkpass.json_input import JsonRejected, parse_json
 from passhouse.settings import Settings
-from passhouse.storage import api_keys
+from passhouse.storage import api_keys, pass_versions
+from passhouse.storage.pass_versions import Actor
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -61,23 +62,37 @@ _bearer = HTTPBearer(
 async def require_api_key(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
+) -> Actor:
+    """The key's actor: the routers run this for every request, and a handler that records
+    who changed a pass gets the same answer through ActorDep (FastAPI runs it once)."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
-    if not await is_valid_api_key(get_runtime(request), key):
+    actor = await authenticate(get_runtime(request), key)
+    if actor is None:
         raise Unauthorized("The API key is not valid.")
+    return actor
 
 
-async def is_valid_api_key(runtime: Runtime, key: str) -> bool:
-    """The bootstrap token or a key made with `api-key create` (and not revoked)."""
+async def authenticate(runtime: Runtime, key: str) -> Actor | None:
+    """The bootstrap token or a key made with `api-key create` (and not revoked), as the
+    actor the version history names; None for any other key."""
     bootstrap = runtime.settings.admin_token
     if bootstrap is not None and secrets.compare_digest(
         key.encode(), bootstrap.get_secret_value().encode()
     ):
-        return True
+        return pass_versions.ADMIN_TOKEN
     async with runtime.database.reader() as conn:
-        return await api_keys.is_valid_key(conn, key)
+        found = await api_keys.find_key(conn, key)
+    return None if found is None else Actor.api_key(*found)
+
+
+async def is_valid_api_key(runtime: Runtime, key: str) -> bool:
+    return await authenticate(runtime, key) is not None
+
+
+# Who is calling, for the version history (ADR 0029).
+ActorDep = Annotated[Actor, Depends(require_api_key)]
 
 
 class _LimitedJsonRequest(Request):

@@ -22,14 +22,15 @@ from passhouse import issuing
 from passhouse.errors import InvalidInput, Unauthorized
 from passhouse.pkpass.template import Template
 from passhouse.storage import passes, templates
+from passhouse.storage.pass_versions import Actor
 from passhouse.web.deps import (
     BuilderDep,
     LimitedJsonRoute,
     ReadConn,
     RuntimeDep,
     WriteConn,
+    authenticate,
     get_runtime,
-    is_valid_api_key,
 )
 from passhouse.web.errors import error_response
 
@@ -54,7 +55,7 @@ async def require_passninja_key(
             description="Accepted with any value, unless PASSHOUSE_PASSNINJA_ACCOUNT_ID is set.",
         ),
     ] = None,
-) -> None:
+) -> Actor:
     if not api_key:
         raise Unauthorized("Send a passhouse API key in the X-API-KEY header.")
     runtime = get_runtime(request)
@@ -63,8 +64,14 @@ async def require_passninja_key(
         (account_id or "").encode(), expected.encode()
     ):
         raise Unauthorized("X-ACCOUNT-ID is not this server's account id.")
-    if not await is_valid_api_key(runtime, api_key):
+    actor = await authenticate(runtime, api_key)
+    if actor is None:
         raise Unauthorized("The API key is not valid.")
+    return actor
+
+
+# The key's actor for the version history (the router's dependency, run once).
+PassNinjaActor = Annotated[Actor, Depends(require_passninja_key)]
 
 
 class PassNinjaErrorDetail(BaseModel):
@@ -232,7 +239,11 @@ async def template_keys(pass_type: TemplateRef, conn: ReadConn, builder: Builder
     responses={409: {"model": PassNinjaError, "description": "That serial number is taken"}},
 )
 async def create_pass(
-    body: PassNinjaPassIn, conn: WriteConn, runtime: RuntimeDep, builder: BuilderDep
+    body: PassNinjaPassIn,
+    conn: WriteConn,
+    runtime: RuntimeDep,
+    builder: BuilderDep,
+    actor: PassNinjaActor,
 ) -> Any:
     """Issue a pass from a template."""
     template_ref = body.template()
@@ -245,6 +256,7 @@ async def create_pass(
         template_ref=template_ref,
         data=body.pass_data,
         serial_number=body.serial_number,
+        actor=actor,
     )
     return _pass_view(row, template_row.name, runtime.settings.public_url)
 
@@ -283,6 +295,7 @@ async def _change(
     body: PassNinjaPassIn,
     *,
     merge: bool,
+    actor: Actor,
 ) -> dict[str, Any]:
     named = body.template()
     template_row, _ = await issuing.get_template_pass_or_404(conn, template_ref, serial_number)
@@ -291,7 +304,13 @@ async def _change(
     if body.serial_number is not None and body.serial_number != serial_number:
         raise InvalidInput("A pass's serialNumber cannot change.")
     row, _ = await issuing.change_pass_data(
-        conn, builder, template_row.pass_type_id, serial_number, body.pass_data, merge=merge
+        conn,
+        builder,
+        template_row.pass_type_id,
+        serial_number,
+        body.pass_data,
+        merge=merge,
+        actor=actor,
     )
     return _pass_view(row, template_row.name, public_url)
 
@@ -311,10 +330,12 @@ async def replace_pass(
     conn: WriteConn,
     runtime: RuntimeDep,
     builder: BuilderDep,
+    actor: PassNinjaActor,
 ) -> Any:
     """Replace the pass's data. A real change makes a new version and pushes its devices."""
+    url = runtime.settings.public_url
     return await _change(
-        conn, builder, runtime.settings.public_url, pass_type, serial_number, body, merge=False
+        conn, builder, url, pass_type, serial_number, body, merge=False, actor=actor
     )
 
 
@@ -328,20 +349,26 @@ async def merge_pass(
     conn: WriteConn,
     runtime: RuntimeDep,
     builder: BuilderDep,
+    actor: PassNinjaActor,
 ) -> Any:
     """Merge data into the pass; keys not sent keep their values. Pushes its devices."""
+    url = runtime.settings.public_url
     return await _change(
-        conn, builder, runtime.settings.public_url, pass_type, serial_number, body, merge=True
+        conn, builder, url, pass_type, serial_number, body, merge=True, actor=actor
     )
 
 
 @router.delete("/passes/{pass_type}/{serial_number}", response_model=PassNinjaPass)
 async def void_pass(
-    pass_type: TemplateRef, serial_number: SerialNumber, conn: WriteConn, runtime: RuntimeDep
+    pass_type: TemplateRef,
+    serial_number: SerialNumber,
+    conn: WriteConn,
+    runtime: RuntimeDep,
+    actor: PassNinjaActor,
 ) -> Any:
     """Void the pass: it stays in Wallet marked void and stops changing (not erased)."""
     template_row, _ = await issuing.get_template_pass_or_404(conn, pass_type, serial_number)
-    row, _ = await issuing.void_pass(conn, template_row.pass_type_id, serial_number)
+    row, _ = await issuing.void_pass(conn, template_row.pass_type_id, serial_number, actor=actor)
     return _pass_view(row, template_row.name, runtime.settings.public_url)
 
 

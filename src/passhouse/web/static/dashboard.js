@@ -1315,14 +1315,121 @@
         ? h("pre", { class: "code", id: "pass-data", tabindex: 0 }, JSON.stringify(p.data, null, 2))
         : [form, h("details", { class: "json-view", open: true }, h("summary", {}, "JSON view"), editor)],
       h("h2", {}, "Version history"),
-      p.versions
-        ? table(["Version", "At", "Changed", "By"], p.versions.map((v) => h("tr", {}, h("td", { class: "num" }, v.version), h("td", {}, when(v.at)), h("td", {}, v.changes || "—"), h("td", {}, v.by || "—"))))
-        : h("p", { class: "muted", id: "no-history" }, `Version ${p.version}, last changed `, when(p.modified_at), ". This server keeps the current version only: earlier versions and who made them are not recorded yet."),
+      versionHistory(p),
       h("h2", {}, "Devices"),
       registrationRows.length ? table(["Device", "App", "Push token", "Registered"], registrationRows) : h("p", { class: "muted" }, "No device has registered this pass yet."),
       h("h2", {}, "Recent pushes"),
       pushRows.length ? table(["At", "Outcome", "HTTP status", "Reason", "Latency (ms)", "Token"], pushRows) : h("p", { class: "muted" }, "No pushes yet."),
     ];
+  }
+
+  // --- pass version history (GET .../versions, ADR 0029) ---------------------------------
+
+  const CAUSES = {
+    issued: "Issued",
+    data_changed: "Data changed",
+    voided: "Voided",
+    personalized: "Personalized",
+    template_changed: "Template changed",
+    certificate_renewed: "Certificate renewed",
+    republished: "Republished",
+    batch_issued: "Issued in a batch",
+    csv_import: "CSV import",
+    bulk_update: "Bulk update",
+    scheduled_change: "Scheduled change",
+    expired: "Expired",
+    retired: "Retired",
+  };
+
+  function historyValue(value) {
+    return h("code", { class: "break" }, JSON.stringify(value));
+  }
+
+  // What a version changed, in words: "balance 10 → 20", "name added", "template card r3".
+  function versionChanges(changes) {
+    const parts = [];
+    for (const entry of changes.data || []) {
+      const had = Object.prototype.hasOwnProperty.call(entry, "old");
+      const has = Object.prototype.hasOwnProperty.call(entry, "new");
+      parts.push(
+        h(
+          "li",
+          {},
+          h("span", { class: "history-key" }, entry.key),
+          " ",
+          had && has ? [historyValue(entry.old), " → ", historyValue(entry.new)] : has ? ["set to ", historyValue(entry.new)] : ["removed (was ", historyValue(entry.old), ")"],
+          entry.truncated ? " (cut short)" : null
+        )
+      );
+    }
+    if (changes.more_keys) parts.push(h("li", { class: "muted" }, `and ${changes.more_keys} more keys`));
+    if (changes.template) parts.push(h("li", {}, "template ", h("a", { href: templateHash(changes.template.name) }, changes.template.name), ` revision ${changes.template.revision}`));
+    if (changes.voided) parts.push(h("li", {}, "voided"));
+    if (changes.retired) parts.push(h("li", {}, "retired: devices stop asking for it"));
+    if (changes.personalization) parts.push(h("li", {}, `holder entered ${changes.personalization.join(", ")}`));
+    return parts.length ? h("ul", { class: "history-changes" }, parts) : "—";
+  }
+
+  function versionRow(v) {
+    return h(
+      "tr",
+      {},
+      h("td", { class: "num" }, String(v.version)),
+      h("td", {}, when(v.at)),
+      h("td", {}, CAUSES[v.cause] || v.cause),
+      h("td", {}, versionChanges(v.changes || {})),
+      h("td", {}, v.by)
+    );
+  }
+
+  // The pass page's history section: filled in when its first page arrives, with a button
+  // for older pages (keyset pages, newest first).
+  function versionHistory(p) {
+    const section = h("div", { id: "pass-history", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading the version history…"));
+    const body = h("tbody", {});
+    const more = h("button", { type: "button", class: "quiet", id: "history-more" }, "Older versions");
+    let cursor = null;
+    const load = async () => {
+      const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      if (cursor) query.set("cursor", cursor);
+      const page = await api(`${passPath(p)}/versions?${query}`);
+      body.append(...page.items.map(versionRow));
+      cursor = page.next_cursor;
+      more.hidden = !cursor;
+      return page;
+    };
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      try {
+        await load();
+      } catch (error) {
+        showError(error);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    load().then(
+      (page) => {
+        const note = h("p", { class: "muted" }, `The newest ${page.kept} versions of each pass are kept.`);
+        const shown = body.children.length
+          ? [
+              h(
+                "div",
+                { class: "table-wrap" },
+                h("table", { id: "history-table" }, h("caption", {}, `Versions of ${p.serial_number}, newest first`), head(["Version", "When", "Cause", "What changed", "By"]), body)
+              ),
+              more,
+            ]
+          : [h("p", { class: "muted" }, `Version ${p.version}: no change was recorded for this pass (it was issued before this server kept a history).`)];
+        section.replaceChildren(...shown, note);
+        section.removeAttribute("aria-busy");
+      },
+      (error) => {
+        section.replaceChildren(banner("error", `The version history could not be loaded: ${error.message}`));
+        section.removeAttribute("aria-busy");
+      }
+    );
+    return section;
   }
 
   function showNotice(message) {
