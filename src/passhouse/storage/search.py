@@ -93,23 +93,47 @@ async def index_passes(
     conn: AsyncConnection, items: Sequence[tuple[int, str, Any]], *, replace: bool = True
 ) -> None:
     """(Re)write the terms of passes given as (pass id, serial number, data), set-based:
-    one DELETE and one multi-row INSERT whatever their number. `replace=False` for passes
-    just inserted (nothing to delete)."""
+    one DELETE and one INSERT whatever their number. `replace=False` for passes just
+    inserted (nothing to delete)."""
     if not items:
         return
+    postgres = conn.dialect.name == "postgresql"
+    ids = [pass_id for pass_id, _, _ in items]
     if replace:
         await conn.execute(
             pass_search_terms.delete().where(
-                pass_search_terms.c.pass_id.in_([pass_id for pass_id, _, _ in items])
+                pass_search_terms.c.pass_id == sa.any_(sa.bindparam("ids", ids, type_=_ID_ARRAY))
+                if postgres
+                else pass_search_terms.c.pass_id.in_(ids)
             )
         )
-    rows = [
-        {"term": term, "pass_id": pass_id}
-        for pass_id, serial_number, data in items
-        for term in terms_of(serial_number, data)
-    ]
-    if rows:
-        await conn.execute(pass_search_terms.insert(), rows)
+    terms: list[str] = []
+    term_ids: list[int] = []
+    for pass_id, serial_number, data in items:
+        for term in terms_of(serial_number, data):
+            terms.append(term)
+            term_ids.append(pass_id)
+    if not terms:
+        return
+    if postgres:
+        # Two array parameters and one statement: an executemany of 5,000 rows was one
+        # protocol round of parse, bind and execute per row (measured: half the wall time
+        # of a CSV import).
+        await conn.execute(_INSERT_TERMS_PG, {"terms": terms, "ids": term_ids})
+    else:
+        await conn.execute(
+            pass_search_terms.insert(),
+            [{"term": t, "pass_id": i} for t, i in zip(terms, term_ids, strict=True)],
+        )
+
+
+_INSERT_TERMS_PG = sa.text(
+    "INSERT INTO pass_search_terms (term, pass_id)"
+    " SELECT t, i FROM unnest(CAST(:terms AS text[]), CAST(:ids AS bigint[])) AS u(t, i)"
+).bindparams(
+    sa.bindparam("terms", type_=postgresql.ARRAY(sa.Text())),
+    sa.bindparam("ids", type_=_ID_ARRAY),
+)
 
 
 # --- lists --------------------------------------------------------------------------------
