@@ -12,7 +12,6 @@ cascade on delete is kept by a trigger (a statement-level one on PostgreSQL).
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0030"
