@@ -254,10 +254,11 @@ async def _rarest_single_terms(
     conn: AsyncConnection, query_words: Sequence[str]
 ) -> tuple[str, str] | None:
     """(word, term) when every word of the query is the prefix of a single term of the
-    index: of those terms, the one whose entries are the sparsest among the newest passes
-    (the span of pass ids its newest FIRST_BOUND entries cover; the widest is the rarest).
+    index: of those terms, the sparsest among the newest passes (the mean gap between the
+    pass ids of its newest FIRST_BOUND entries, counted from the newest pass with terms).
     None when some word is the prefix of several terms (or of none)."""
-    found: list[tuple[int, str, str]] = []
+    top = await conn.scalar(sa.select(sa.func.max(pass_search_terms.c.pass_id)))
+    found: list[tuple[float, str, str]] = []
     for word in dict.fromkeys(query_words):
         single = await _single_term_word(conn, [word])
         if single is None:
@@ -269,12 +270,11 @@ async def _rarest_single_terms(
             .limit(FIRST_BOUND)
             .subquery()
         )
-        span = (
-            await conn.execute(
-                sa.select(sa.func.max(newest.c.pass_id), sa.func.min(newest.c.pass_id))
-            )
+        count, oldest = (
+            await conn.execute(sa.select(sa.func.count(), sa.func.min(newest.c.pass_id)))
         ).one()
-        found.append((int(span[0] or 0) - int(span[1] or 0), single[0], single[1]))
+        gap = (int(top or 0) - int(oldest or 0) + 1) / max(int(count), 1)
+        found.append((gap, single[0], single[1]))
     if not found:
         return None
     _, word, term = max(found)
