@@ -42,6 +42,9 @@ MAX_QUERY_WORDS = 8
 # The rarest word matching at most this many terms makes the search read those candidates.
 NARROW_LIMIT = 20_000
 FIRST_BOUND = 1_000
+# How many of a common word's newest entries tell how sparse it is (choosing which of
+# several common words to read in order).
+DENSITY_SAMPLE = 250
 
 _WORD = re.compile(r"\w+")
 # Above every character a term can hold: the end of a prefix range in code point order
@@ -255,11 +258,14 @@ async def _rarest_single_terms(
 ) -> tuple[str, str] | None:
     """(word, term) when every word of the query is the prefix of a single term of the
     index: of those terms, the sparsest among the newest passes (the mean gap between the
-    pass ids of its newest FIRST_BOUND entries, counted from the newest pass with terms).
+    pass ids of its newest DENSITY_SAMPLE entries, counted from the newest pass with terms).
     None when some word is the prefix of several terms (or of none)."""
+    distinct = list(dict.fromkeys(query_words))
+    if len(distinct) == 1:  # nothing to choose between
+        return await _single_term_word(conn, distinct)
     top = await conn.scalar(sa.select(sa.func.max(pass_search_terms.c.pass_id)))
     found: list[tuple[float, str, str]] = []
-    for word in dict.fromkeys(query_words):
+    for word in distinct:
         single = await _single_term_word(conn, [word])
         if single is None:
             return None
@@ -267,7 +273,7 @@ async def _rarest_single_terms(
             sa.select(pass_search_terms.c.pass_id)
             .where(pass_search_terms.c.term == single[1])
             .order_by(pass_search_terms.c.pass_id.desc())
-            .limit(FIRST_BOUND)
+            .limit(DENSITY_SAMPLE)
             .subquery()
         )
         count, oldest = (
