@@ -183,7 +183,7 @@ async def test_both_ways_of_reading_a_search_find_the_same_passes(
     found: dict[str, list[str]] = {}
 
     async with runtime.database.reader() as conn:
-        for q in ("ada", "a", "ada love", "gold ada", "p", "nothing"):
+        for q in ("ada", "a", "ada love", "gold ada", "gold lovelace", "p", "nothing"):
             query = search.PassQuery(
                 words=tuple(search.words(q)),
                 narrow_limit=narrow_limit,
@@ -201,9 +201,36 @@ async def test_both_ways_of_reading_a_search_find_the_same_passes(
         "a": ["x-adam", "p-alan", "p-ada"],
         "ada love": ["p-ada"],
         "gold ada": ["p-ada"],
+        "gold lovelace": ["p-ada"],
         "p": ["p-alan", "p-grace", "p-ada"],
         "nothing": [],
     }
+
+
+async def test_of_common_single_words_the_sparsest_is_read_in_order(
+    admin: httpx.AsyncClient, template: str, runtime: Runtime
+) -> None:
+    # "gold" on five passes, "ada" (a single term: no "adam" here) on two of them: the
+    # search reads "ada"'s entries and checks "gold" per pass; "g" names several terms.
+    for n in range(5):
+        name = "Ada X" if n in (1, 3) else f"Bo {n}"
+        data = {"name": name, "balance": 1, "member": {"tier": "Gold"}}
+        response = await admin.post(
+            "/api/v1/passes", json={"template": template, "serial_number": f"g{n}", "data": data}
+        )
+        assert response.status_code == 201, response.text
+
+    async with runtime.database.reader() as conn:
+        chosen = await search._rarest_single_terms(conn, ["gold", "ada"])
+        several = await search._rarest_single_terms(conn, ["gold", "g"])  # g0 ... gold
+        query = search.PassQuery(words=("gold", "ada"), narrow_limit=0, chunk_size=1, limit=1)
+        first = await search.list_passes(conn, query)
+        second = await search.list_passes(conn, replace(query, after=(first[0].id,)))
+        third = await search.list_passes(conn, replace(query, after=(second[0].id,)))
+
+    assert chosen == ("ada", "ada")
+    assert several is None
+    assert [row.serial_number for row in first + second + third] == ["g3", "g1"]
 
 
 async def test_a_pass_keeps_at_most_the_term_cap(
@@ -301,3 +328,24 @@ async def test_expired_filter(admin: httpx.AsyncClient, template: str, runtime: 
     assert await serials(admin, expired="true") == ["p-ada"]
     assert await serials(admin, expired="false") == ["x-adam", "p-alan", "p-grace"]
     assert await serials(admin, expired="false", q="ada") == ["x-adam"]
+
+
+async def test_a_deleted_pass_takes_its_search_terms_along(
+    admin: httpx.AsyncClient, template: str, runtime: Runtime
+) -> None:
+    # pass_search_terms has no foreign key (its per-row check was most of an import's
+    # time, migration 0030): a trigger on passes deletes the terms instead.
+    await issue_people(admin, template)
+    async with runtime.database.transaction() as conn:
+        await conn.execute(passes.delete().where(passes.c.serial_number.in_(["p-ada", "p-alan"])))
+    async with runtime.database.reader() as conn:
+        left = await conn.scalar(sa.select(sa.func.count()).select_from(pass_search_terms))
+        orphans = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(pass_search_terms)
+            .where(~sa.exists().where(passes.c.id == pass_search_terms.c.pass_id))
+        )
+
+    assert orphans == 0
+    assert (left or 0) > 0  # the other two passes keep theirs
+    assert await serials(admin, q="ada") == ["x-adam"]

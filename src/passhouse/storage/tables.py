@@ -252,7 +252,9 @@ pass_search_terms = sa.Table(
         ),
         primary_key=True,
     ),
-    sa.Column("pass_id", BigId, sa.ForeignKey("passes.id", ondelete="CASCADE"), primary_key=True),
+    # No foreign key: its check per row was most of a bulk import's time (migration 0030);
+    # a trigger on passes deletes a deleted pass's terms.
+    sa.Column("pass_id", BigId, primary_key=True),
     sa.Index("ix_pass_search_terms_pass_id_term", "pass_id", "term"),
 )
 

@@ -576,7 +576,9 @@ async def claim_due(
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=d)
+        return await _claim_due_pg(
+            conn, due.with_for_update(skip_locked=True, of=d), now_ms + lease_ms
+        )
     rows = (
         await conn.execute(
             d.update()
@@ -615,6 +617,54 @@ async def claim_due(
             ).where(webhook_endpoints.c.id.in_(endpoint_ids))
         )
     }
+    return claimed, events, endpoints
+
+
+async def _claim_due_pg(
+    conn: AsyncConnection, due: sa.Select[Any], lease_until_ms: int
+) -> tuple[list[ClaimedDelivery], dict[int, EventRecord], dict[int, EndpointRecord]]:
+    """claim_due in one statement: the lease, and the events and endpoints it needs, read
+    by the UPDATE's RETURNING (PostgreSQL's RETURNING may name the FROM tables; SQLite's
+    may not). Half the worker's database time was in the three statements this replaces."""
+    d, e, p = webhook_deliveries, webhook_events, webhook_endpoints
+    # A materialized CTE is run once: the rows it locked are the rows updated, whatever
+    # the plan of the join (an IN subquery on the inner side of a join may be run again).
+    chosen = due.cte("due").prefix_with("MATERIALIZED")
+    rows = (
+        await conn.execute(
+            d.update()
+            .where(d.c.id == chosen.c.id, e.c.id == d.c.event_id, p.c.id == d.c.endpoint_id)
+            .values(due_at_ms=lease_until_ms)
+            .returning(
+                d.c.id,
+                d.c.event_id,
+                d.c.endpoint_id,
+                d.c.attempts,
+                e.c.public_id,
+                e.c.type,
+                e.c.data,
+                e.c.created_at_ms,
+                p.c.url,
+                p.c.secret_encrypted,
+                p.c.failing_since_ms,
+            )
+        )
+    ).all()
+    claimed: list[ClaimedDelivery] = []
+    events: dict[int, EventRecord] = {}
+    endpoints: dict[int, EndpointRecord] = {}
+    for row in rows:
+        claimed.append(
+            ClaimedDelivery(int(row.id), int(row.event_id), int(row.endpoint_id), int(row.attempts))
+        )
+        if row.event_id not in events:
+            events[int(row.event_id)] = EventRecord(
+                row.public_id, row.type, dict(row.data), int(row.created_at_ms)
+            )
+        if row.endpoint_id not in endpoints:
+            endpoints[int(row.endpoint_id)] = EndpointRecord(
+                int(row.endpoint_id), row.url, bytes(row.secret_encrypted), row.failing_since_ms
+            )
     return claimed, events, endpoints
 
 

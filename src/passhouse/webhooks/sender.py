@@ -92,6 +92,9 @@ class WebhookSender:
         self._timeout = timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # URL -> its host when that is an IP literal (None for a name): parsed once, not
+        # per delivery.
+        self._literals: dict[str, str | None] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         # Made on first use: a session belongs to the event loop it was made in.
@@ -101,6 +104,11 @@ class WebhookSender:
                 limit=0,  # the worker bounds requests per endpoint itself
                 limit_per_host=self._max_connections,
                 keepalive_timeout=30,
+                # A name's checked addresses are kept 10 s per host (aiohttp's cache, in
+                # front of the resolver): a delivery does not wait for a lookup, and a
+                # name that moves inside the network is refused within 10 s (ADR 0018).
+                use_dns_cache=True,
+                ttl_dns_cache=10,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -111,12 +119,18 @@ class WebhookSender:
         return self._session
 
     def _check_literal(self, url: str) -> None:
-        host = urlsplit(url).hostname or ""
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return  # a name: the resolver checks it
-        if not self._allow_private:
+        if url in self._literals:
+            host = self._literals[url]
+        else:
+            host = urlsplit(url).hostname or ""
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                host = None  # a name: the resolver checks it
+            if len(self._literals) > 10_000:
+                self._literals.clear()
+            self._literals[url] = host
+        if host is not None and not self._allow_private:
             refuse_private(host, [host])
 
     async def send(
