@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -47,30 +47,9 @@ Cause = Literal[
     "expired",
     "retired",
 ]
-CAUSES: tuple[Cause, ...] = (
-    "issued",
-    "data_changed",
-    "voided",
-    "personalized",
-    "template_changed",
-    "certificate_renewed",
-    "republished",
-    "batch_issued",
-    "csv_import",
-    "bulk_update",
-    "scheduled_change",
-    "expired",
-    "retired",
-)
+CAUSES: tuple[Cause, ...] = get_args(Cause)
 ActorKind = Literal["api_key", "admin_token", "cli", "scheduler", "system", "device"]
-ACTOR_KINDS: tuple[ActorKind, ...] = (
-    "api_key",
-    "admin_token",
-    "cli",
-    "scheduler",
-    "system",
-    "device",
-)
+ACTOR_KINDS: tuple[ActorKind, ...] = get_args(ActorKind)
 
 
 @dataclass(frozen=True, slots=True)
