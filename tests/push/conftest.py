@@ -46,12 +46,12 @@ def database_url(tmp_path: Path, pg_database_url: str | None) -> str:
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
     db = Database(database_url)
-    async with db.engine.begin() as connection:
-        await connection.run_sync(metadata.drop_all)
-        await connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
-    # Migrated, not create_all: `passhouse worker` refuses a schema that is not at head.
-    await migrate.upgrade(db)
     try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(metadata.drop_all)
+            await connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+        # Migrated, not create_all: `passhouse worker` refuses a schema that is not at head.
+        await migrate.upgrade(db)
         yield db
     finally:
         await db.dispose()

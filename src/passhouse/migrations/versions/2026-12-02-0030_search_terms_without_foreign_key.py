@@ -1,7 +1,7 @@
 """search terms: no foreign key to passes (a trigger removes a deleted pass's terms)
 
 Revision ID: 0030
-Revises: 0016
+Revises: 0022
 Create Date: 2026-12-02 05:20:00
 
 The foreign key made PostgreSQL run a referential check per term row: 608 ms of 828 for
@@ -27,7 +27,7 @@ def upgrade() -> None:
         batch.drop_constraint(_FK, type_="foreignkey")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
-            "CREATE FUNCTION passhouse_forget_search_terms() RETURNS trigger"
+            "CREATE OR REPLACE FUNCTION passhouse_forget_search_terms() RETURNS trigger"
             " LANGUAGE plpgsql AS $$ BEGIN"
             " DELETE FROM pass_search_terms t USING gone g WHERE t.pass_id = g.id;"
             " RETURN NULL; END $$"
