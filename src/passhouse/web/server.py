@@ -31,7 +31,7 @@ import uvicorn
 from passhouse.bootstrap import open_runtime
 from passhouse.settings import Settings
 from passhouse.sign_ahead import Share
-from passhouse.web.access_log import access_log
+from passhouse.web.access_log import AccessLog, access_log
 from passhouse.web.app import create_app
 from passhouse.web.edge import EdgeLimits, guarded_protocol
 
@@ -172,10 +172,29 @@ def run_web_process(spec: WebProcess) -> None:
         timeout_graceful_shutdown=settings.http_shutdown_timeout_seconds,
     )
     try:
-        uvicorn.Server(config).run(sockets=[spec.sock])
+        _FlushingServer(config, access).run(sockets=[spec.sock])
     finally:
         # A spawned process exits without running atexit hooks: write the last lines now.
         access.flush()
+
+
+class _FlushingServer(uvicorn.Server):
+    """Writes the access log's last lines at the end of the graceful shutdown.
+
+    After a SIGTERM, uvicorn raises the signal again once it has shut down, with the
+    default handler back in place: the process ends there, and code after `run()` never
+    runs (the `finally` above covers the other ways out).
+    """
+
+    def __init__(self, config: uvicorn.Config, access: AccessLog) -> None:
+        super().__init__(config)
+        self._access = access
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            self._access.flush()
 
 
 def _exit_with_parent(parent_pid: int) -> None:
