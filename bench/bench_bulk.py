@@ -28,7 +28,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from passhouse import bulk, devmode, issuing
+import dataset  # type: ignore[import-not-found]  # the sibling module, first on sys.path
+from passhouse import bulk, issuing
 from passhouse.pkpass.devcerts import make_dev_credentials
 from passhouse.settings import Settings
 from passhouse.storage import jobs, migrate, pass_versions
@@ -37,7 +38,7 @@ from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import devices, passes, push_jobs, registrations
 
 PASS_TYPE_ID = "pass.bench.bulk"  # noqa: S105 - an identifier
-SECRET_KEY = "bench-secret-key-0123456789"  # noqa: S105 - a throwaway database's key
+SECRET_KEY = dataset.SECRET_KEY
 
 
 async def create_database(server: str) -> str:
@@ -89,23 +90,7 @@ async def main(rows: int, chunk: int) -> None:
         await migrate.upgrade(database)
         credentials = make_dev_credentials(PASS_TYPE_ID, "BENCHTEAM1")
         async with database.transaction() as conn:
-            await issuing.save_pass_type(
-                conn,
-                Sealer(SECRET_KEY),
-                issuing.Credentials(
-                    certificate_pem=credentials.cert_pem,
-                    private_key_pem=credentials.key_pem,
-                    wwdr_pem=credentials.wwdr_cert_pem,
-                ),
-                actor=pass_versions.CLI,
-            )
-            await issuing.create_template(
-                conn,
-                name="bench",
-                pass_type_id=PASS_TYPE_ID,
-                pass_json=devmode.DEMO_PASS_JSON,
-                assets=devmode.demo_assets(),
-            )
+            await dataset.add_pass_type_and_template(conn, PASS_TYPE_ID, credentials)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "members.csv"
             with path.open("w") as out:

@@ -33,18 +33,17 @@ from collections.abc import Awaitable, Callable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+import dataset  # type: ignore[import-not-found]  # the sibling module, first on sys.path
 from passhouse import devmode, issuing
 from passhouse.pkpass.devcerts import make_dev_credentials
 from passhouse.storage import pass_types, pass_versions, passes, templates
 from passhouse.storage.database import Database
 from passhouse.storage.migrate import upgrade
 from passhouse.storage.pass_versions import Change
-from passhouse.storage.sealing import Sealer
 from passhouse.storage.tables import pass_versions as history_table
 from passhouse.storage.tables import passes as passes_table
 
 PASS_TYPE_ID = "pass.bench.history"  # noqa: S105 - an identifier
-SECRET_KEY = "bench-secret-key-0123456789"  # noqa: S105 - a throwaway database's key
 
 
 async def _admin(server: str, sql: str) -> None:
@@ -67,23 +66,7 @@ def _backend_cpu_seconds(pid: int) -> float:
 async def _setup(database: Database, count: int) -> int:
     credentials = make_dev_credentials(PASS_TYPE_ID, "BENCHTEAM1")
     async with database.transaction() as conn:
-        await issuing.save_pass_type(
-            conn,
-            Sealer(SECRET_KEY),
-            issuing.Credentials(
-                certificate_pem=credentials.cert_pem,
-                private_key_pem=credentials.key_pem,
-                wwdr_pem=credentials.wwdr_cert_pem,
-            ),
-            actor=pass_versions.CLI,
-        )
-        template_id = await issuing.create_template(
-            conn,
-            name="bench",
-            pass_type_id=PASS_TYPE_ID,
-            pass_json=devmode.DEMO_PASS_JSON,
-            assets=devmode.demo_assets(),
-        )
+        template_id = int(await dataset.add_pass_type_and_template(conn, PASS_TYPE_ID, credentials))
         await conn.execute(
             sa.text(
                 "INSERT INTO passes (pass_type_id, serial_number, template_id,"
