@@ -78,13 +78,16 @@ free_port, family_cpu = dataset.free_port, dataset.family_cpu
 postgres_cpu = dataset.postgres_cpu_seconds
 fresh_database = dataset.new_database
 DEFAULT_RATE = 5_000.0  # Settings.push_rate_per_second's default
+# --expiry per-pass: the new template's expirationDate is "{{expires}}", so the workers
+# render every pass's date again after the change (a ticket's event day, say).
+EXPIRES = "2099-01-01T00:00:00Z"
 
 
 # --- data ----------------------------------------------------------------------------------
 
 
 def _populate_sql(dialect: str, n: int, template_id: int, now: int) -> list[str]:
-    data = json.dumps({"name": "Bench Member", "balance": 12})
+    data = json.dumps({"name": "Bench Member", "balance": 12, "expires": EXPIRES})
     mod0 = now - 7 * 86_400
     if dialect == "postgresql":
         gen = f"generate_series(1, {n}) AS g"
@@ -141,7 +144,7 @@ async def populate(url: str, n: int, creds: DevCredentials) -> tuple[int, int]:
     return int(template_id), now - 7 * 86_400
 
 
-async def change_template(url: str, marker: str) -> tuple[float, int]:
+async def change_template(url: str, marker: str, expiry: str) -> tuple[float, int]:
     """The template edit (issuing.replace_template, as PUT /api/v1/templates/{name} does):
     returns (commit time, the new version)."""
     database = Database(url)
@@ -151,7 +154,11 @@ async def change_template(url: str, marker: str) -> tuple[float, int]:
                 conn,
                 "bench",
                 name=None,
-                pass_json={**devmode.DEMO_PASS_JSON, "description": marker},
+                pass_json={
+                    **devmode.DEMO_PASS_JSON,
+                    "description": marker,
+                    **({"expirationDate": "{{expires}}"} if expiry == "per-pass" else {}),
+                },
                 assets=devmode.demo_assets(),
                 actor=pass_versions.CLI,
             )
@@ -431,7 +438,7 @@ async def run_once(
     apns: WakingApns,
     ca: Path,
 ) -> Run:
-    label = f"{kind}-{n}-w{web}-{pacing}"
+    label = f"{kind}-{n}-w{web}-{pacing}-{args.expiry}"
     url, drop = await fresh_database(kind, args.pg_url, workdir, label)
     try:
         t0 = time.perf_counter()
@@ -453,7 +460,7 @@ async def run_once(
             # The version is read after the commit, so the phones start with a placeholder.
             phones = Phones(devices, stack.port, args.connections, marker, version=n + 1)
             apns.phones = phones
-            committed, version = await change_template(url, marker)
+            committed, version = await change_template(url, marker, args.expiry)
             phones.version = version
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(phones.all_done.wait(), args.timeout)
@@ -597,6 +604,12 @@ if __name__ == "__main__":
         type=lambda text: text.split(","),
         default=["off", "default"],
         help="off (PASSHOUSE_PUSH_RATE_PER_SECOND=0) and/or default (5,000/s)",
+    )
+    parser.add_argument(
+        "--expiry",
+        choices=["per-pass", "none"],
+        default="per-pass",
+        help="the new template's expirationDate: from each pass's data, or none",
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=900.0)

@@ -440,6 +440,41 @@ async def test_a_template_change_moves_the_expiry_its_passes_show(
     assert (await _pass(admin, wallet_pass))["expires_at"] == "2001-01-01T00:00:00Z"
 
 
+async def test_a_template_date_from_pass_data_is_rendered_per_pass_and_a_shared_one_at_once(
+    runtime: Runtime, admin: httpx.AsyncClient, builder: issuing.PassBuilder, expiring: str
+) -> None:
+    ends = "2098-01-01T00:00:00Z"  # a past date would retire the pass meanwhile
+    ending = await issue(runtime, builder, expiring, expires=_in(3600), ends=ends)
+    undated = await issue(runtime, builder, expiring, expires=_in(3600))
+    per_pass = {**TEMPLATE_JSON, "expirationDate": "{{ends}}"}
+
+    replaced = await admin.put(
+        f"/api/v1/templates/{expiring}", json={"pass_json": per_pass, "assets": _assets()}
+    )
+    assert replaced.status_code == 200, replaced.text
+    async with running_worker(runtime):
+
+        async def rendered() -> bool:
+            return bool((await _pass(admin, ending))["expires_at"] == ends)
+
+        await wait_until(rendered)
+
+    # A pass without the value the date needs has no date (its file cannot be built).
+    assert (await _pass(admin, undated))["expires_at"] is None
+
+    # A date the same for every pass, or none, is set by the change itself: no worker runs.
+    for pass_json, expected in (
+        ({**TEMPLATE_JSON, "expirationDate": "2099-01-01T00:00:00+00:00"}, "2099-01-01T00:00:00Z"),
+        (TEMPLATE_JSON, None),
+    ):
+        replaced = await admin.put(
+            f"/api/v1/templates/{expiring}", json={"pass_json": pass_json, "assets": _assets()}
+        )
+        assert replaced.status_code == 200, replaced.text
+        shown = [(await _pass(admin, p))["expires_at"] for p in (ending, undated)]
+        assert shown == [expected, expected]
+
+
 async def test_passes_made_or_changed_in_bulk_expire_as_one_issued_does(
     runtime: Runtime, admin: httpx.AsyncClient, builder: issuing.PassBuilder, expiring: str
 ) -> None:

@@ -32,6 +32,8 @@ log = structlog.get_logger("passhouse.lifecycle")
 MAX_FAILURES_LISTED = 20
 # Passes voided or retired per transaction; the loop comes back for the rest at once.
 BATCH = 200
+# Expiries worked out per transaction: one field rendered each, written in one statement.
+EXPIRY_BATCH = 1_000
 # A year 9999 bound keeps every stored time a valid ISO 8601 date for the views.
 _LATEST = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
@@ -388,19 +390,15 @@ _SWEEP_LOCK = 0x7061737368_0020
 
 
 async def refresh_unknown_expiry(database: Database, builder: issuing.PassBuilder) -> int:
-    """Render the expiry of passes whose template changed; returns how many."""
+    """Render the expiry of passes whose template's date depends on pass data, after the
+    template changed; returns how many."""
     async with database.transaction() as conn:
         if not await _sweeping(conn):
             return 0
-        rows = await pass_lifecycle.with_unknown_expiry(conn, limit=BATCH)
-        for row in rows:
-            try:
-                pass_json = await builder.rendered_pass_json(conn, row)
-            except PasshouseError:
-                expires_at = None  # the pass no longer renders: its file cannot be built
-            else:
-                expires_at = issuing.expiry_of(pass_json)
-            await pass_lifecycle.set_expiry(conn, row.id, expires_at)
+        rows = await pass_lifecycle.with_unknown_expiry(conn, limit=EXPIRY_BATCH)
+        if rows:
+            expiries = await builder.rendered_expiries(conn, rows)
+            await pass_lifecycle.set_expiries(conn, expiries)
     return len(rows)
 
 

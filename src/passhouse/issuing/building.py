@@ -240,6 +240,30 @@ class PassBuilder:
         pass_json, _ = await self._render_row(conn, row)
         return pass_json
 
+    async def rendered_expiries(
+        self, conn: AsyncConnection, rows: list[sa.Row[Any]]
+    ) -> dict[int, int | None]:
+        """Each pass's rendered expirationDate (by pass id), from that one field: a template
+        change makes the workers read it for every pass, so the rest is not rendered. None:
+        no date, or the pass data lacks a value the date needs."""
+        found: dict[int, int | None] = {}
+        designs: dict[int, Template] = {}
+        for row in rows:
+            template = designs.get(row.template_id)
+            if template is None:
+                template_row = await _template_or_404(conn, row.template_id)
+                template = designs[row.template_id] = await self.template(conn, template_row)
+            data = dict(row.data)
+            if row.personalization:
+                data.setdefault("personalization", dict(row.personalization))
+            try:
+                value = template.render_key("expirationDate", data)
+            except PkpassError:
+                found[row.id] = None
+            else:
+                found[row.id] = expiry_of({"expirationDate": value})
+        return found
+
     async def _render_row(
         self, conn: AsyncConnection, row: sa.Row[Any]
     ) -> tuple[dict[str, Any], dict[str, bytes]]:

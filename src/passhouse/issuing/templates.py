@@ -15,7 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from passhouse.errors import Conflict, InvalidInput, NotFound
 from passhouse.issuing import google_wallet
 from passhouse.issuing.building import PassBuilder
-from passhouse.issuing.common import _require_storable, _template_or_404, now_ms, now_seconds
+from passhouse.issuing.common import (
+    _require_storable,
+    _template_or_404,
+    expiry_of,
+    now_ms,
+    now_seconds,
+)
 from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH
 from passhouse.pkpass.template import Template
 from passhouse.storage import pass_lifecycle, pass_types, passes, push_jobs, templates, webhooks
@@ -118,8 +124,14 @@ async def replace_template(
     await templates.replace_template(
         conn, row.id, name=new_name, pass_json=pass_json, assets=assets, now=now
     )
-    # The template may move its passes' expirationDate: a worker renders it again (ADR 0020).
-    await pass_lifecycle.forget_template_expiry(conn, row.id)
+    # The template may move its passes' expirationDate (ADR 0020): set here when it is the
+    # same for every pass, else rendered again per pass by a worker.
+    await pass_lifecycle.reset_template_expiry(
+        conn,
+        row.id,
+        expiry_of(pass_json),
+        per_pass=Template(dict(pass_json), {}).depends_on_data("expirationDate"),
+    )
     # The class once, and every object of the template, through the Google queue.
     await google_wallet.save_template(conn, row.id, pass_json, assets, google)
     if await templates.count_passes(conn, row.id) == 0:

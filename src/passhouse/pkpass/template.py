@@ -228,6 +228,20 @@ class Template:
             assets.pop("personalization.json", None)
         return pass_json, assets
 
+    def depends_on_data(self, key: str) -> bool:
+        """Whether a top-level pass.json key holds a placeholder (differs from pass to pass)."""
+        return any("{{" in text for text in _strings_in(self.pass_json.get(key)))
+
+    def render_key(self, key: str, data: Mapping[str, Any]) -> Any:
+        """One top-level pass.json value filled with data (None when the key is absent),
+        without rendering the rest of the pass; TemplateError names a missing value."""
+        missing: set[str] = set()
+        value = _substitute(self.pass_json.get(key), data, missing)
+        if missing:
+            names = ", ".join("{{" + name + "}}" for name in sorted(missing))
+            raise TemplateError(f'Template "{self.name}" needs a value for {names}.')
+        return value
+
     def _texts(self) -> Iterator[str]:
         yield from _strings_in(self.pass_json)
         for path, raw in self.assets.items():

@@ -7,6 +7,7 @@ whatever the number of passes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,21 +34,29 @@ async def with_unknown_expiry(conn: AsyncConnection, *, limit: int) -> list[sa.R
     return list(result.all())
 
 
-async def set_expiry(conn: AsyncConnection, pass_id: int, expires_at: int | None) -> None:
-    """Record a pass's rendered expiry (no new version: the signed file is unchanged)."""
+async def set_expiries(conn: AsyncConnection, expiries: Mapping[int, int | None]) -> None:
+    """Record passes' rendered expiry, by pass id (no new version: the signed files are
+    unchanged); one statement for them all."""
+    if not expiries:
+        return
     await conn.execute(
         passes.update()
-        .where(passes.c.id == pass_id, passes.c.expires_at == EXPIRY_UNKNOWN)
-        .values(expires_at=expires_at)
+        .where(passes.c.id == sa.bindparam("pass_id"), passes.c.expires_at == EXPIRY_UNKNOWN)
+        .values(expires_at=sa.bindparam("expiry")),
+        [{"pass_id": pass_id, "expiry": expiry} for pass_id, expiry in expiries.items()],
     )
 
 
-async def forget_template_expiry(conn: AsyncConnection, template_id: int) -> None:
-    """A template changed: its passes' expiry is unknown until a worker renders it again."""
+async def reset_template_expiry(
+    conn: AsyncConnection, template_id: int, expires_at: int | None, *, per_pass: bool
+) -> None:
+    """A template changed: its passes' expiry is the template's date for all of them, or,
+    when the date is filled from pass data (`per_pass`), unknown until a worker renders it
+    again (lifecycle.refresh_unknown_expiry)."""
     await conn.execute(
         passes.update()
         .where(passes.c.template_id == template_id, passes.c.voided == sa.false())
-        .values(expires_at=EXPIRY_UNKNOWN)
+        .values(expires_at=EXPIRY_UNKNOWN if per_pass else expires_at)
     )
 
 
