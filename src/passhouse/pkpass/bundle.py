@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography import x509
 
+from passhouse.pkpass.archive import MemberCache, manifest_and_members, prepare, write_zip
 from passhouse.pkpass.certs import (
     is_issued_by,
     load_certificates,
@@ -34,11 +35,13 @@ PKPASS_MEDIA_TYPE = "application/vnd.apple.pkpass"
 PKPASSES_MEDIA_TYPE = "application/vnd.apple.pkpasses"
 MAX_PASSES_PER_BUNDLE = 10
 MAX_BUNDLE_BYTES = 150 * 1024 * 1024
-# Fixed timestamps so the same content gives the same bytes (cacheable, diffable).
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # A pass we render nests a data value (at most the cap) inside pass.json (at most the cap).
 _VERIFY_DEPTH = 2 * MAX_DEPTH_CAP
 _RESERVED = {"pass.json", "manifest.json", "signature"}
+_MEMBERS = MemberCache()
+# Asset checks of recent templates; a key holds names and 24-byte headers only.
+_ASSET_PROBLEMS: dict[tuple[tuple[str, bytes], ...], list[str]] = {}
+_ASSET_PROBLEMS_KEPT = 256
 
 
 def build_pkpass(
@@ -59,10 +62,11 @@ def build_pkpass(
         if name.endswith(".lproj/pass.strings") and not is_utf16(data):
             data = encode_strings(parse_strings(data))
         files[name] = data
-    manifest = _to_json({name: _sha1(files[name]) for name in sorted(files)})
-    files["manifest.json"] = manifest
-    files["signature"] = signer.sign(manifest)
-    return _zip(files)
+    digests, members = manifest_and_members(files, _MEMBERS)
+    manifest = _to_json(digests)
+    members += (prepare("manifest.json", manifest), prepare("signature", signer.sign(manifest)))
+    members.sort(key=lambda member: member.name)
+    return write_zip(members)
 
 
 def build_pkpasses(pkpasses: Sequence[bytes]) -> bytes:
@@ -80,24 +84,43 @@ def build_pkpasses(pkpasses: Sequence[bytes]) -> bytes:
         if not zipfile.is_zipfile(io.BytesIO(data)):
             raise PkpassError(f"Pass {index} of the bundle is not a .pkpass (zip) file.")
     # Passes are already compressed zips; storing avoids recompressing them for nothing.
-    return _zip({f"pass{index:02d}.pkpass": data for index, data in enumerate(pkpasses, 1)})
+    return write_zip(
+        [prepare(f"pass{index:02d}.pkpass", data) for index, data in enumerate(pkpasses, 1)]
+    )
 
 
 def _build_problems(
     pass_json: Mapping[str, Any], assets: Mapping[str, bytes], signer: PassSigner
 ) -> list[str]:
     problems = list(validate_pass_json(pass_json).errors)
-    for name in assets:
-        parts = PurePosixPath(name).parts
-        if name in _RESERVED:
-            problems.append(f"{name}: reserved name; pass.json is given separately")
-        elif name.startswith("/") or ".." in parts or "\\" in name or len(parts) > 2:
-            problems.append(f"{name}: not a valid file name inside a pass")
-        elif len(parts) == 2 and not parts[0].endswith(".lproj"):
-            problems.append(f"{name}: only <language>.lproj/ folders are allowed")
-    problems.extend(check_images(dict(assets), None).errors)
+    problems.extend(_asset_problems(assets))
     problems.extend(_identity_problems(pass_json, signer.pass_type_id, signer.team_id))
     return problems
+
+
+def _asset_problems(assets: Mapping[str, bytes]) -> list[str]:
+    """File names and images: the same for every pass of a template, so worked out once
+    per set of names and PNG headers (all that check_images reads)."""
+    key = tuple(
+        (name, data[:24] if name.lower().endswith(".png") else b"")
+        for name, data in sorted(assets.items())
+    )
+    found = _ASSET_PROBLEMS.get(key)
+    if found is None:
+        found = []
+        for name in assets:
+            parts = PurePosixPath(name).parts
+            if name in _RESERVED:
+                found.append(f"{name}: reserved name; pass.json is given separately")
+            elif name.startswith("/") or ".." in parts or "\\" in name or len(parts) > 2:
+                found.append(f"{name}: not a valid file name inside a pass")
+            elif len(parts) == 2 and not parts[0].endswith(".lproj"):
+                found.append(f"{name}: only <language>.lproj/ folders are allowed")
+        found.extend(check_images(dict(assets), None).errors)
+        if len(_ASSET_PROBLEMS) >= _ASSET_PROBLEMS_KEPT:
+            _ASSET_PROBLEMS.clear()
+        _ASSET_PROBLEMS[key] = found
+    return found
 
 
 def _identity_problems(
@@ -126,19 +149,6 @@ def _to_json(value: Any) -> bytes:
 def _sha1(data: bytes) -> str:
     # Apple fixes the manifest format; SHA-1 here is not a security choice.
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
-
-
-def _zip(files: Mapping[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
-            info.external_attr = 0o644 << 16
-            # PNGs and passes are compressed already: storing them measured 3x faster overall.
-            stored = name.endswith((".png", ".pkpass", "signature"))
-            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-            archive.writestr(info, files[name])
-    return buffer.getvalue()
 
 
 def verify_pkpass(
