@@ -75,7 +75,7 @@ SAMPLE = 1000  # passes (and their devices) the Lua scripts pick from
 CACHED = 300  # distinct passes of the cached-200 scenario
 SERVER_CPU = "0"
 WRK_CPU = "1"
-CONNECTIONS = 32
+CONNECTIONS = int(os.environ.get("BENCH_WEB_CONNECTIONS", "32"))
 # The old tag: a device last synced when a tenth of today's versions existed.
 OLD_TAG_FRACTION = 10
 # Unanalyzed data must keep at least this share of the analyzed rate (issue 8).
