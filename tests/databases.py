@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -34,3 +36,53 @@ def fresh_postgres_database(base_url: str, prefix: str) -> Iterator[str]:
         )
     finally:
         asyncio.run(_run_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+PG_ENV = "PASSHOUSE_TEST_DATABASE_URL"
+
+
+async def _load(
+    url: str, statements: Callable[[str], list[str]], *, analyze: bool, no_autovacuum: Sequence[str]
+) -> None:
+    from passhouse.storage import migrate
+    from passhouse.storage.database import Database
+
+    database = Database(url)
+    try:
+        await migrate.upgrade(database)
+        async with database.transaction() as conn:
+            if database.dialect == "postgresql":
+                for table in no_autovacuum:
+                    await conn.execute(
+                        sa.text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+                    )
+            for statement in statements(database.dialect):
+                await conn.execute(sa.text(statement))
+        if analyze and database.dialect == "postgresql":
+            async with database.transaction() as conn:
+                await conn.execute(sa.text("ANALYZE"))
+    finally:
+        await database.dispose()
+
+
+@contextmanager
+def loaded_database(
+    folder: Path,
+    prefix: str,
+    statements: Callable[[str], list[str]],
+    *,
+    analyze: bool = False,
+    no_autovacuum: Sequence[str] = (),
+) -> Iterator[str]:
+    """A migrated database of its own, loaded by `statements(dialect)`: on the PostgreSQL
+    server of PASSHOUSE_TEST_DATABASE_URL when it is set, else a SQLite file in `folder`.
+    PostgreSQL is analyzed afterwards only when asked (SQLite never is)."""
+    base = os.environ.get(PG_ENV)
+    if base:
+        with fresh_postgres_database(base, prefix) as url:
+            asyncio.run(_load(url, statements, analyze=analyze, no_autovacuum=no_autovacuum))
+            yield url
+        return
+    url = f"sqlite:///{folder / f'{prefix}.db'}"
+    asyncio.run(_load(url, statements, analyze=analyze, no_autovacuum=no_autovacuum))
+    yield url

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from databases import fresh_postgres_database
-from passhouse.storage import hot_path, migrate
-from passhouse.storage.database import Database
+from databases import PG_ENV, loaded_database
+from passhouse.storage import hot_path
 
-PG_ENV = "PASSHOUSE_TEST_DATABASE_URL"
 PASSES = 5_000
 HALF = PASSES // 2
 PT = "pass.test.plan"
@@ -64,34 +61,16 @@ def _load_statements(dialect: str) -> list[str]:
     return [statement.format(**values) for statement in _LOAD]
 
 
-async def _load(url: str) -> None:
-    database = Database(url)
-    try:
-        await migrate.upgrade(database)
-        async with database.transaction() as conn:
-            if database.dialect == "postgresql":
-                for table in ("passes", "devices", "registrations"):
-                    await conn.execute(
-                        sa.text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-                    )
-            for statement in _load_statements(database.dialect):
-                await conn.execute(sa.text(statement))
-    finally:
-        await database.dispose()
-
-
 @pytest.fixture(scope="module")
 def unanalyzed_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A database of its own, freshly loaded and never analyzed."""
-    base = os.environ.get(PG_ENV)
-    if base:
-        with fresh_postgres_database(base, "passhouse_plan") as url:
-            asyncio.run(_load(url))
-            yield url
-        return
-    url = f"sqlite:///{tmp_path_factory.mktemp('plan') / 'unanalyzed.db'}"
-    asyncio.run(_load(url))
-    yield url
+    with loaded_database(
+        tmp_path_factory.mktemp("plan"),
+        "passhouse_plan",
+        _load_statements,
+        no_autovacuum=("passes", "devices", "registrations"),
+    ) as url:
+        yield url
 
 
 def _expected(device: int, pass_type_id: str, since: int) -> set[tuple[str, int]]:

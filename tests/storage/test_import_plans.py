@@ -4,51 +4,26 @@ scans passes testing every serial on every row made a 100,000-row import quadrat
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from databases import fresh_postgres_database
-from passhouse.storage import migrate, passes
+from databases import loaded_database
+from passhouse.storage import passes
 from passhouse.storage.database import Database
-from storage.test_search_plans import PASSES, PG_ENV, PT, _load_statements
+from storage.test_search_plans import PASSES, PT, _load_statements, _nodes
 
 SERIALS = [f"s{n}" for n in range(1, 2001, 2)] + [f"new-{n}" for n in range(1000)]
 
 
-async def _load_unanalyzed(url: str) -> None:
-    database = Database(url)
-    try:
-        await migrate.upgrade(database)
-        async with database.transaction() as conn:
-            for statement in _load_statements(database.dialect):
-                await conn.execute(sa.text(statement))
-    finally:
-        await database.dispose()
-
-
 @pytest.fixture(scope="module")
 def unanalyzed_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = os.environ.get(PG_ENV)
-    if base:
-        with fresh_postgres_database(base, "passhouse_import") as url:
-            asyncio.run(_load_unanalyzed(url))
-            yield url
-        return
-    url = f"sqlite:///{tmp_path_factory.mktemp('imports') / 'unanalyzed.db'}"
-    asyncio.run(_load_unanalyzed(url))
-    yield url
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
+    with loaded_database(
+        tmp_path_factory.mktemp("imports"), "passhouse_import", _load_statements
+    ) as url:
+        yield url
 
 
 async def test_the_serial_lookup_probes_the_unique_index_per_serial(unanalyzed_url: str) -> None:

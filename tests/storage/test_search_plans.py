@@ -11,9 +11,7 @@ SQLite as passhouse leaves it, without statistics.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -21,11 +19,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from databases import fresh_postgres_database
-from passhouse.storage import migrate, search
+from databases import PG_ENV, loaded_database
+from passhouse.storage import search
 from passhouse.storage.database import Database
 
-PG_ENV = "PASSHOUSE_TEST_DATABASE_URL"
 PASSES = 20_000
 PT = "pass.test.search"
 
@@ -62,31 +59,12 @@ def _load_statements(dialect: str) -> list[str]:
     return [statement.format(**values) for statement in _LOAD]
 
 
-async def _load(url: str) -> None:
-    database = Database(url)
-    try:
-        await migrate.upgrade(database)
-        async with database.transaction() as conn:
-            for statement in _load_statements(database.dialect):
-                await conn.execute(sa.text(statement))
-        if database.dialect == "postgresql":
-            async with database.transaction() as conn:
-                await conn.execute(sa.text("ANALYZE"))
-    finally:
-        await database.dispose()
-
-
 @pytest.fixture(scope="module")
 def loaded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = os.environ.get(PG_ENV)
-    if base:
-        with fresh_postgres_database(base, "passhouse_search") as url:
-            asyncio.run(_load(url))
-            yield url
-        return
-    url = f"sqlite:///{tmp_path_factory.mktemp('search') / 'loaded.db'}"
-    asyncio.run(_load(url))
-    yield url
+    with loaded_database(
+        tmp_path_factory.mktemp("search"), "passhouse_search", _load_statements, analyze=True
+    ) as url:
+        yield url
 
 
 # Each walks an index in the page's order, checking filters and words per pass read.

@@ -106,8 +106,8 @@ def write_zip(members: list[Member]) -> bytes:
     for member in members:
         version = 20 if member.method else 10
         size = len(member.payload)
-        header = _LOCAL.pack(
-            b"PK\x03\x04",
+        # The fields the local header and the central directory both give, in this order.
+        shared = (
             version,
             member.flags,
             member.method,
@@ -117,28 +117,12 @@ def write_zip(members: list[Member]) -> bytes:
             size,
             member.size,
             len(member.name),
-            0,
         )
+        header = _LOCAL.pack(b"PK\x03\x04", *shared, 0)
         parts += (header, member.name, member.payload)
         central += (
             _CENTRAL.pack(
-                b"PK\x01\x02",
-                _MADE_BY_UNIX | 20,
-                version,
-                member.flags,
-                member.method,
-                _DOS_TIME,
-                _DOS_DATE,
-                member.crc,
-                size,
-                member.size,
-                len(member.name),
-                0,
-                0,
-                0,
-                0,
-                _UNIX_FILE,
-                offset,
+                b"PK\x01\x02", _MADE_BY_UNIX | 20, *shared, 0, 0, 0, 0, _UNIX_FILE, offset
             ),
             member.name,
         )
