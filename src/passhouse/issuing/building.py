@@ -123,6 +123,17 @@ class RenderChecked:
 RenderCheck = Callable[..., RenderChecked]
 
 
+def _render_data(
+    data: Mapping[str, Any], personalization: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What a pass's placeholders are filled from: its data, and what the holder gave when
+    personalizing it (as `personalization`, unless the data has that key)."""
+    render_data = dict(data)
+    if personalization:
+        render_data.setdefault("personalization", dict(personalization))
+    return render_data
+
+
 async def _keep_signed_file(
     database: Database, pass_id: int, version: int, build_key: str, data: bytes
 ) -> None:
@@ -235,11 +246,6 @@ class PassBuilder:
         PASSES_SIGNED.inc()
         return build_pkpass(pass_json, assets, signer)
 
-    async def rendered_pass_json(self, conn: AsyncConnection, row: sa.Row[Any]) -> dict[str, Any]:
-        """pass.json of a pass as its current version renders (nothing signed)."""
-        pass_json, _ = await self._render_row(conn, row)
-        return pass_json
-
     async def rendered_expiries(
         self, conn: AsyncConnection, rows: list[sa.Row[Any]]
     ) -> dict[int, int | None]:
@@ -253,11 +259,10 @@ class PassBuilder:
             if template is None:
                 template_row = await _template_or_404(conn, row.template_id)
                 template = designs[row.template_id] = await self.template(conn, template_row)
-            data = dict(row.data)
-            if row.personalization:
-                data.setdefault("personalization", dict(row.personalization))
             try:
-                value = template.render_key("expirationDate", data)
+                value = template.render_key(
+                    "expirationDate", _render_data(row.data, row.personalization)
+                )
             except PkpassError:
                 found[row.id] = None
             else:
@@ -390,12 +395,11 @@ class PassBuilder:
             # Apple's advice for passes the server is done with: a voided pass with neither
             # webServiceURL nor authenticationToken, so Wallet stops asking (ADR 0020).
             overrides.update(voided=True, webServiceURL=None, authenticationToken=None)
-        render_data = dict(data)
-        if personalization:
-            render_data.setdefault("personalization", dict(personalization))
         try:
             return template.render(
-                render_data, overrides=overrides, personalized=bool(personalization)
+                _render_data(data, personalization),
+                overrides=overrides,
+                personalized=bool(personalization),
             )
         except PkpassError as error:
             raise InvalidInput(error.message) from None

@@ -215,10 +215,7 @@ class Template:
                 rendered = _substitute(personalization, data, missing)
                 assets[path] = json.dumps(rendered, ensure_ascii=False).encode()
         if missing:
-            names = ", ".join("{{" + name + "}}" for name in sorted(missing))
-            raise TemplateError(
-                f'Template "{self.name}" needs a value for {names}: add it to the pass data.'
-            )
+            raise self._missing(missing)
         for key, value in (overrides or {}).items():
             if value is None:
                 pass_json.pop(key, None)
@@ -238,9 +235,14 @@ class Template:
         missing: set[str] = set()
         value = _substitute(self.pass_json.get(key), data, missing)
         if missing:
-            names = ", ".join("{{" + name + "}}" for name in sorted(missing))
-            raise TemplateError(f'Template "{self.name}" needs a value for {names}.')
+            raise self._missing(missing)
         return value
+
+    def _missing(self, missing: set[str]) -> TemplateError:
+        names = ", ".join("{{" + name + "}}" for name in sorted(missing))
+        return TemplateError(
+            f'Template "{self.name}" needs a value for {names}: add it to the pass data.'
+        )
 
     def _texts(self) -> Iterator[str]:
         yield from _strings_in(self.pass_json)
