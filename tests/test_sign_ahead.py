@@ -98,3 +98,28 @@ async def test_each_process_signs_its_share(
     assert after_first == {p.pass_id for p in woken if p.pass_id % 2 == 0}
     assert first + second == 4
     assert set(await _cached(runtime)) == {p.pass_id for p in woken}
+
+
+async def test_servers_with_different_public_urls_do_not_re_sign_each_others_files(
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
+    client: httpx.AsyncClient,
+    template: str,
+) -> None:
+    # Two servers on one database, one moved to another address (ADR 0012): each replaces
+    # the other's file on a download, but their sign-ahead loops must settle, not take
+    # turns replacing the stored file for as long as the pushes stay queued.
+    woken = [await issue(runtime, builder, template) for _ in range(2)]
+    for number, issued in enumerate(woken):
+        await _register(client, issued, f"device-{number}")
+    await _change_template(runtime)
+    elsewhere = issuing.PassBuilder(runtime.sealer, "https://elsewhere.example/passkit")
+
+    assert await sign_pending(runtime.database, builder, Share()) == 2
+    assert await sign_pending(runtime.database, elsewhere, Share()) == 0
+    assert await sign_pending(runtime.database, builder, Share()) == 0
+    # The other server's download still gets a file with its own webServiceURL.
+    issued = woken[0]
+    version = (await _versions(runtime))[issued.pass_id]
+    data, _ = await elsewhere.pkpass(runtime.database, issued.pass_id, version)
+    assert issuing.pass_json_of(data)["webServiceURL"] == "https://elsewhere.example/passkit"

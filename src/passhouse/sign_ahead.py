@@ -60,7 +60,6 @@ async def sign_pending(
         async with database.reader() as conn:
             rows = await queries.unsigned_pending(
                 conn,
-                build_key=builder.build_key,
                 before_job_id=before,
                 share=share.index,
                 shares=share.count,

@@ -11,15 +11,19 @@ from passhouse.storage.tables import passes, pkpass_cache, push_jobs, registrati
 async def unsigned_pending(
     conn: AsyncConnection,
     *,
-    build_key: str,
     before_job_id: int | None,
     share: int,
     shares: int,
     limit: int,
 ) -> list[tuple[int, int, int]]:
     """(push job id, pass id, version) for queued pushes, newest job first, whose pass's
-    current version has no signed file for `build_key`; only passes with
-    id % shares == share (each web process signs its share).
+    current version has no signed file at all; only passes with id % shares == share
+    (each web process signs its share).
+
+    A file of the current version built for another key counts as signed here: two
+    servers with different public URLs on one database (ADR 0012) would otherwise replace
+    each other's file for ever, each sweep finding its own missing again. Their downloads
+    still sign for their own key, once per request, as before.
 
     Driven from the queue (ix_registrations_push_token, then the pass by id), so its cost
     follows the queue, not the number of passes; the cursor is the job id.
@@ -27,7 +31,6 @@ async def unsigned_pending(
     signed = sa.exists().where(
         pkpass_cache.c.pass_id == passes.c.id,
         pkpass_cache.c.version == passes.c.version,
-        pkpass_cache.c.build_key == build_key,
     )
     query = (
         sa.select(push_jobs.c.id, passes.c.id, passes.c.version)
