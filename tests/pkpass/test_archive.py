@@ -73,3 +73,17 @@ def test_the_cache_keeps_members_within_its_budget_and_by_content() -> None:
     assert cache.get("a.png", b"x" * 4000) is not first  # evicted, prepared again
     assert cache.get("a.png", b"y" * 4000).crc != first.crc
     assert prepare("a.png", b"x" * 4000) == first
+
+
+def test_fresh_files_are_written_and_digested_but_not_kept() -> None:
+    cache = MemberCache()
+    assets = {name: data for name, data in FILES.items() if name != "pass.json"}
+
+    digests, members = manifest_and_members(assets, cache, fresh={"pass.json": FILES["pass.json"]})
+
+    assert write_zip(members) == _written(FILES)
+    assert digests == manifest_and_members(FILES, MemberCache())[0]
+    assert cache.get("icon.png", FILES["icon.png"]) is next(
+        member for member in members if member.name == b"icon.png"
+    )
+    assert len(cache) == len(assets)

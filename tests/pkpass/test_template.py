@@ -304,3 +304,17 @@ def test_personalization_json_nested_past_the_limit_is_a_check_error() -> None:
     errors = template.check(max_json_depth=32).errors
 
     assert any("the limit is 32 levels" in error for error in errors), errors
+
+
+def test_static_strings_are_one_shared_file_and_templated_ones_differ_per_pass() -> None:
+    static = make_template(**{"en.lproj/pass.strings": b'"hello" = "Hi";'})
+    templated = make_template(**{"en.lproj/pass.strings": b'"hello" = "Hi {{member.name}}";'})
+    ada = {"serial": "1", "member.name": "Ada", "balance": 1, "vip": 0}
+    bob = {**ada, "serial": "2", "member.name": "Bob"}
+
+    first, second = (static.render(data)[1]["en.lproj/pass.strings"] for data in (ada, bob))
+    assert first is second
+    assert parse_strings(first) == {"hello": "Hi"}
+    assert [
+        parse_strings(templated.render(data)[1]["en.lproj/pass.strings"]) for data in (ada, bob)
+    ] == [{"hello": "Hi Ada"}, {"hello": "Hi Bob"}]

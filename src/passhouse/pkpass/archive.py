@@ -78,6 +78,9 @@ class MemberCache:
         self._max_bytes = max_bytes
         self._lock = threading.Lock()  # a pass may be built in a thread
 
+    def __len__(self) -> int:
+        return len(self._members)
+
     def get(self, name: str, data: bytes) -> Member:
         key = (name, data)
         with self._lock:
@@ -133,8 +136,16 @@ def write_zip(members: list[Member]) -> bytes:
 
 
 def manifest_and_members(
-    files: Mapping[str, bytes], cache: MemberCache
+    files: Mapping[str, bytes], cache: MemberCache, *, fresh: Mapping[str, bytes] | None = None
 ) -> tuple[dict[str, str], list[Member]]:
-    """Each file's SHA-1 by name (the manifest's content) and its member, sorted by name."""
-    members = [cache.get(name, files[name]) for name in sorted(files)]
+    """Each file's SHA-1 by name (the manifest's content) and its member, sorted by name.
+
+    Files of `fresh` (content unlikely to come again) are prepared without the cache.
+    """
+    fresh = fresh or {}
+    every = {**files, **fresh}
+    members = [
+        prepare(name, fresh[name]) if name in fresh else cache.get(name, every[name])
+        for name in sorted(every)
+    ]
     return {member.name.decode(): member.sha1 for member in members}, members

@@ -28,7 +28,7 @@ from passhouse.pkpass.json_input import MAX_DEPTH_CAP, parse_json
 from passhouse.pkpass.pass_json import STYLE_KEYS, validate_pass_json, validate_personalization
 from passhouse.pkpass.report import Report
 from passhouse.pkpass.signing import PassSigner
-from passhouse.pkpass.strings import encode_strings, is_utf16, parse_strings
+from passhouse.pkpass.strings import is_utf16, read_strings
 from passhouse.pkpass.template import check_localizations
 
 PKPASS_MEDIA_TYPE = "application/vnd.apple.pkpass"
@@ -56,13 +56,16 @@ def build_pkpass(
     if problems:
         raise InvalidPass(problems)
 
-    files: dict[str, bytes] = {"pass.json": _to_json(pass_json)}
+    files: dict[str, bytes] = {}
     for name, data in assets.items():
         # Apple asks for UTF-16 pass.strings; templates may well have been saved as UTF-8.
         if name.endswith(".lproj/pass.strings") and not is_utf16(data):
-            data = encode_strings(parse_strings(data))
+            data = read_strings(data).utf16
         files[name] = data
-    digests, members = manifest_and_members(files, _MEMBERS)
+    # pass.json differs from pass to pass: keeping it would only push assets out.
+    digests, members = manifest_and_members(
+        files, _MEMBERS, fresh={"pass.json": _to_json(pass_json)}
+    )
     manifest = _to_json(digests)
     members += (prepare("manifest.json", manifest), prepare("signature", signer.sign(manifest)))
     members.sort(key=lambda member: member.name)

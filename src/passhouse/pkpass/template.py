@@ -16,7 +16,13 @@ from passhouse.pkpass.images import check_images
 from passhouse.pkpass.json_input import DEFAULT_MAX_DEPTH, MAX_DEPTH_CAP, JsonRejected, parse_json
 from passhouse.pkpass.pass_json import STYLE_KEYS, validate_pass_json, validate_personalization
 from passhouse.pkpass.report import Report
-from passhouse.pkpass.strings import StringsError, encode_strings, is_utf16, parse_strings
+from passhouse.pkpass.strings import (
+    StringsError,
+    encode_strings,
+    is_utf16,
+    parse_strings,
+    read_strings,
+)
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.-]*)\s*\}\}")
 # Files that belong to a signed pass, never to a template; and OS litter that Apple rejects.
@@ -445,11 +451,13 @@ def _render_strings(
     raw: bytes, data: Mapping[str, Any], missing: set[str], path: str, template: str
 ) -> bytes:
     try:
-        entries = parse_strings(raw)
+        strings = read_strings(raw)
     except StringsError as error:
         raise TemplateError(f'Template "{template}": {path}: {error}.') from None
+    if not strings.templated:
+        return strings.utf16
     rendered = {
         key: _fill(text, data, missing, keep_type=False) if "{{" in text else text
-        for key, text in entries.items()
+        for key, text in strings.entries.items()
     }
     return encode_strings(rendered)
