@@ -29,6 +29,8 @@ from passhouse.storage.faults import database_fault
 log = structlog.get_logger("passhouse.sign_ahead")
 
 BATCH = 100
+# Jobs looked at per statement: a sweep over a signed queue is one statement per window.
+WINDOW = 500
 IDLE_SECONDS = 1.0
 ERROR_PAUSE_SECONDS = 5.0
 
@@ -58,16 +60,14 @@ async def sign_pending(
     before: int | None = None
     while limit is None or attempted < limit:
         async with database.reader() as conn:
-            rows = await queries.unsigned_pending(
+            window = await queries.unsigned_pending(
                 conn,
                 before_job_id=before,
                 share=share.index,
                 shares=share.count,
-                limit=BATCH,
+                window=WINDOW,
             )
-        if not rows:
-            break
-        for _, pass_id, version in rows:
+        for pass_id, version in window.unsigned:
             attempted += 1
             try:
                 await builder.pkpass(database, pass_id, version)
@@ -76,7 +76,9 @@ async def sign_pending(
             else:
                 signed += 1
             await asyncio.sleep(0)  # device requests go first between two signatures
-        before = rows[-1][0]
+        if window.next_before is None:
+            break
+        before = window.next_before
     if failures:
         log.warning("sign_ahead_skipped", count=len(failures), first=failures[0])
     return signed

@@ -21,7 +21,8 @@ import pytest
 import sqlalchemy as sa
 
 from databases import PG_ENV, loaded_database
-from passhouse.storage import hot_path
+from passhouse.storage import hot_path, sign_ahead
+from passhouse.storage.database import Database
 
 PASSES = 5_000
 HALF = PASSES // 2
@@ -45,6 +46,11 @@ _LOAD = [
     "{rows} INSERT INTO registrations (device_id, pass_id, push_token, registered_at_ms)"
     " SELECT g, g, 'push-' || g, 0 FROM {source}"
     f" UNION ALL SELECT g, ((g - 1 + {HALF}) % {PASSES}) + 1, 'push-' || g, 0 FROM {{source}}",
+    # A push queued for every device (job g for device g), and every third pass signed.
+    "{rows} INSERT INTO push_jobs (id, push_token, pass_type_id, due_at_ms, created_at_ms)"
+    f" SELECT g, 'push-' || g, '{PT}', 0, 0 FROM {{source}}",
+    "{rows} INSERT INTO pkpass_cache (pass_id, version, build_key, data)"
+    " SELECT g, g, '', {blob} FROM {source} WHERE g % 3 = 0",
 ]
 
 
@@ -68,7 +74,7 @@ def unanalyzed_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         tmp_path_factory.mktemp("plan"),
         "passhouse_plan",
         _load_statements,
-        no_autovacuum=("passes", "devices", "registrations"),
+        no_autovacuum=("passes", "devices", "registrations", "push_jobs", "pkpass_cache"),
     ) as url:
         yield url
 
@@ -96,6 +102,36 @@ async def test_changed_serials_are_the_devices_passes_above_the_tag(
 
     assert len(found) == len(set(found))
     assert set(found) == _expected(device, pass_type_id, since)
+
+
+def _unsigned_in(newest: int, oldest: int, shares: int, share: int) -> list[tuple[int, int]]:
+    """What sign-ahead must find for the jobs newest..oldest, by the load's rules."""
+    found: list[tuple[int, int]] = []
+    for job in range(newest, oldest - 1, -1):
+        for pass_id in (job, ((job - 1 + HALF) % PASSES) + 1):
+            wanted = pass_id % 10 != 0 and pass_id % 3 != 0 and pass_id % shares == share
+            if wanted and (pass_id, pass_id) not in found:
+                found.append((pass_id, pass_id))
+    return found
+
+
+@pytest.mark.parametrize(("before", "window"), [(None, 40), (HALF + 3, 40), (30, 40)])
+async def test_sign_ahead_finds_the_unsigned_passes_of_a_window_of_the_queue(
+    unanalyzed_url: str, before: int | None, window: int
+) -> None:
+    database = Database(unanalyzed_url)
+    try:
+        async with database.reader() as conn:
+            found = await sign_ahead.unsigned_pending(
+                conn, before_job_id=before, share=1, shares=2, window=window
+            )
+    finally:
+        await database.dispose()
+
+    newest = PASSES if before is None else before - 1
+    oldest = max(newest - window + 1, 1)
+    assert found.unsigned == _unsigned_in(newest, oldest, 2, 1)
+    assert found.next_before == (oldest if newest - oldest + 1 == window else None)
 
 
 # --- PostgreSQL: EXPLAIN ----------------------------------------------------------------
@@ -256,3 +292,59 @@ def test_sqlite_pass_lookup_uses_the_serial_index(
     assert plan == [
         "SEARCH passes USING INDEX sqlite_autoindex_passes_1 (pass_type_id=? AND serial_number=?)"
     ]
+
+
+# --- Sign-ahead: a window of the queue, then lookups by index --------------------------
+
+
+async def test_postgres_sign_ahead_reads_a_window_of_the_queue_then_by_index(
+    unanalyzed_url: str,
+) -> None:
+    _requires(unanalyzed_url, "postgresql")
+    statement = sign_ahead._PG_UNSIGNED
+    for number, name in enumerate(("before", "window", "shares", "share"), start=1):
+        statement = statement.replace(f":{name}", f"${number}")
+
+    plans = await _pg_plans(unanalyzed_url, statement, 2**63 - 1, 500, 2, 1)
+
+    for mode, plan in plans.items():
+        window = next(node for node in _nodes(plan) if node.get("Subplan Name") == "CTE w")
+        assert window["Node Type"] == "Limit", mode
+        assert {scan["Relation Name"] for scan in _scans(window)} == {"push_jobs"}, mode
+        lookups = {
+            (scan["Relation Name"], scan.get("Index Name") or scan["Plans"][0]["Index Name"])
+            for scan in _scans(plan)
+            if scan["Relation Name"] != "push_jobs"
+        }
+        assert lookups == {
+            ("registrations", "ix_registrations_push_token"),
+            ("passes", "pk_passes"),
+            ("pkpass_cache", "pk_pkpass_cache"),
+        }, mode
+
+
+# With statistics saying the queue holds one row ("stale"), SQLite reads the window by a
+# full scan of push_jobs, as it would any table it believes that small; passhouse never
+# writes SQLite statistics.
+@pytest.mark.parametrize("statistics", ["none", "misleading"])
+def test_sqlite_sign_ahead_reads_a_window_of_the_queue_then_by_index(
+    unanalyzed_url: str, tmp_path: Path, statistics: str
+) -> None:
+    _requires(unanalyzed_url, "sqlite")
+    path = _copy_with_statistics(unanalyzed_url, tmp_path / "copy.db", statistics)
+    values = {"before": 2**63 - 1, "window": 500, "shares": 2, "share": 1}
+
+    with sqlite3.connect(path) as db:
+        plan = [
+            row[3]
+            for row in db.execute("EXPLAIN QUERY PLAN " + sign_ahead._SQLITE_UNSIGNED, values)
+        ]
+
+    steps = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
+    assert steps == [
+        "SEARCH push_jobs USING INTEGER PRIMARY KEY (rowid<?)",
+        "SCAN w",
+        "SEARCH r USING INDEX ix_registrations_push_token (push_token=?) LEFT-JOIN",
+        "SEARCH p USING INTEGER PRIMARY KEY (rowid=?)",
+        "SEARCH c USING INTEGER PRIMARY KEY (rowid=?)",
+    ], plan
