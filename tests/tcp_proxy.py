@@ -20,6 +20,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.sent = bytearray()  # every byte clients sent the server, for tests to read
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -55,7 +56,7 @@ class TcpProxy:
         self._writers |= {client, server}
         try:
             await asyncio.gather(
-                self._pipe(client_reader, server), self._pipe(server_reader, client)
+                self._pipe(client_reader, server, self.sent), self._pipe(server_reader, client)
             )
         finally:
             self._writers -= {client, server}
@@ -63,9 +64,13 @@ class TcpProxy:
                 writer.transport.abort()
 
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: bytearray | None = None
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if seen is not None:
+                    seen += data
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

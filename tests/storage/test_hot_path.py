@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from databases import PG_ENV, loaded_database
+from tcp_proxy import TcpProxy
 from passhouse.storage import hot_path, sign_ahead
 from passhouse.storage.database import Database
 
@@ -220,6 +221,31 @@ async def test_postgres_pass_lookup_uses_the_serial_index_without_statistics(
             "uq_passes_type_serial",
         ), mode
         assert "serial_number" in plan["Index Cond"], mode
+
+
+async def test_postgres_device_requests_send_no_session_reset(unanalyzed_url: str) -> None:
+    """asyncpg resets a connection as it goes back to its pool (`RESET ALL; ...`, a second
+    round trip per request) unless told otherwise: the hot path tells it."""
+    _requires(unanalyzed_url, "postgresql")
+    server = sa.make_url(unanalyzed_url)
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432)
+    await proxy.start()
+    hot = hot_path.open_hot_path(
+        proxy.url(unanalyzed_url), pool_size=1, sqlite_write_lock=asyncio.Lock()
+    )
+    try:
+        await hot.pass_for_device(PT, "s7")  # connects
+        proxy.sent.clear()
+        for _ in range(3):
+            assert await hot.pass_for_device(PT, "s7") is not None
+            assert await hot.serials_updated_since("device-7", PT, 0)
+    finally:
+        await hot.close()
+        await proxy.stop()
+
+    assert proxy.sent.count(b"device-7") == 3
+    assert b"RESET ALL" not in proxy.sent
+    assert b"UNLISTEN" not in proxy.sent
 
 
 # --- SQLite: EXPLAIN QUERY PLAN -----------------------------------------------------------

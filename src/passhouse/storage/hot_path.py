@@ -348,6 +348,14 @@ class _GroupCommit:
             committed.set_result(None)
 
 
+async def _keep_session(connection: Any) -> None:
+    """asyncpg's default reset sends `RESET ALL; UNLISTEN *; CLOSE ALL; ...` each time a
+    connection goes back to the pool: a second round trip for every device request. These
+    connections run this module's statements only, which change no session state (no SET,
+    LISTEN, cursor or advisory lock); an open transaction is still rolled back by asyncpg
+    before this is called."""
+
+
 class PostgresHotPath:
     def __init__(self, dsn: str, *, pool_size: int, connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
@@ -370,6 +378,7 @@ class PostgresHotPath:
                         min_size=0,
                         max_size=self._pool_size,
                         timeout=self._connect_timeout,
+                        reset=_keep_session,
                     )
         return self._pool
 
