@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy as sa
 
 from databases import PG_ENV, loaded_database
-from tcp_proxy import TcpProxy
 from passhouse.storage import hot_path, sign_ahead
 from passhouse.storage.database import Database
+from tcp_proxy import TcpProxy
 
 PASSES = 5_000
 HALF = PASSES // 2
