@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from conftest import TEMPLATE_JSON
 from factories import IssuedPass, issue
-from passhouse import devmode, issuing
+from passhouse import devmode, issuing, sign_ahead
 from passhouse.bootstrap import Runtime
-from passhouse.sign_ahead import Share, sign_pending
+from passhouse.sign_ahead import Cursor, Share, sign_pending
 from passhouse.storage import pass_versions
 from passhouse.storage.tables import pkpass_cache
 
@@ -123,3 +126,41 @@ async def test_servers_with_different_public_urls_do_not_re_sign_each_others_fil
     version = (await _versions(runtime))[issued.pass_id]
     data, _ = await elsewhere.pkpass(runtime.database, issued.pass_id, version)
     assert issuing.pass_json_of(data)["webServiceURL"] == "https://elsewhere.example/passkit"
+
+
+async def test_a_sweep_stopped_by_its_limit_is_taken_up_where_it_stopped(
+    runtime: Runtime,
+    builder: issuing.PassBuilder,
+    client: httpx.AsyncClient,
+    template: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sign_ahead, "WINDOW", 1)  # one job per statement: three windows
+    reads: list[int | None] = []  # the real statement, with where each read started
+    unsigned_pending = sign_ahead.queries.unsigned_pending
+
+    async def read(conn: Any, **arguments: Any) -> Any:
+        reads.append(arguments["before_job_id"])
+        return await unsigned_pending(conn, **arguments)
+
+    monkeypatch.setattr(sign_ahead.queries, "unsigned_pending", read)
+    woken = [await issue(runtime, builder, template) for _ in range(3)]
+    for number, issued in enumerate(woken):
+        await _register(client, issued, f"device-{number}")
+    await _change_template(runtime)
+    cursor = Cursor()
+
+    sweeps = []
+    for _ in range(4):
+        reads.clear()
+        signed = await sign_pending(runtime.database, builder, Share(), limit=1, cursor=cursor)
+        sweeps.append((signed, set(await _cached(runtime)), len(reads)))
+
+    # One window a sweep, each going on from the last, older jobs each time.
+    cached = [cached for _, cached, _ in sweeps]
+    assert [signed for signed, _, _ in sweeps] == [1, 1, 1, 0]
+    assert [len(found) for found in cached] == [1, 2, 3, 3]
+    assert cached[0] < cached[1] < cached[2] == {p.pass_id for p in woken}
+    # Each sweep read one window, from where the last stopped; the last found the end.
+    assert [windows for _, _, windows in sweeps] == [1, 1, 1, 1]
+    assert cursor.before is None

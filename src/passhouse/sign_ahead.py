@@ -43,26 +43,46 @@ class Share:
     count: int = 1
 
 
+@dataclass(slots=True)
+class Cursor:
+    """Where the next sweep goes on: the job id to read before (None: the newest job).
+
+    A sweep stops after `limit` signatures; starting the next one from the newest job
+    again would read the part already signed once more each time, which for a queue of
+    100,000 jobs is most of the work. New jobs are reached when the cursor wraps round.
+    """
+
+    before: int | None = None
+
+
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def sign_pending(
-    database: Database, builder: PassBuilder, share: Share, *, limit: int | None = None
+    database: Database,
+    builder: PassBuilder,
+    share: Share,
+    *,
+    limit: int | None = None,
+    cursor: Cursor | None = None,
 ) -> int:
     """One sweep over the queue: sign what is due to be downloaded; returns how many.
+
+    From `cursor` (else from the newest job) to the queue's end, or until `limit`
+    signatures were tried; `cursor` is left where the sweep stopped.
 
     A pass that cannot be built (deleted meanwhile, a template that no longer renders) is
     left to its download, which answers the device with the reason."""
     signed = attempted = 0
     failures: list[str] = []
-    before: int | None = None
+    cursor = cursor or Cursor()
     while limit is None or attempted < limit:
         async with database.reader() as conn:
             window = await queries.unsigned_pending(
                 conn,
-                before_job_id=before,
+                before_job_id=cursor.before,
                 share=share.index,
                 shares=share.count,
                 window=WINDOW,
@@ -76,9 +96,9 @@ async def sign_pending(
             else:
                 signed += 1
             await asyncio.sleep(0)  # device requests go first between two signatures
-        if window.next_before is None:
+        cursor.before = window.next_before
+        if cursor.before is None:
             break
-        before = window.next_before
     if failures:
         log.warning("sign_ahead_skipped", count=len(failures), first=failures[0])
     return signed
@@ -88,9 +108,10 @@ async def run_sign_ahead(
     database: Database, builder: PassBuilder, share: Share, stop: asyncio.Event
 ) -> None:
     """Until `stop`: sweep, and when nothing is left to sign, look again a second later."""
+    cursor = Cursor()
     while not stop.is_set():
         try:
-            signed = await sign_pending(database, builder, share, limit=10 * BATCH)
+            signed = await sign_pending(database, builder, share, limit=10 * BATCH, cursor=cursor)
         except Exception as error:
             # A database outage is logged once, by database.outages (as the worker does);
             # anything else in full. Downloads sign on demand meanwhile; retry later.
