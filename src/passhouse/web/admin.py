@@ -134,14 +134,21 @@ PageCursor = Annotated[
         examples=["100"],
     ),
 ]
+# NO_NUL: the edge refuses a URL holding NUL (400), so the description must not allow one.
 PassTypeIdPath = Annotated[
     str,
     Path(
-        description="The Pass Type ID (from its certificate)", examples=["pass.com.example.loyalty"]
+        pattern=NO_NUL,
+        description="The Pass Type ID (from its certificate)",
+        examples=["pass.com.example.loyalty"],
     ),
 ]
-SerialPath = Annotated[str, Path(description="The pass's serial number", examples=["c0ffee-42"])]
-TemplateRef = Annotated[str, Path(description="The template's name or id", examples=["loyalty"])]
+SerialPath = Annotated[
+    str, Path(pattern=NO_NUL, description="The pass's serial number", examples=["c0ffee-42"])
+]
+TemplateRef = Annotated[
+    str, Path(pattern=NO_NUL, description="The template's name or id", examples=["loyalty"])
+]
 
 
 def _after_id(cursor: str | None) -> int | None:
@@ -687,7 +694,11 @@ async def list_passes(
     runtime: RuntimeDep,
     template: Annotated[
         str | None,
-        Query(description="Only the passes of this template (name or id)", examples=["loyalty"]),
+        Query(
+            pattern=NO_NUL,
+            description="Only the passes of this template (name or id)",
+            examples=["loyalty"],
+        ),
     ] = None,
     q: Annotated[
         str | None,
@@ -966,7 +977,11 @@ async def get_stats(
     conn: ReadConn,
     template: Annotated[
         str | None,
-        Query(description="Only this template's passes (name or id)", examples=["loyalty"]),
+        Query(
+            pattern=NO_NUL,
+            description="Only this template's passes (name or id)",
+            examples=["loyalty"],
+        ),
     ] = None,
     pass_type_id: Annotated[
         str | None,
