@@ -15,6 +15,7 @@ from passhouse import devmode, issuing, sign_ahead
 from passhouse.bootstrap import Runtime
 from passhouse.sign_ahead import Cursor, Share, sign_pending
 from passhouse.storage import pass_versions
+from passhouse.storage import sign_ahead as sign_ahead_queries
 from passhouse.storage.tables import pkpass_cache
 
 
@@ -137,13 +138,13 @@ async def test_a_sweep_stopped_by_its_limit_is_taken_up_where_it_stopped(
 ) -> None:
     monkeypatch.setattr(sign_ahead, "WINDOW", 1)  # one job per statement: three windows
     reads: list[int | None] = []  # the real statement, with where each read started
-    unsigned_pending = sign_ahead.queries.unsigned_pending
+    unsigned_pending = sign_ahead_queries.unsigned_pending
 
     async def read(conn: Any, **arguments: Any) -> Any:
         reads.append(arguments["before_job_id"])
         return await unsigned_pending(conn, **arguments)
 
-    monkeypatch.setattr(sign_ahead.queries, "unsigned_pending", read)
+    monkeypatch.setattr(sign_ahead_queries, "unsigned_pending", read)
     woken = [await issue(runtime, builder, template) for _ in range(3)]
     for number, issued in enumerate(woken):
         await _register(client, issued, f"device-{number}")
