@@ -28,7 +28,8 @@ from passhouse.storage.faults import database_fault
 
 log = structlog.get_logger("passhouse.sign_ahead")
 
-BATCH = 100
+# Signatures per sweep: then the loop checks `stop` and sweeps on from its cursor.
+SWEEP_SIGNATURES = 1000
 # Jobs looked at per statement: a sweep over a signed queue is one statement per window.
 WINDOW = 500
 IDLE_SECONDS = 1.0
@@ -111,7 +112,9 @@ async def run_sign_ahead(
     cursor = Cursor()
     while not stop.is_set():
         try:
-            signed = await sign_pending(database, builder, share, limit=10 * BATCH, cursor=cursor)
+            signed = await sign_pending(
+                database, builder, share, limit=SWEEP_SIGNATURES, cursor=cursor
+            )
         except Exception as error:
             # A database outage is logged once, by database.outages (as the worker does);
             # anything else in full. Downloads sign on demand meanwhile; retry later.

@@ -142,10 +142,7 @@ def manifest_and_members(
 
     Files of `fresh` (content unlikely to come again) are prepared without the cache.
     """
-    fresh = fresh or {}
-    every = {**files, **fresh}
-    members = [
-        prepare(name, fresh[name]) if name in fresh else cache.get(name, every[name])
-        for name in sorted(every)
-    ]
+    members = [cache.get(name, data) for name, data in files.items()]
+    members += [prepare(name, data) for name, data in (fresh or {}).items()]
+    members.sort(key=lambda member: member.name)  # UTF-8 sorts as the names do
     return {member.name.decode(): member.sha1 for member in members}, members
