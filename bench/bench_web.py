@@ -98,6 +98,17 @@ SCENARIOS = {
     "register 201": ("register", {201}),
     "device mix": ("mix", {200, 201, 204, 304}),
 }
+
+
+def pick_scenarios(text: str) -> list[str]:
+    """--scenarios: comma-separated words, each naming the scenarios that contain it."""
+    words = [word.strip() for word in text.split(",") if word.strip()]
+    picked = [name for name in SCENARIOS if any(word in name for word in words)]
+    if not picked:
+        raise argparse.ArgumentTypeError(f"no scenario matches {text!r}: {', '.join(SCENARIOS)}")
+    return picked
+
+
 TARGETS = {
     "changed-serials 204": 1500,
     "latest pass 304": 1500,
@@ -647,7 +658,7 @@ def run_planner(kind: str, args: argparse.Namespace, creds: DevCredentials, work
             prewarm(server, data)
         rows = []
         rounds = max(1, args.planner_rounds)
-        for name in SCENARIOS:
+        for name in args.scenarios:
             # Short rounds, alternating which database goes first, so both see the same
             # share of whatever else the machine is doing.
             runs: dict[int, list[Result]] = {id(fresh): [], id(analyzed): []}
@@ -776,7 +787,7 @@ def run_database(kind: str, args: argparse.Namespace, creds: DevCredentials, wor
         run_wrk(server, lua, args.warmup * 2)
         print(f"prewarmed {CACHED} passes in {prewarm(server, small):.1f} s", flush=True)
         results = []
-        for name in SCENARIOS:
+        for name in args.scenarios:
             results.append(
                 measure(
                     server,
@@ -862,7 +873,7 @@ def compare_workers(
             write_lua(lua, "mix", data)
             run_wrk(server, lua, args.warmup * 2)
             prewarm(server, data)
-        for name in SCENARIOS:
+        for name in args.scenarios:
             single = measure(one, name, data, workdir, args.duration, args.warmup)
             multi = measure(many, name, data, workdir, args.duration, args.warmup)
             rows.append((name, single, multi))
@@ -917,6 +928,12 @@ def main() -> None:
         default=[1],
         help="web process counts, e.g. 1,2: the scenarios with 1, then each other count"
         " alternately with 1",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=pick_scenarios,
+        default=list(SCENARIOS),
+        help="only these, e.g. 'register,304' (words of the scenario names)",
     )
     parser.add_argument("--profile", type=Path, help="write py-spy samples (collapsed stacks) here")
     parser.add_argument("--keep", action="store_true", help="keep the databases and files")

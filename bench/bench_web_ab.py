@@ -30,6 +30,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--scenarios",
+        type=bench_web.pick_scenarios,
+        default=list(bench_web.SCENARIOS),
+        help="only these, e.g. 'register,304' (words of the scenario names)",
+    )
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     print(f"A: {args.baseline.resolve()}  B: this checkout; {args.db}, {args.passes:,} passes")
@@ -60,7 +66,7 @@ def main() -> None:
             " | A / B server CPU ms/req | load |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for name in bench_web.SCENARIOS:
+        for name in args.scenarios:
             for round_ in range(1, args.rounds + 1):
                 ra = bench_web.measure(a, name, data, workdir, args.duration, args.warmup)
                 rb = bench_web.measure(b, name, data, workdir, args.duration, args.warmup)

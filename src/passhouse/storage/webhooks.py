@@ -193,6 +193,12 @@ async def registrations_to_forget(
 # The install event, written by the device hot path (storage/hot_path.py) in the
 # registration's own transaction, only for a new registration. Plain SQL for the driver.
 # Parameters: device (shortened), created_at_ms, pass_id.
+SQLITE_INSTALLED_WANTED = """
+SELECT EXISTS (
+    SELECT 1 FROM webhook_subscriptions
+    WHERE event_type IN ('pass.installed', '*') AND until_ms IS NULL
+)
+"""
 SQLITE_INSTALLED = """
 INSERT INTO webhook_events (public_id, type, data, created_at_ms, fanned_out)
 SELECT 'evt_' || lower(hex(randomblob(16))), 'pass.installed',

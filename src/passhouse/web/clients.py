@@ -4,6 +4,7 @@ trusted proxy wrote it (ADR 0010)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from starlette.datastructures import Headers
@@ -28,7 +29,7 @@ def client_address(connection: HTTPConnection, settings: Settings) -> str:
         return peer or "unknown"
     trusted = settings.trusted_proxies
     if not trusted or not _is_trusted(peer_ip, trusted):
-        return str(peer_ip)
+        return _text_of(peer_ip)
     client = peer_ip
     for hop in reversed(_forwarded_for(connection.headers, settings.forwarded_header)):
         hop_ip = _parse(hop)
@@ -38,7 +39,7 @@ def client_address(connection: HTTPConnection, settings: Settings) -> str:
         client = hop_ip
         if not _is_trusted(hop_ip, trusted):
             break
-    return str(client)
+    return _text_of(client)
 
 
 def _is_trusted(address: IPAddress, trusted: Sequence[IPv4Network | IPv6Network]) -> bool:
@@ -59,6 +60,8 @@ def _forwarded_for(headers: Headers, header: str) -> list[str]:
     return hops
 
 
+# Parsed and printed through bounded caches: a client sends many requests from one address.
+@lru_cache(maxsize=4096)
 def _parse(value: str) -> IPAddress | None:
     """An address from "1.2.3.4", "1.2.3.4:5678", "::1" or "[::1]:5678"; None otherwise."""
     value = value.strip()
@@ -73,6 +76,11 @@ def _parse(value: str) -> IPAddress | None:
     if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
     return address
+
+
+@lru_cache(maxsize=4096)
+def _text_of(address: IPAddress) -> str:
+    return str(address)
 
 
 def limit_key(address: str) -> str:
