@@ -30,6 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import make_url
 
+from passhouse.storage.pg_pool import StatementPool
 from passhouse.storage.webhooks import (
     PG_INSTALLED_CTE,
     SQLITE_INSTALLED,
@@ -383,49 +384,31 @@ def _in_pass_order(rows: list[StoredFile]) -> list[StoredFile]:
     return sorted(rows, key=lambda row: (row[0], row[1]))
 
 
-async def _keep_session(connection: Any) -> None:
-    """asyncpg's default reset sends `RESET ALL; UNLISTEN *; CLOSE ALL; ...` each time a
-    connection goes back to the pool: a second round trip for every device request. These
-    connections run this module's statements only, which change no session state (no SET,
-    LISTEN, cursor or advisory lock); an open transaction is still rolled back by asyncpg
-    before this is called."""
-
-
 class PostgresHotPath:
     def __init__(self, dsn: str, *, pool_size: int, connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
         self._pool_size = pool_size
         self._connect_timeout = connect_timeout
-        self._pool: Any = None
-        self._opening = asyncio.Lock()
+        self._pool = self._new_pool()
         self._files: _GroupCommit[StoredFile, None] = _GroupCommit(self._store_files)
 
-    async def _get_pool(self) -> Any:
-        if self._pool is None:
-            async with self._opening:
-                if self._pool is None:
-                    import asyncpg  # type: ignore[import-untyped]
+    def _new_pool(self) -> StatementPool:
+        import asyncpg  # type: ignore[import-untyped]
 
-                    # No floor: asyncpg keeps one by reconnecting in the background and
-                    # logs a traceback for every failed try while the database is down.
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn,
-                        min_size=0,
-                        max_size=self._pool_size,
-                        timeout=self._connect_timeout,
-                        reset=_keep_session,
-                    )
-        return self._pool
+        async def connect() -> Any:
+            return await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+
+        return StatementPool(connect, self._pool_size)
 
     async def pass_for_device(self, pass_type_id: str, serial_number: str) -> PassAuth | None:
-        pool = await self._get_pool()
+        pool = self._pool
         row = await pool.fetchrow(_pg(_SELECT_DEVICE_AUTH, 2), pass_type_id, serial_number)
         return None if row is None else PassAuth(row[0], row[1], row[2], row[3], bool(row[4]))
 
     async def serials_updated_since(
         self, device_library_id: str, pass_type_id: str, since: int
     ) -> list[tuple[str, int]]:
-        pool = await self._get_pool()
+        pool = self._pool
         rows = await pool.fetch(_PG_SERIALS_SINCE, device_library_id, pass_type_id, since)
         return [(row[0], row[1]) for row in rows]
 
@@ -440,7 +423,7 @@ class PostgresHotPath:
         transport: str = "apns",
         push_service_url: str = "",
     ) -> Registered:
-        pool = await self._get_pool()
+        pool = self._pool
         args = (
             device_library_id,
             now_ms // 1000,
@@ -460,7 +443,7 @@ class PostgresHotPath:
         return Registered.CREATED if created else Registered.UPDATED
 
     async def build_inputs(self, pass_id: int, build_key: str) -> BuildInputs | None:
-        pool = await self._get_pool()
+        pool = self._pool
         row = await pool.fetchrow(_pg(_BUILD_INPUTS, 2), pass_id, build_key)
         return None if row is None else _build_inputs(row)
 
@@ -468,15 +451,14 @@ class PostgresHotPath:
         await self._files.submit((pass_id, version, build_key, data))
 
     async def _store_files(self, rows: list[StoredFile]) -> list[Exception | None]:
-        pool = await self._get_pool()
+        pool = self._pool
         # One transaction (asyncpg wraps executemany in one when none is open).
         await pool.executemany(_pg(_STORE_PKPASS, 4), _in_pass_order(rows))
         return [None] * len(rows)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        pool, self._pool = self._pool, self._new_pool()
+        await pool.close()
 
 
 class SqliteHotPath:
