@@ -5,9 +5,10 @@
 
 In a fresh database of 10,000 passes, new registrations (a new device each) are made with
 the hot path's statement as it was before the counters (storage/hot_path.py at 787f45a,
-kept below) and as it is now (one statement that also upserts the hour's counter and the
-first install), alternating in rounds so both see the same machine; then renewals (the
-same devices again), which the counters must not touch. Prints registrations per second
+kept below) and as it is now (the batch statement given one registration: it also checks
+the cap, upserts the hour's counter and the first install, and records the webhook
+event), alternating in rounds so both see the same machine; then renewals (the same
+devices again), which the counters must not touch. Prints registrations per second
 and the ratio now / before.
 """
 
@@ -47,7 +48,7 @@ async def run(url: str, count: int, rounds: int) -> None:
     await connection.execute(
         "SELECT setval(pg_get_serial_sequence('devices', 'id'), (SELECT max(id) FROM devices))"
     )
-    statements = {"before": BEFORE, "now": hot_path._PG_REGISTER}
+    statements = {"before": BEFORE, "now": hot_path._PG_REGISTER_BATCH}
     rates: dict[str, list[float]] = {"before": [], "now": [], "renew before": [], "renew now": []}
     try:
         for round_no in range(rounds):
@@ -57,13 +58,20 @@ async def run(url: str, count: int, rounds: int) -> None:
                     started = time.perf_counter()
                     for n in range(count):
                         now_ms = int(time.time() * 1000)
-                        await prepared.fetchval(
-                            f"{name}-{round_no}-{n}",
-                            now_ms // 1000,
-                            1 + n % PASSES,
-                            f"token-{n}",
-                            now_ms,
-                        )
+                        device, pass_id, token = f"{name}-{round_no}-{n}", 1 + n % PASSES, f"t{n}"
+                        if name == "before":
+                            await prepared.fetchval(device, now_ms // 1000, pass_id, token, now_ms)
+                        else:  # a batch of one, with the default cap
+                            await prepared.fetch(
+                                [device],
+                                [pass_id],
+                                [token],
+                                [now_ms],
+                                ["apns"],
+                                [""],
+                                [device[:8]],
+                                [10_000],
+                            )
                     rates[kind + name].append(count / (time.perf_counter() - started))
     finally:
         await connection.close()

@@ -223,6 +223,37 @@ async def test_postgres_pass_lookup_uses_the_serial_index_without_statistics(
         assert "serial_number" in plan["Index Cond"], mode
 
 
+async def test_postgres_registration_batch_reads_by_index_without_statistics(
+    unanalyzed_url: str,
+) -> None:
+    """A batch: a renewal (device-7 holds pass 7), a new device, and a device new to a pass."""
+    _requires(unanalyzed_url, "postgresql")
+    batch = {
+        "devices": "{device-7,device-new,device-8}",
+        "passes": "{7,7,9}",
+        "tokens": "{a,b,c}",
+        "times": "{0,0,0}",
+        "transports": "{apns,apns,apns}",
+        "urls": '{"","",""}',
+        "shortened": "{d7,dn,d8}",
+        "caps": "{10000,10000,0}",
+    }
+
+    plans = await _pg_plans(unanalyzed_url, hot_path._PG_REGISTER_BATCH, *batch.values())
+
+    for mode, plan in plans.items():
+        read = [
+            (scan["Relation Name"], scan["Node Type"])
+            for scan in _scans(plan)
+            if scan["Relation Name"] in ("passes", "devices", "registrations")
+            and scan["Node Type"] != "ModifyTable"
+        ]
+        assert read, mode
+        # A bitmap heap scan is driven by its index (the pass's registrations, to the cap).
+        indexed = ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
+        assert all(node in indexed for _, node in read), (mode, read)
+
+
 async def test_postgres_device_requests_send_no_session_reset(unanalyzed_url: str) -> None:
     """asyncpg resets a connection as it goes back to its pool (`RESET ALL; ...`, a second
     round trip per request) unless told otherwise: the hot path tells it."""

@@ -208,84 +208,92 @@ def _sqlite(sql: str, count: int) -> str:
     return sql.format(*(f"?{i}" for i in range(1, count + 1)))
 
 
-# One round trip: the device row (created or found) and the registration upsert. The
-# no-op DO UPDATE on devices makes RETURNING yield the id of an existing row; xmax = 0
-# tells a fresh insert from an update. A fresh one (a new install) is also counted in its
-# hour's counter row and, the first time a pass is installed, recorded with the time
-# (storage/analytics.py), and records its pass.installed event when some webhook takes it
-# (storage/webhooks.py); a renewal writes nothing more.
-_PG_REGISTER_SQL = """
-WITH device AS (
-    INSERT INTO devices (device_library_id, created_at) VALUES ($1, $2)
-    ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
-    RETURNING id
-), registered AS (
-    INSERT INTO registrations
-        (device_id, pass_id, push_token, registered_at_ms, transport, push_service_url)
-    SELECT id, $3, $4, $5, $6, $7 FROM device
-    ON CONFLICT (device_id, pass_id) DO UPDATE
-        SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms,
-            transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
-    RETURNING (xmax = 0) AS created, pass_id
-)
-, counted AS (
-    INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs)
-    SELECT p.pass_type_id, p.template_id, $5 / 1000 - $5 / 1000 % 3600, 1
-    FROM registered r JOIN passes p ON p.id = r.pass_id WHERE r.created
-    ON CONFLICT (pass_type_id, template_id, bucket)
-        DO UPDATE SET installs = stats_counters.installs + 1
-), first_install AS (
-    INSERT INTO pass_first_installs (pass_id, at_ms)
-    SELECT pass_id, $5 FROM registered WHERE created
-    ON CONFLICT (pass_id) DO NOTHING
-){installed}
-SELECT created FROM registered
-"""
-
-# The same, with the cap checked first in the same round trip: when the pass is full and
-# the device is not yet registered for it, no CTE writes anything and no row comes back.
-# The count reads ix_registrations_pass_id and stops at the cap. Under PostgreSQL's read
-# committed, registrations committing at the same moment can overshoot the cap by the
-# number in flight at once; SQLite writes one at a time and holds it exactly.
-_PG_REGISTER_CAPPED_SQL = """
-WITH room AS (
-    SELECT EXISTS (
-        SELECT 1 FROM registrations r JOIN devices d ON d.id = r.device_id
-        WHERE d.device_library_id = $1 AND r.pass_id = $3
-    ) OR (
-        SELECT count(*) FROM (SELECT 1 FROM registrations WHERE pass_id = $3 LIMIT $8) AS held
-    ) < $8 AS ok
+# A batch of registrations in one statement, one round trip and one commit. Parameters:
+# arrays of equal length, one element per registration: $1 device library id, $2 pass id,
+# $3 push token, $4 time (ms), $5 transport, $6 push service URL, $7 the shortened device
+# id for the webhook event, $8 the pass's cap (0: none). No (device, pass) pair appears
+# twice (the caller sends a repeat in the next statement). Every row comes back as
+# (n, created): true for a new registration, false for a renewal, NULL when the pass was
+# full for a new device.
+#
+# - room: whether each may be stored. A renewal always may; a new device while the pass
+#   holds fewer than its cap, counting the batch's earlier new devices for that pass.
+# - device: the devices row, created or found (the no-op DO UPDATE makes RETURNING give
+#   an existing row's id).
+# - registered: the upsert; xmax = 0 tells a fresh insert from an update.
+# - a fresh one (a new install) is counted in its hour's counter, recorded as the pass's
+#   first install if it is, and records its pass.installed event when some webhook takes
+#   it (storage/webhooks.py); a renewal writes nothing more.
+#
+# Each pass and device is read by a correlated subquery on its unique index (OFFSET 0
+# keeps a LATERAL subquery from being flattened into a join the planner could hash):
+# O(the batch) whatever the statistics say (ADR 0013). Rows are locked in key order, so
+# two processes' batches cannot deadlock on each other.
+_PG_REGISTER_BATCH_SQL = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[],
+                         $6::text[], $7::text[], $8::int[])
+        WITH ORDINALITY AS i(device_library_id, pass_id, push_token, now_ms, transport,
+                             push_service_url, device_short, cap, n)
+), known AS (
+    SELECT i.*, EXISTS (
+        SELECT 1 FROM registrations r
+        WHERE r.device_id = (SELECT d.id FROM devices d
+                             WHERE d.device_library_id = i.device_library_id)
+          AND r.pass_id = i.pass_id
+    ) AS renewal
+    FROM input i
+), room AS (
+    SELECT k.*, k.renewal OR k.cap = 0 OR (
+        (SELECT count(*) FROM (SELECT 1 FROM registrations h
+                               WHERE h.pass_id = k.pass_id LIMIT k.cap) AS held)
+        + row_number() OVER (PARTITION BY k.pass_id, k.renewal ORDER BY k.n)
+    ) <= k.cap AS ok
+    FROM known k
 ), device AS (
-    INSERT INTO devices (device_library_id, created_at) SELECT $1, $2 FROM room WHERE ok
+    INSERT INTO devices (device_library_id, created_at)
+    SELECT device_library_id, min(now_ms) / 1000 FROM room WHERE ok
+    GROUP BY device_library_id ORDER BY device_library_id
     ON CONFLICT (device_library_id) DO UPDATE SET device_library_id = EXCLUDED.device_library_id
-    RETURNING id
+    RETURNING id, device_library_id
 ), registered AS (
     INSERT INTO registrations
         (device_id, pass_id, push_token, registered_at_ms, transport, push_service_url)
-    SELECT id, $3, $4, $5, $6, $7 FROM device
+    SELECT d.id, r.pass_id, r.push_token, r.now_ms, r.transport, r.push_service_url
+    FROM room r JOIN device d ON d.device_library_id = r.device_library_id
+    WHERE r.ok
+    ORDER BY d.id, r.pass_id
     ON CONFLICT (device_id, pass_id) DO UPDATE
         SET push_token = EXCLUDED.push_token, registered_at_ms = EXCLUDED.registered_at_ms,
             transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
-    RETURNING (xmax = 0) AS created, pass_id
-)
-, counted AS (
+    RETURNING (xmax = 0) AS created, device_id, pass_id
+), outcome AS (
+    SELECT r.n, r.pass_id, r.now_ms, r.device_short, reg.created
+    FROM room r
+    LEFT JOIN device d ON d.device_library_id = r.device_library_id
+    LEFT JOIN registered reg ON reg.device_id = d.id AND reg.pass_id = r.pass_id
+), installs AS (
+    SELECT o.*, p.pass_type_id, p.template_id, p.serial_number,
+           row_number() OVER (PARTITION BY o.pass_id ORDER BY o.n) AS nth
+    FROM outcome o
+    JOIN LATERAL (SELECT pass_type_id, template_id, serial_number FROM passes
+                  WHERE id = o.pass_id OFFSET 0) AS p ON true
+    WHERE o.created
+), counted AS (
     INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs)
-    SELECT p.pass_type_id, p.template_id, $5 / 1000 - $5 / 1000 % 3600, 1
-    FROM registered r JOIN passes p ON p.id = r.pass_id WHERE r.created
+    SELECT pass_type_id, template_id, now_ms / 1000 - now_ms / 1000 % 3600, count(*)
+    FROM installs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (pass_type_id, template_id, bucket)
-        DO UPDATE SET installs = stats_counters.installs + 1
+        DO UPDATE SET installs = stats_counters.installs + EXCLUDED.installs
 ), first_install AS (
     INSERT INTO pass_first_installs (pass_id, at_ms)
-    SELECT pass_id, $5 FROM registered WHERE created
+    SELECT pass_id, min(now_ms) FROM installs GROUP BY pass_id ORDER BY pass_id
     ON CONFLICT (pass_id) DO NOTHING
 ){installed}
-SELECT created FROM registered
+SELECT n, created FROM outcome
 """
+_PG_REGISTER_BATCH = _PG_REGISTER_BATCH_SQL.format(installed=PG_INSTALLED_CTE)
 
-# A new registration also records its pass.installed event (storage/webhooks.py), in the
-# same statement, when some webhook endpoint takes that type.
-_PG_REGISTER = _PG_REGISTER_SQL.format(installed=PG_INSTALLED_CTE.format(device="$8"))
-_PG_REGISTER_CAPPED = _PG_REGISTER_CAPPED_SQL.format(installed=PG_INSTALLED_CTE.format(device="$9"))
 
 _SQLITE_COUNT_INSTALL = (
     "INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs) "
@@ -378,6 +386,21 @@ class _GroupCommit(Generic[ItemT, ResultT]):
             committed.set_result(results)
 
 
+def _without_repeats(batch: list[Registration]) -> list[list[int]]:
+    """The batch's indexes in rounds, each holding a (device, pass) pair at most once;
+    a pair's repeats go in later rounds, in arrival order."""
+    rounds: list[list[int]] = []
+    seen: dict[tuple[str, int], int] = {}
+    for index, registration in enumerate(batch):
+        key = (registration.device_library_id, registration.pass_id)
+        round_ = seen.get(key, -1) + 1
+        seen[key] = round_
+        if round_ == len(rounds):
+            rounds.append([])
+        rounds[round_].append(index)
+    return rounds
+
+
 def _in_pass_order(rows: list[StoredFile]) -> list[StoredFile]:
     """A batch of files is written in pass id order, so two processes never lock rows in
     opposite orders (PostgreSQL would abort one as a deadlock)."""
@@ -391,12 +414,22 @@ class PostgresHotPath:
         self._connect_timeout = connect_timeout
         self._pool = self._new_pool()
         self._files: _GroupCommit[StoredFile, None] = _GroupCommit(self._store_files)
+        self._registrations: _GroupCommit[Registration, Registered] = _GroupCommit(
+            self._register_batch
+        )
 
     def _new_pool(self) -> StatementPool:
         import asyncpg  # type: ignore[import-untyped]
 
+        # Generic plans only: PostgreSQL otherwise re-plans the registration batch at every
+        # call (0.4-0.9 ms of planning against 0.1-0.5 ms of work, docs/benchmarks.md). The
+        # plan tests check every statement here with its generic plan (ADR 0013).
+        settings = {"plan_cache_mode": "force_generic_plan"}
+
         async def connect() -> Any:
-            return await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+            return await asyncpg.connect(
+                self._dsn, timeout=self._connect_timeout, server_settings=settings
+            )
 
         return StatementPool(connect, self._pool_size)
 
@@ -423,24 +456,60 @@ class PostgresHotPath:
         transport: str = "apns",
         push_service_url: str = "",
     ) -> Registered:
-        pool = self._pool
-        args = (
-            device_library_id,
-            now_ms // 1000,
-            pass_id,
-            push_token,
-            now_ms,
-            transport,
-            push_service_url,
+        return await self._registrations.submit(
+            Registration(
+                pass_id,
+                device_library_id,
+                push_token,
+                now_ms,
+                max_registrations,
+                transport,
+                push_service_url,
+            )
         )
-        device = shorten_device_id(device_library_id)
-        if max_registrations:
-            created = await pool.fetchval(_PG_REGISTER_CAPPED, *args, max_registrations, device)
-            if created is None:
-                return Registered.PASS_FULL
-        else:
-            created = await pool.fetchval(_PG_REGISTER, *args, device)
-        return Registered.CREATED if created else Registered.UPDATED
+
+    async def _register_batch(self, batch: list[Registration]) -> list[Registered | Exception]:
+        """One statement for the batch. A failure (say, a pass deleted meanwhile) fails the
+        statement, and then each registration is made in a statement of its own, so one
+        cannot take the others with it."""
+        import asyncpg
+
+        try:
+            registered: list[Registered | Exception] = []
+            registered += await self._register_rows(batch)
+            return registered
+        except asyncpg.PostgresError:
+            if len(batch) == 1:
+                raise
+        results: list[Registered | Exception] = []
+        for registration in batch:
+            try:
+                results += await self._register_rows([registration])
+            except asyncpg.PostgresError as error:
+                results.append(error)
+        return results
+
+    async def _register_rows(self, batch: list[Registration]) -> list[Registered]:
+        results: list[Registered] = [Registered.PASS_FULL] * len(batch)
+        # A device registering for one pass twice in a batch: the repeat goes in the next
+        # statement (one statement cannot upsert a row twice).
+        for indexes in _without_repeats(batch):
+            rows = [batch[i] for i in indexes]
+            found = await self._pool.fetch(
+                _PG_REGISTER_BATCH,
+                [r.device_library_id for r in rows],
+                [r.pass_id for r in rows],
+                [r.push_token for r in rows],
+                [r.now_ms for r in rows],
+                [r.transport for r in rows],
+                [r.push_service_url for r in rows],
+                [shorten_device_id(r.device_library_id) for r in rows],
+                [r.max_registrations for r in rows],
+            )
+            for n, created in found:
+                if created is not None:
+                    results[indexes[n - 1]] = Registered.CREATED if created else Registered.UPDATED
+        return results
 
     async def build_inputs(self, pass_id: int, build_key: str) -> BuildInputs | None:
         pool = self._pool

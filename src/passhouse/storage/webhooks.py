@@ -213,24 +213,26 @@ WHERE p.id = ?3 AND EXISTS (
 )
 """
 
-# The PostgreSQL hot path registers in one statement; this CTE joins it. `reg` is the
-# registration upsert's CTE (RETURNING created, pass_id); the count does not see the row
-# the same statement inserts, hence + 1. Parameters: {device} the shortened device id
-# (its $n is filled in by the caller), $5 the time.
+# The PostgreSQL hot path registers a batch in one statement; this CTE joins it.
+# `installs` is that statement's CTE of new registrations (pass_id, pass_type_id,
+# serial_number, device_short, now_ms, and nth: the how-manieth new one of its pass in the
+# batch); the count does not see the rows the same statement inserts, hence + nth.
 PG_INSTALLED_CTE = """
 , installed AS (
     INSERT INTO webhook_events (public_id, type, data, created_at_ms, fanned_out)
     SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), 'pass.installed',
-           json_build_object('pass_type_id', p.pass_type_id, 'serial_number', p.serial_number,
-                             'wallet', 'apple', 'device', {device}::text,
+           json_build_object('pass_type_id', i.pass_type_id, 'serial_number', i.serial_number,
+                             'wallet', 'apple', 'device', i.device_short,
                              'installs',
-                             (SELECT count(*) FROM registrations WHERE pass_id = p.id) + 1),
-           $5, false
-    FROM registered reg JOIN passes p ON p.id = reg.pass_id
-    WHERE reg.created AND EXISTS (
+                             (SELECT count(*) FROM registrations WHERE pass_id = i.pass_id)
+                             + i.nth),
+           i.now_ms, false
+    FROM installs i
+    WHERE EXISTS (
         SELECT 1 FROM webhook_subscriptions
         WHERE event_type IN ('pass.installed', '*') AND until_ms IS NULL
     )
+    ORDER BY i.n
 )
 """
 
