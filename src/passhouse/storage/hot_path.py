@@ -6,12 +6,14 @@ serials changed since a tag, and the registration upsert. Measured on this machi
 (a thread hop per aiosqlite call; BEGIN and ROLLBACK round trips around each asyncpg
 query), 60-70 % of a request. Here they are plain SQL:
 
-- PostgreSQL: an asyncpg pool of its own, statements prepared once per connection, reads
-  in autocommit, the registration upsert (with its per-pass cap) in one round trip;
-- SQLite: the stdlib driver called on the event loop thread. An indexed lookup takes
-  about 5 us, far less than handing it to a thread; WAL readers never wait for writers;
-  writes take the process's SQLite write lock first, so they never sleep in SQLite's
-  busy handler behind another connection of this process.
+- PostgreSQL: a pool of its own (storage/pg_pool.py), statements prepared once per
+  connection with generic plans, reads in autocommit; the registrations of one turn of
+  the event loop in one statement (ADR 0030);
+- SQLite: the stdlib driver called on the event loop thread, on one connection. An
+  indexed lookup takes about 5 us, far less than handing it to a thread; writes take the
+  process's SQLite write lock first, so they never sleep in SQLite's busy handler behind
+  another connection of this process; the registrations of one turn of the event loop
+  share a transaction (ADR 0030).
 
 These are the only copies of these statements; the rest of storage/ uses SQLAlchemy
 Core for everything off the hot path.
