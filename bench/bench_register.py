@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import tempfile
 import time
 
@@ -43,7 +44,10 @@ async def run(url: str, count: int, rounds: int) -> None:
     import asyncpg  # type: ignore[import-untyped]
 
     dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
+    # As the server's hot path connects (generic plans only, storage/hot_path.py).
+    connection = await asyncpg.connect(
+        dsn, server_settings={"plan_cache_mode": "force_generic_plan"}
+    )
     # The data set gave devices explicit ids.
     await connection.execute(
         "SELECT setval(pg_get_serial_sequence('devices', 'id'), (SELECT max(id) FROM devices))"
@@ -62,9 +66,11 @@ async def run(url: str, count: int, rounds: int) -> None:
                         if name == "before":
                             await prepared.fetchval(device, now_ms // 1000, pass_id, token, now_ms)
                         else:  # a batch of one, with the default cap
-                            await prepared.fetch(
+                            [(_, found, _, _)] = await prepared.fetch(
                                 [device],
-                                [pass_id],
+                                [dataset.PT],
+                                [f"m{pass_id:07d}"],
+                                [hashlib.sha256(f"token{pass_id}".encode()).digest()],
                                 [token],
                                 [now_ms],
                                 ["apns"],
@@ -72,6 +78,7 @@ async def run(url: str, count: int, rounds: int) -> None:
                                 [device[:8]],
                                 [10_000],
                             )
+                            assert found is not None, "the pass was not found"
                     rates[kind + name].append(count / (time.perf_counter() - started))
     finally:
         await connection.close()

@@ -17,6 +17,7 @@ from passhouse.bootstrap import Runtime
 from passhouse.push.sender import PushResult
 from passhouse.settings import Settings
 from passhouse.storage.database import Database
+from passhouse.storage.hot_path import Registration
 from passhouse.worker import send_due_pushes
 from test_worker import RecordingSender
 from web.test_admin import assert_error
@@ -169,11 +170,17 @@ async def test_counters_lose_nothing_under_concurrency(
     await asyncio.gather(
         *(
             database.hot.register(
-                wallet_pass.pass_id,
-                f"device-{n}-{k}",
-                f"token-{n}-{k}",
-                now_ms=issuing.now_ms(),
-                max_registrations=0,
+                Registration(
+                    pass_type_id=wallet_pass.pass_type_id,
+                    serial_number=wallet_pass.serial_number,
+                    presented_token=wallet_pass.authentication_token,
+                    device_library_id=f"device-{n}-{k}",
+                    push_token=f"token-{n}-{k}",
+                    now_ms=issuing.now_ms(),
+                    max_registrations=0,
+                    transport="apns",
+                    push_service_url="",
+                )
             )
             for n, wallet_pass in enumerate(issued)
             for k in range(3)

@@ -11,6 +11,7 @@ tables so it cannot analyze them behind the test's back).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -228,9 +229,12 @@ async def test_postgres_registration_batch_reads_by_index_without_statistics(
 ) -> None:
     """A batch: a renewal (device-7 holds pass 7), a new device, and a device new to a pass."""
     _requires(unanalyzed_url, "postgresql")
+    digest = "\\x" + hashlib.sha256(b"token").hexdigest()
     batch = {
         "devices": "{device-7,device-new,device-8}",
-        "passes": "{7,7,9}",
+        "pass types": f"{{{PT},{PT},{PT}}}",
+        "serials": "{s7,s7,s9}",
+        "token digests": f'{{"{digest}","{digest}","{digest}"}}',
         "tokens": "{a,b,c}",
         "times": "{0,0,0}",
         "transports": "{apns,apns,apns}",

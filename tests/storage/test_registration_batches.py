@@ -6,6 +6,7 @@ token."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from typing import Any
 
@@ -17,13 +18,27 @@ from passhouse import issuing
 from passhouse.bootstrap import Runtime
 from passhouse.storage import analytics
 from passhouse.storage.database import Database
-from passhouse.storage.hot_path import Registered, SqliteHotPath
+from passhouse.storage.hot_path import Registered, Registration, SqliteHotPath
 
 
-def _register(database: Database, pass_id: int, device: str, cap: int = 0) -> Any:
-    return database.hot.register(
-        pass_id, device, f"token-{device}", now_ms=issuing.now_ms(), max_registrations=cap
+def _registration(
+    wallet_pass: IssuedPass, device: str, *, token: str = "", cap: int = 0
+) -> Registration:
+    return Registration(
+        pass_type_id=wallet_pass.pass_type_id,
+        serial_number=wallet_pass.serial_number,
+        presented_token=wallet_pass.authentication_token,
+        device_library_id=device,
+        push_token=token or f"token-{device}",
+        now_ms=issuing.now_ms(),
+        max_registrations=cap,
+        transport="apns",
+        push_service_url="",
     )
+
+
+def _register(database: Database, wallet_pass: IssuedPass, device: str, cap: int = 0) -> Any:
+    return database.hot.register(_registration(wallet_pass, device, cap=cap))
 
 
 async def _registered(database: Database, pass_id: int) -> dict[str, str]:
@@ -38,16 +53,44 @@ async def _registered(database: Database, pass_id: int) -> dict[str, str]:
         return {device: token for device, token in rows}
 
 
+_POISON = {
+    # A registration whose push token is "poison" fails in the database, as a constraint
+    # would: the others written with it must not fail too.
+    "sqlite": [
+        "CREATE TRIGGER poison BEFORE INSERT ON registrations WHEN NEW.push_token = 'poison'"
+        " BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.push_token = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF;"
+        " RETURN NEW; END $$",
+        "CREATE TRIGGER poison BEFORE INSERT ON registrations"
+        " FOR EACH ROW EXECUTE FUNCTION poison()",
+    ],
+}
+_CURE = {
+    "sqlite": ["DROP TRIGGER poison"],
+    "postgresql": ["DROP TRIGGER poison ON registrations", "DROP FUNCTION poison()"],
+}
+
+
 async def test_a_failed_registration_does_not_take_its_batch_with_it(
     database: Database, wallet_pass: IssuedPass
 ) -> None:
-    missing_pass = wallet_pass.pass_id + 1_000_000  # no such pass: a foreign key violation
-    results = await asyncio.gather(
-        _register(database, wallet_pass.pass_id, "device-a"),
-        _register(database, missing_pass, "device-lost"),
-        _register(database, wallet_pass.pass_id, "device-b"),
-        return_exceptions=True,
-    )
+    async with database.transaction() as conn:
+        for statement in _POISON[database.dialect]:
+            await conn.execute(sa.text(statement))
+    try:
+        results = await asyncio.gather(
+            _register(database, wallet_pass, "device-a"),
+            database.hot.register(_registration(wallet_pass, "device-lost", token="poison")),
+            _register(database, wallet_pass, "device-b"),
+            return_exceptions=True,
+        )
+    finally:
+        async with database.transaction() as conn:  # the database outlives this test
+            for statement in _CURE[database.dialect]:
+                await conn.execute(sa.text(statement))
 
     assert results[0] is Registered.CREATED
     assert results[2] is Registered.CREATED
@@ -65,26 +108,22 @@ async def test_a_failed_registration_does_not_take_its_batch_with_it(
 
 async def test_the_cap_holds_within_a_batch(database: Database, wallet_pass: IssuedPass) -> None:
     results = await asyncio.gather(
-        *(_register(database, wallet_pass.pass_id, f"device-{n}", cap=2) for n in range(5))
+        *(_register(database, wallet_pass, f"device-{n}", cap=2) for n in range(5))
     )
 
     assert sorted(result.name for result in results) == ["CREATED"] * 2 + ["PASS_FULL"] * 3
     created = [f"device-{n}" for n, result in enumerate(results) if result is Registered.CREATED]
     assert sorted(await _registered(database, wallet_pass.pass_id)) == created
     # A device already registered may always renew, full or not.
-    assert await _register(database, wallet_pass.pass_id, created[0], cap=2) is Registered.UPDATED
+    assert await _register(database, wallet_pass, created[0], cap=2) is Registered.UPDATED
 
 
 async def test_one_device_registering_twice_at_once_keeps_its_last_token(
     database: Database, wallet_pass: IssuedPass
 ) -> None:
     first, second = await asyncio.gather(
-        database.hot.register(
-            wallet_pass.pass_id, "device-x", "old", now_ms=issuing.now_ms(), max_registrations=0
-        ),
-        database.hot.register(
-            wallet_pass.pass_id, "device-x", "new", now_ms=issuing.now_ms(), max_registrations=0
-        ),
+        database.hot.register(_registration(wallet_pass, "device-x", token="old")),
+        database.hot.register(_registration(wallet_pass, "device-x", token="new")),
     )
 
     assert (first, second) == (Registered.CREATED, Registered.UPDATED)
@@ -96,7 +135,7 @@ async def test_installs_of_a_batch_are_counted_once_each(
 ) -> None:
     passes = [await issue(runtime, builder, template) for _ in range(3)]
     await asyncio.gather(
-        *(_register(database, p.pass_id, f"device-{p.pass_id}-{k}") for p in passes for k in (1, 2))
+        *(_register(database, p, f"device-{p.pass_id}-{k}") for p in passes for k in (1, 2))
     )
     async with database.reader() as conn:
         totals = await analytics.totals(conn, analytics.Scope())
@@ -106,19 +145,32 @@ async def test_installs_of_a_batch_are_counted_once_each(
     assert first_installs == 3
 
 
+async def test_a_wrong_token_or_unknown_serial_stores_nothing(
+    database: Database, wallet_pass: IssuedPass
+) -> None:
+    wrong = _registration(wallet_pass, "device-w")
+    unknown = _registration(wallet_pass, "device-u")
+    results = await asyncio.gather(
+        database.hot.register(dataclasses.replace(wrong, presented_token="not-the-token")),
+        database.hot.register(dataclasses.replace(unknown, serial_number="no-such-serial")),
+        _register(database, wallet_pass, "device-ok"),
+    )
+
+    assert list(results) == [Registered.UNAUTHORIZED, Registered.UNAUTHORIZED, Registered.CREATED]
+    assert list(await _registered(database, wallet_pass.pass_id)) == ["device-ok"]
+
+
 async def test_sqlite_registrations_of_one_turn_share_one_transaction(
     database: Database, wallet_pass: IssuedPass
 ) -> None:
     if not isinstance(database.hot, SqliteHotPath):
         pytest.skip("the SQLite hot path's own connection")
-    await _register(database, wallet_pass.pass_id, "device-warm")  # opens the connection
+    await _register(database, wallet_pass, "device-warm")  # opens the connection
     connection: sqlite3.Connection = database.hot._db()
     statements: list[str] = []
     connection.set_trace_callback(statements.append)
     try:
-        await asyncio.gather(
-            *(_register(database, wallet_pass.pass_id, f"device-{n}") for n in range(8))
-        )
+        await asyncio.gather(*(_register(database, wallet_pass, f"device-{n}") for n in range(8)))
     finally:
         connection.set_trace_callback(None)
 

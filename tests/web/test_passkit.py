@@ -160,6 +160,22 @@ async def test_unknown_pass_and_wrong_token_give_the_same_401(
     assert a.status_code == 401
 
 
+@pytest.mark.parametrize("body", [b"{not json", b'{"pushToken": ""}', b'{"pushToken": "t"}'])
+async def test_register_with_a_wrong_token_is_401_whatever_the_body(
+    client: httpx.AsyncClient, wallet_pass: IssuedPass, runtime: Runtime, body: bytes
+) -> None:
+    """The token is checked before the body is judged: a bad body does not turn a 401
+    into a 400, and so does not tell a caller without the token more."""
+    response = await client.post(
+        wallet_pass.registration_path(DEVICE),
+        headers={"Authorization": "ApplePass wrong-token-000000000000"},
+        content=body,
+    )
+
+    assert response.status_code == 401
+    assert await count_rows(runtime, devices) == 0
+
+
 @pytest.mark.parametrize(
     "body",
     [b"{not json", b"[]", b'{"pushToken": 5}', b'{"pushToken": ""}', b"{}", b"\xff\xfe"],

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import json
+import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,6 +81,8 @@ class Registered(enum.Enum):
     CREATED = enum.auto()
     UPDATED = enum.auto()  # it existed: its push token and time were replaced
     PASS_FULL = enum.auto()  # a new device, and the pass holds its most: nothing stored
+    UNAUTHORIZED = enum.auto()  # no such pass, or not its token: nothing stored
+    RETIRED = enum.auto()  # the pass is retired (ADR 0020): nothing stored
 
 
 class HotPath(Protocol):
@@ -88,20 +92,12 @@ class HotPath(Protocol):
         self, device_library_id: str, pass_type_id: str, since: int
     ) -> list[tuple[str, int]]: ...
 
-    async def register(
-        self,
-        pass_id: int,
-        device_library_id: str,
-        push_token: str,
-        *,
-        now_ms: int,
-        max_registrations: int,
-        transport: str = "apns",
-        push_service_url: str = "",
-    ) -> Registered:
-        """Store a registration, unless it is new and the pass already has
-        `max_registrations` (0: no cap). A device already registered always may renew,
-        and its transport (the app it registered through) is replaced with the rest."""
+    async def register(self, registration: Registration) -> Registered:
+        """Store a registration for the pass named by its type and serial, if the token
+        presented is the pass's and the pass is not retired, unless it is new and the pass
+        already has `max_registrations` (0: no cap). A device already registered always
+        may renew, and its transport (the app it registered through) is replaced with the
+        rest. The pass is looked up in the same round trip as the write."""
         ...
 
     async def build_inputs(self, pass_id: int, build_key: str) -> BuildInputs | None:
@@ -210,14 +206,20 @@ def _sqlite(sql: str, count: int) -> str:
     return sql.format(*(f"?{i}" for i in range(1, count + 1)))
 
 
+_SQLITE_DEVICE_AUTH = _sqlite(_SELECT_DEVICE_AUTH, 2)
+
+
 # A batch of registrations in one statement, one round trip and one commit. Parameters:
-# arrays of equal length, one element per registration: $1 device library id, $2 pass id,
-# $3 push token, $4 time (ms), $5 transport, $6 push service URL, $7 the shortened device
-# id for the webhook event, $8 the pass's cap (0: none). No (device, pass) pair appears
-# twice (the caller sends a repeat in the next statement). Every row comes back as
-# (n, created): true for a new registration, false for a renewal, NULL when the pass was
-# full for a new device.
+# arrays of equal length, one element per registration: $1 device library id, $2 pass
+# type id, $3 serial number, $4 SHA-256 of the token presented, $5 push token, $6 time
+# (ms), $7 transport, $8 push service URL, $9 the shortened device id for the webhook
+# event, $10 the pass's cap (0: none). No (device, pass) pair appears twice (the caller
+# sends a repeat in the next statement). Every row comes back as (n, pass id, retired,
+# created): pass id NULL when no pass has that serial and token; created true for a new
+# registration, false for a renewal, NULL when nothing was stored (retired, or full for
+# a new device).
 #
+# - located: the pass, if the token is its own, and whether it is retired.
 # - room: whether each may be stored. A renewal always may; a new device while the pass
 #   holds fewer than its cap, counting the batch's earlier new devices for that pass.
 # - device: the devices row, created or found (the no-op DO UPDATE makes RETURNING give
@@ -233,18 +235,29 @@ def _sqlite(sql: str, count: int) -> str:
 # two processes' batches cannot deadlock on each other.
 _PG_REGISTER_BATCH_SQL = """
 WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[],
-                         $6::text[], $7::text[], $8::int[])
-        WITH ORDINALITY AS i(device_library_id, pass_id, push_token, now_ms, transport,
-                             push_service_url, device_short, cap, n)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[],
+                         $6::bigint[], $7::text[], $8::text[], $9::text[], $10::int[])
+        WITH ORDINALITY AS i(device_library_id, pass_type_id, serial_number, token_digest,
+                             push_token, now_ms, transport, push_service_url, device_short,
+                             cap, n)
+), located AS (
+    SELECT i.*, p.id AS pass_id, p.retired
+    FROM input i
+    LEFT JOIN LATERAL (
+        SELECT id, retired_at IS NOT NULL AS retired FROM passes
+        WHERE pass_type_id = i.pass_type_id AND serial_number = i.serial_number
+          AND sha256(convert_to(authentication_token, 'UTF8')) = i.token_digest
+        OFFSET 0
+    ) AS p ON true
 ), known AS (
-    SELECT i.*, EXISTS (
+    SELECT l.*, EXISTS (
         SELECT 1 FROM registrations r
         WHERE r.device_id = (SELECT d.id FROM devices d
-                             WHERE d.device_library_id = i.device_library_id)
-          AND r.pass_id = i.pass_id
+                             WHERE d.device_library_id = l.device_library_id)
+          AND r.pass_id = l.pass_id
     ) AS renewal
-    FROM input i
+    FROM located l
+    WHERE l.pass_id IS NOT NULL AND NOT l.retired
 ), room AS (
     SELECT k.*, k.renewal OR k.cap = 0 OR (
         (SELECT count(*) FROM (SELECT 1 FROM registrations h
@@ -270,10 +283,10 @@ WITH input AS (
             transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
     RETURNING (xmax = 0) AS created, device_id, pass_id
 ), outcome AS (
-    SELECT r.n, r.pass_id, r.now_ms, r.device_short, reg.created
-    FROM room r
-    LEFT JOIN device d ON d.device_library_id = r.device_library_id
-    LEFT JOIN registered reg ON reg.device_id = d.id AND reg.pass_id = r.pass_id
+    SELECT l.n, l.pass_id, l.retired, l.now_ms, l.device_short, reg.created
+    FROM located l
+    LEFT JOIN device d ON d.device_library_id = l.device_library_id
+    LEFT JOIN registered reg ON reg.device_id = d.id AND reg.pass_id = l.pass_id
 ), installs AS (
     SELECT o.*, p.pass_type_id, p.template_id, p.serial_number,
            row_number() OVER (PARTITION BY o.pass_id ORDER BY o.n) AS nth
@@ -292,7 +305,7 @@ WITH input AS (
     SELECT pass_id, min(now_ms) FROM installs GROUP BY pass_id ORDER BY pass_id
     ON CONFLICT (pass_id) DO NOTHING
 ){installed}
-SELECT n, created FROM outcome
+SELECT n, pass_id, retired, created FROM outcome
 """
 _PG_REGISTER_BATCH = _PG_REGISTER_BATCH_SQL.format(installed=PG_INSTALLED_CTE)
 
@@ -315,6 +328,9 @@ def _hour_of(now_ms: int) -> int:
     return seconds - seconds % 3600
 
 
+# Never a pass's token: what an unknown pass's is compared with.
+_NO_TOKEN = secrets.token_urlsafe(24)
+
 # CASE, not OR: SQLite evaluates both sides of an OR, and CASE counts only for a device
 # not registered yet.
 _SQLITE_FULL = """
@@ -334,7 +350,11 @@ WorkT = TypeVar("WorkT")
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    pass_id: int
+    pass_type_id: str
+    serial_number: str
+    # The token the device presented; compared with the pass's own in constant time on
+    # SQLite, and as SHA-256 digests on PostgreSQL (equal digests say nothing of a prefix).
+    presented_token: str
     device_library_id: str
     push_token: str
     now_ms: int
@@ -388,13 +408,27 @@ class _GroupCommit(Generic[ItemT, ResultT]):
             committed.set_result(results)
 
 
+def _outcome(pass_id: int | None, retired: bool, created: bool | None) -> Registered:
+    if pass_id is None:
+        return Registered.UNAUTHORIZED
+    if retired:
+        return Registered.RETIRED
+    if created is None:
+        return Registered.PASS_FULL
+    return Registered.CREATED if created else Registered.UPDATED
+
+
 def _without_repeats(batch: list[Registration]) -> list[list[int]]:
     """The batch's indexes in rounds, each holding a (device, pass) pair at most once;
     a pair's repeats go in later rounds, in arrival order."""
     rounds: list[list[int]] = []
-    seen: dict[tuple[str, int], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}
     for index, registration in enumerate(batch):
-        key = (registration.device_library_id, registration.pass_id)
+        key = (
+            registration.device_library_id,
+            registration.pass_type_id,
+            registration.serial_number,
+        )
         round_ = seen.get(key, -1) + 1
         seen[key] = round_
         if round_ == len(rounds):
@@ -447,28 +481,8 @@ class PostgresHotPath:
         rows = await pool.fetch(_PG_SERIALS_SINCE, device_library_id, pass_type_id, since)
         return [(row[0], row[1]) for row in rows]
 
-    async def register(
-        self,
-        pass_id: int,
-        device_library_id: str,
-        push_token: str,
-        *,
-        now_ms: int,
-        max_registrations: int,
-        transport: str = "apns",
-        push_service_url: str = "",
-    ) -> Registered:
-        return await self._registrations.submit(
-            Registration(
-                pass_id,
-                device_library_id,
-                push_token,
-                now_ms,
-                max_registrations,
-                transport,
-                push_service_url,
-            )
-        )
+    async def register(self, registration: Registration) -> Registered:
+        return await self._registrations.submit(registration)
 
     async def _register_batch(self, batch: list[Registration]) -> list[Registered | Exception]:
         """One statement for the batch. A failure (say, a pass deleted meanwhile) fails the
@@ -492,7 +506,7 @@ class PostgresHotPath:
         return results
 
     async def _register_rows(self, batch: list[Registration]) -> list[Registered]:
-        results: list[Registered] = [Registered.PASS_FULL] * len(batch)
+        results: list[Registered] = [Registered.UNAUTHORIZED] * len(batch)
         # A device registering for one pass twice in a batch: the repeat goes in the next
         # statement (one statement cannot upsert a row twice).
         for indexes in _without_repeats(batch):
@@ -500,7 +514,9 @@ class PostgresHotPath:
             found = await self._pool.fetch(
                 _PG_REGISTER_BATCH,
                 [r.device_library_id for r in rows],
-                [r.pass_id for r in rows],
+                [r.pass_type_id for r in rows],
+                [r.serial_number for r in rows],
+                [hashlib.sha256(r.presented_token.encode()).digest() for r in rows],
                 [r.push_token for r in rows],
                 [r.now_ms for r in rows],
                 [r.transport for r in rows],
@@ -508,9 +524,8 @@ class PostgresHotPath:
                 [shorten_device_id(r.device_library_id) for r in rows],
                 [r.max_registrations for r in rows],
             )
-            for n, created in found:
-                if created is not None:
-                    results[indexes[n - 1]] = Registered.CREATED if created else Registered.UPDATED
+            for n, pass_id, retired, created in found:
+                results[indexes[n - 1]] = _outcome(pass_id, retired, created)
         return results
 
     async def build_inputs(self, pass_id: int, build_key: str) -> BuildInputs | None:
@@ -559,11 +574,7 @@ class SqliteHotPath:
         return self._connection
 
     async def pass_for_device(self, pass_type_id: str, serial_number: str) -> PassAuth | None:
-        row = (
-            self._db()
-            .execute(_sqlite(_SELECT_DEVICE_AUTH, 2), (pass_type_id, serial_number))
-            .fetchone()
-        )
+        row = self._db().execute(_SQLITE_DEVICE_AUTH, (pass_type_id, serial_number)).fetchone()
         return None if row is None else PassAuth(row[0], row[1], row[2], row[3], bool(row[4]))
 
     async def serials_updated_since(
@@ -572,28 +583,8 @@ class SqliteHotPath:
         cursor = self._db().execute(_SQLITE_SERIALS_SINCE, (device_library_id, pass_type_id, since))
         return [(serial, version) for serial, version in cursor.fetchall()]
 
-    async def register(
-        self,
-        pass_id: int,
-        device_library_id: str,
-        push_token: str,
-        *,
-        now_ms: int,
-        max_registrations: int,
-        transport: str = "apns",
-        push_service_url: str = "",
-    ) -> Registered:
-        return await self._registrations.submit(
-            Registration(
-                pass_id,
-                device_library_id,
-                push_token,
-                now_ms,
-                max_registrations,
-                transport,
-                push_service_url,
-            )
-        )
+    async def register(self, registration: Registration) -> Registered:
+        return await self._registrations.submit(registration)
 
     async def _register_batch(self, batch: list[Registration]) -> list[Registered | Exception]:
         """One transaction for the batch. A failure (say, a pass deleted meanwhile) rolls
@@ -656,7 +647,16 @@ def _sqlite_register_all(db: sqlite3.Connection, batch: list[Registration]) -> l
 def _sqlite_register_one(
     db: sqlite3.Connection, registration: Registration, *, installed_wanted: bool
 ) -> Registered:
-    pass_id, device_library_id = registration.pass_id, registration.device_library_id
+    found = db.execute(
+        _SQLITE_DEVICE_AUTH, (registration.pass_type_id, registration.serial_number)
+    ).fetchone()
+    # Constant time, and the same work whether or not the pass exists.
+    stored = found[1] if found else _NO_TOKEN
+    if not secrets.compare_digest(registration.presented_token.encode(), stored.encode()):
+        return Registered.UNAUTHORIZED
+    if found[4]:
+        return Registered.RETIRED
+    pass_id, device_library_id = found[0], registration.device_library_id
     cap = registration.max_registrations
     if cap and _sqlite_full(db, pass_id, device_library_id, cap):
         return Registered.PASS_FULL

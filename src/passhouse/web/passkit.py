@@ -33,7 +33,7 @@ from passhouse.push import transports
 from passhouse.settings import Settings
 from passhouse.storage import device_logs, passes, registrations
 from passhouse.storage.database import Database
-from passhouse.storage.hot_path import PassAuth, Registered
+from passhouse.storage.hot_path import PassAuth, Registered, Registration
 from passhouse.web.clients import client_address, limit_key
 from passhouse.web.errors import error_response, fault_response
 from passhouse.web.limits import BodyTooLarge
@@ -248,27 +248,49 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
         limiter = context.registration_limiter
         if not limiter.allow(client_address(request, settings)):
             return limiter.refusal("registrations")
-        found = await authorized_pass(request)
-        if isinstance(found, Response):
-            return found
-        device_library_id = request.path_params["device_library_id"]
+        params = request.path_params
+        pass_type_id, serial = params["pass_type_id"], params["serial_number"]
+        device_library_id = params["device_library_id"]
+        if not _segments_ok(pass_type_id, serial, device_library_id):
+            return _bad_segment("Each path segment")
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme not in transports.SCHEMES:
+            return _unauthorized()
+
+        async def refused(
+            answer: Response, *, push_service: bool = False, reason: str | None = None
+        ) -> Response:
+            """A request refused for its body: the pass and token are checked first, so
+            an unauthorized one still gets its 401. A retired pass's push service is not
+            checked: it is answered as any registration for it is (200)."""
+            found = await authorized_pass(request)
+            if isinstance(found, Response):
+                return found
+            if push_service and found.retired:
+                return Response(status_code=200)
+            if reason is not None:
+                # The reason names the host: an operator whose PassWallet users are
+                # refused learns what to add to the allow-list.
+                log.warning("registration_refused_push_service", pass_id=found.id, reason=reason)
+            return answer
+
         try:
             body = await _read_json(request, settings.json_max_depth)
         except ValueError as error:
-            return error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
+            return await refused(
+                error_response(413 if isinstance(error, _TooLarge) else 400, str(error))
+            )
         push_token = body.get("pushToken") if isinstance(body, dict) else None
         if not _text(push_token):
             extra = ', "pushServiceUrl": "<url>"' if passwallet else ""
-            return error_response(400, f'The body must be {{"pushToken": "<token>"{extra}}}.')
-        if found.retired:
-            # Nothing is pushed for a retired pass again: store nothing, and answer as for
-            # a known registration so the device does not retry; the next time it asks for
-            # the pass it gets the file that tells it to stop (ADR 0020).
-            return Response(status_code=200)
+            return await refused(
+                error_response(400, f'The body must be {{"pushToken": "<token>"{extra}}}.')
+            )
         if passwallet:
             transport, push_service_url = transports.PASSWALLET, body.get("pushServiceUrl")
             if not _text(push_service_url):
-                return error_response(400, "pushServiceUrl must be a URL.")
+                answer = error_response(400, "pushServiceUrl must be a URL.")
+                return await refused(answer, push_service=True)
             push_service_url = push_service_url.strip()
             # Anyone holding the pass's public token can send this URL: it is only ever
             # called on an allow-listed host (ADR 0017).
@@ -276,31 +298,41 @@ def passkit_routes(context: PassKitContext) -> list[BaseRoute]:
                 push_service_url, settings.passwallet_push_hosts
             )
             if refusal is not None:
-                # The reason names the host: an operator whose PassWallet users are
-                # refused learns what to add to the allow-list.
-                log.warning("registration_refused_push_service", pass_id=found.id, reason=refusal)
-                return error_response(403, refusal, code="push_service_not_allowed")
+                answer = error_response(403, refusal, code="push_service_not_allowed")
+                return await refused(answer, push_service=True, reason=refusal)
         else:
             headers = request.headers
             push_service_url = ""
             transport = transports.registration_transport(
-                headers.get("authorization", "").partition(" ")[0],
-                headers.get("x-pass-client"),
-                headers.get("user-agent"),
+                scheme, headers.get("x-pass-client"), headers.get("user-agent")
             )
+        # The pass is looked up, its token checked and the registration written in one
+        # round trip (ADR 0030).
         registered = await hot.register(
-            found.id,
-            device_library_id,
-            push_token.strip(),
-            now_ms=issuing.now_ms(),
-            max_registrations=settings.registrations_per_pass,
-            transport=transport,
-            push_service_url=push_service_url,
+            Registration(
+                pass_type_id=pass_type_id,
+                serial_number=serial,
+                presented_token=presented,
+                device_library_id=device_library_id,
+                push_token=push_token.strip(),
+                now_ms=issuing.now_ms(),
+                max_registrations=settings.registrations_per_pass,
+                transport=transport,
+                push_service_url=push_service_url,
+            )
         )
+        if registered is Registered.UNAUTHORIZED:
+            return _unauthorized()
+        if registered is Registered.RETIRED:
+            # Nothing is pushed for a retired pass again: nothing was stored, and the
+            # answer is as for a known registration so the device does not retry; the
+            # next time it asks for the pass it gets the file that tells it to stop
+            # (ADR 0020).
+            return Response(status_code=200)
         if registered is Registered.PASS_FULL:
             # Refused for good, so the device need not retry; the pass still works in
             # Wallet, it just gets no updates on this device (ADR 0010).
-            log.warning("registration_refused_pass_full", pass_id=found.id)
+            log.warning("registration_refused_pass_full", pass_type_id=pass_type_id, serial=serial)
             return error_response(
                 403,
                 f"This pass is already registered on {settings.registrations_per_pass} "
