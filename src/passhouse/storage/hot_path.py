@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from passhouse.storage.pg_pool import StatementPool
@@ -408,6 +409,31 @@ class _GroupCommit(Generic[ItemT, ResultT]):
             committed.set_result(results)
 
 
+async def _together_or_alone(
+    batch: list[Registration],
+    write: Callable[[list[Registration]], Awaitable[list[Registered]]],
+    failure: type[Exception],
+) -> list[Registered | Exception]:
+    """The batch in one write. If that fails on a database error (a constraint, a
+    deadlock), each registration is written on its own, so one cannot take the others
+    with it. A lost connection is not such an error: it fails them all, as it would
+    have failed each."""
+    try:
+        together: list[Registered | Exception] = []
+        together += await write(batch)
+        return together
+    except failure:
+        if len(batch) == 1:
+            raise
+    results: list[Registered | Exception] = []
+    for registration in batch:
+        try:
+            results += await write([registration])
+        except failure as error:
+            results.append(error)
+    return results
+
+
 def _outcome(pass_id: int | None, retired: bool, created: bool | None) -> Registered:
     if pass_id is None:
         return Registered.UNAUTHORIZED
@@ -455,8 +481,6 @@ class PostgresHotPath:
         )
 
     def _new_pool(self) -> StatementPool:
-        import asyncpg  # type: ignore[import-untyped]
-
         # Generic plans only: PostgreSQL otherwise re-plans the registration batch at every
         # call (0.4-0.9 ms of planning against 0.1-0.5 ms of work, docs/benchmarks.md). The
         # plan tests check every statement here with its generic plan (ADR 0013).
@@ -485,25 +509,7 @@ class PostgresHotPath:
         return await self._registrations.submit(registration)
 
     async def _register_batch(self, batch: list[Registration]) -> list[Registered | Exception]:
-        """One statement for the batch. A failure (say, a pass deleted meanwhile) fails the
-        statement, and then each registration is made in a statement of its own, so one
-        cannot take the others with it."""
-        import asyncpg
-
-        try:
-            registered: list[Registered | Exception] = []
-            registered += await self._register_rows(batch)
-            return registered
-        except asyncpg.PostgresError:
-            if len(batch) == 1:
-                raise
-        results: list[Registered | Exception] = []
-        for registration in batch:
-            try:
-                results += await self._register_rows([registration])
-            except asyncpg.PostgresError as error:
-                results.append(error)
-        return results
+        return await _together_or_alone(batch, self._register_rows, asyncpg.PostgresError)
 
     async def _register_rows(self, batch: list[Registration]) -> list[Registered]:
         results: list[Registered] = [Registered.UNAUTHORIZED] * len(batch)
@@ -587,26 +593,11 @@ class SqliteHotPath:
         return await self._registrations.submit(registration)
 
     async def _register_batch(self, batch: list[Registration]) -> list[Registered | Exception]:
-        """One transaction for the batch. A failure (say, a pass deleted meanwhile) rolls
-        it back, and then each registration is made in a transaction of its own, so one
-        cannot take the others with it."""
+        return await _together_or_alone(batch, self._register_rows, sqlite3.Error)
+
+    async def _register_rows(self, batch: list[Registration]) -> list[Registered]:
         async with self._write_lock:
-            try:
-                registered: list[Registered | Exception] = []
-                registered += self._write(partial(_sqlite_register_all, batch=batch))
-                return registered
-            except sqlite3.Error:
-                if len(batch) == 1:
-                    raise
-            results: list[Registered | Exception] = []
-            for registration in batch:
-                try:
-                    results.append(
-                        self._write(partial(_sqlite_register_all, batch=[registration]))[0]
-                    )
-                except sqlite3.Error as error:
-                    results.append(error)
-            return results
+            return self._write(partial(_sqlite_register_all, batch=batch))
 
     async def build_inputs(self, pass_id: int, build_key: str) -> BuildInputs | None:
         row = self._db().execute(_sqlite(_BUILD_INPUTS, 2), (pass_id, build_key)).fetchone()
