@@ -220,7 +220,8 @@ _SQLITE_DEVICE_AUTH = _sqlite(_SELECT_DEVICE_AUTH, 2)
 # registration, false for a renewal, NULL when nothing was stored (retired, or full for
 # a new device).
 #
-# - located: the pass, if the token is its own, and whether it is retired.
+# - located: the pass, if the token is its own, its template, and whether it is retired;
+#   the rest of the statement reads the pass from here.
 # - room: whether each may be stored. A renewal always may; a new device while the pass
 #   holds fewer than its cap, counting the batch's earlier new devices for that pass.
 # - device: the devices row, created or found (the no-op DO UPDATE makes RETURNING give
@@ -242,10 +243,10 @@ WITH input AS (
                              push_token, now_ms, transport, push_service_url, device_short,
                              cap, n)
 ), located AS (
-    SELECT i.*, p.id AS pass_id, p.retired
+    SELECT i.*, p.id AS pass_id, p.template_id, p.retired
     FROM input i
     LEFT JOIN LATERAL (
-        SELECT id, retired_at IS NOT NULL AS retired FROM passes
+        SELECT id, template_id, retired_at IS NOT NULL AS retired FROM passes
         WHERE pass_type_id = i.pass_type_id AND serial_number = i.serial_number
           AND sha256(convert_to(authentication_token, 'UTF8')) = i.token_digest
         OFFSET 0
@@ -284,16 +285,14 @@ WITH input AS (
             transport = EXCLUDED.transport, push_service_url = EXCLUDED.push_service_url
     RETURNING (xmax = 0) AS created, device_id, pass_id
 ), outcome AS (
-    SELECT l.n, l.pass_id, l.retired, l.now_ms, l.device_short, reg.created
+    SELECT l.n, l.pass_id, l.pass_type_id, l.template_id, l.serial_number, l.retired,
+           l.now_ms, l.device_short, reg.created
     FROM located l
     LEFT JOIN device d ON d.device_library_id = l.device_library_id
     LEFT JOIN registered reg ON reg.device_id = d.id AND reg.pass_id = l.pass_id
 ), installs AS (
-    SELECT o.*, p.pass_type_id, p.template_id, p.serial_number,
-           row_number() OVER (PARTITION BY o.pass_id ORDER BY o.n) AS nth
+    SELECT o.*, row_number() OVER (PARTITION BY o.pass_id ORDER BY o.n) AS nth
     FROM outcome o
-    JOIN LATERAL (SELECT pass_type_id, template_id, serial_number FROM passes
-                  WHERE id = o.pass_id OFFSET 0) AS p ON true
     WHERE o.created
 ), counted AS (
     INSERT INTO stats_counters (pass_type_id, template_id, bucket, installs)
@@ -329,8 +328,16 @@ def _hour_of(now_ms: int) -> int:
     return seconds - seconds % 3600
 
 
-# Never a pass's token: what an unknown pass's is compared with.
+# Compared against when a pass does not exist, so both refusals take the same time.
 _NO_TOKEN = secrets.token_urlsafe(24)
+
+
+def token_matches(presented: str, stored: str | None) -> bool:
+    """The token a device presented is the pass's (`stored`, None for no such pass): in
+    constant time, and the same work whether or not the pass exists."""
+    same = secrets.compare_digest(presented.encode(), (stored or _NO_TOKEN).encode())
+    return same and stored is not None
+
 
 # CASE, not OR: SQLite evaluates both sides of an OR, and CASE counts only for a device
 # not registered yet.
@@ -494,15 +501,13 @@ class PostgresHotPath:
         return StatementPool(connect, self._pool_size)
 
     async def pass_for_device(self, pass_type_id: str, serial_number: str) -> PassAuth | None:
-        pool = self._pool
-        row = await pool.fetchrow(_pg(_SELECT_DEVICE_AUTH, 2), pass_type_id, serial_number)
+        row = await self._pool.fetchrow(_pg(_SELECT_DEVICE_AUTH, 2), pass_type_id, serial_number)
         return None if row is None else PassAuth(row[0], row[1], row[2], row[3], bool(row[4]))
 
     async def serials_updated_since(
         self, device_library_id: str, pass_type_id: str, since: int
     ) -> list[tuple[str, int]]:
-        pool = self._pool
-        rows = await pool.fetch(_PG_SERIALS_SINCE, device_library_id, pass_type_id, since)
+        rows = await self._pool.fetch(_PG_SERIALS_SINCE, device_library_id, pass_type_id, since)
         return [(row[0], row[1]) for row in rows]
 
     async def register(self, registration: Registration) -> Registered:
@@ -535,17 +540,15 @@ class PostgresHotPath:
         return results
 
     async def build_inputs(self, pass_id: int, build_key: str) -> BuildInputs | None:
-        pool = self._pool
-        row = await pool.fetchrow(_pg(_BUILD_INPUTS, 2), pass_id, build_key)
+        row = await self._pool.fetchrow(_pg(_BUILD_INPUTS, 2), pass_id, build_key)
         return None if row is None else _build_inputs(row)
 
     async def store_pkpass(self, pass_id: int, version: int, build_key: str, data: bytes) -> None:
         await self._files.submit((pass_id, version, build_key, data))
 
     async def _store_files(self, rows: list[StoredFile]) -> list[Exception | None]:
-        pool = self._pool
         # One transaction (asyncpg wraps executemany in one when none is open).
-        await pool.executemany(_pg(_STORE_PKPASS, 4), _in_pass_order(rows))
+        await self._pool.executemany(_pg(_STORE_PKPASS, 4), _in_pass_order(rows))
         return [None] * len(rows)
 
     async def close(self) -> None:
@@ -612,7 +615,7 @@ class SqliteHotPath:
         return [None] * len(rows)
 
     def _write(self, work: Callable[[sqlite3.Connection], WorkT]) -> WorkT:
-        """`work` in one transaction on the writer; the caller holds the write lock."""
+        """`work` in one write transaction; the caller holds the write lock."""
         writer = self._db()
         writer.execute("BEGIN IMMEDIATE")
         try:
@@ -641,9 +644,7 @@ def _sqlite_register_one(
     found = db.execute(
         _SQLITE_DEVICE_AUTH, (registration.pass_type_id, registration.serial_number)
     ).fetchone()
-    # Constant time, and the same work whether or not the pass exists.
-    stored = found[1] if found else _NO_TOKEN
-    if not secrets.compare_digest(registration.presented_token.encode(), stored.encode()):
+    if not token_matches(registration.presented_token, found[1] if found else None):
         return Registered.UNAUTHORIZED
     if found[4]:
         return Registered.RETIRED
